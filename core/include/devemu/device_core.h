@@ -1,0 +1,100 @@
+// SPDX-License-Identifier: MIT
+// DeviceCore: the core side of a device window: consumes requests, runs the model, parks and wakes, completes.
+#pragma once
+
+#include "devemu/model.h"
+#include "devemu/window.h"
+
+#include <array>
+#include <functional>
+#include <list>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace devemu {
+
+/* Per-operation counters of one device (what devemuctl stats and DEVEMU_IOC_COUNTERS report). */
+struct DeviceStats {
+	enum Op { Open, Release, Read, Write, Ioctl, Poll, Cancel, OpCount };
+	std::array<uint64_t, OpCount> requests{};
+	std::array<uint64_t, OpCount> errors{};
+	uint64_t bytesIn = 0;
+	uint64_t bytesOut = 0;
+	uint64_t opens = 0;
+	uint64_t parked = 0; /* requests that had to wait */
+	uint64_t cancelled = 0;
+	uint64_t protocolErrors = 0; /* malformed entries from the driver */
+};
+
+class DeviceCore final : public DeviceContext
+{
+public:
+	/* The window must outlive the core. */
+	DeviceCore(Strand strand, std::string name, Window &window);
+	~DeviceCore() override;
+
+	void setModel(std::unique_ptr<Model> model) { model_ = std::move(model); }
+	Model *model() const { return model_.get(); }
+
+	/* Doorbell: consume every submitted entry. Runs on the strand; re-entrant calls are folded. */
+	void doorbell();
+	/* The interrupt line: called with the ISR bits after completions or shadow updates were published. */
+	void setInterruptHandler(std::function<void(uint32_t isr)> handler) { interrupt_ = std::move(handler); }
+	/* Ends every parked request with err (a negative errno) and refuses new requests from now on. */
+	void stop(int err);
+	bool stopped() const { return stopError_ != 0; }
+
+	const DeviceStats &stats() const { return stats_; }
+	size_t openFiles() const { return openCount_; }
+	size_t parkedRequests() const { return parked_.size(); }
+
+	/* DeviceContext */
+	void notify(uint32_t pulse = 0) override;
+	const Strand &strand() const override { return strand_; }
+	const std::string &name() const override { return name_; }
+	void setStatusWord(unsigned index, uint32_t value) override;
+
+private:
+	struct Request {
+		devemu_sqe sqe;
+		uint32_t progress = 0; /* WRITE: bytes accepted so far */
+		bool parked = false;
+	};
+
+	void dispatch();
+	void process(const devemu_sqe &sqe);
+	/* Tries a READ/WRITE/IOCTL once; returns true when it completed (or was answered -EAGAIN). */
+	bool attempt(Request &req);
+	bool attemptIoctl(Request &req, OpenFile &file);
+	bool coreIoctl(IoctlCall &call, OpenFile &file, IoctlResult &result);
+	void complete(const devemu_sqe &sqe, int32_t result, uint32_t aux = 0, uint16_t flags = 0);
+	void park(Request &req);
+	void runWakeups();
+	void publishShadows();
+	OpenFile *file(uint32_t fh);
+	void protocolError(const devemu_sqe &sqe, const char *what);
+
+	Strand strand_;
+	std::string name_;
+	Window &window_;
+	std::unique_ptr<Model> model_;
+	std::function<void(uint32_t)> interrupt_;
+
+	std::vector<std::unique_ptr<OpenFile>> files_;
+	size_t openCount_ = 0;
+	std::vector<uint8_t> inflight_; /* per tag: 1 while the core owns it */
+	std::list<Request> parked_;
+	DeviceStats stats_;
+
+	bool inDispatch_ = false;
+	bool kicked_ = false;
+	bool dirty_ = false; /* model state changed: retry parked requests */
+	bool shadowDirty_ = false;
+	uint32_t pulse_ = 0;
+	uint32_t pendingIsr_ = 0;
+	int stopError_ = 0;
+	std::vector<uint32_t> warnedIoctls_;
+};
+
+} // namespace devemu

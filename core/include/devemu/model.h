@@ -1,0 +1,184 @@
+// SPDX-License-Identifier: MIT
+// The device-model API: what a model implements (Model) and what the core offers it (DeviceContext, IoctlCall).
+#pragma once
+
+#include "devemu/asio.h"
+
+#include <sys/types.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace devemu {
+
+/* Per-open state a model attaches to an OpenFile. */
+struct FileState {
+	virtual ~FileState() = default;
+};
+
+struct OpenFile {
+	uint32_t fh = 0; /* handle the core gave this open, < DEVEMU_MAX_FILES */
+	uint32_t flags = 0; /* O_* flags at open time (O_NONBLOCK is re-read per request) */
+	pid_t pid = 0;
+	uid_t uid = 0;
+	gid_t gid = 0;
+	std::unique_ptr<FileState> state;
+
+	template<typename T>
+	T &stateAs() const
+	{
+		return static_cast<T &>(*state);
+	}
+};
+
+/* A range of the caller's memory, by address (never dereferenced by the core). */
+struct UserRange {
+	uint64_t addr;
+	uint64_t len;
+};
+
+/* What a model's ioctl handler returns. Build it through IoctlCall. */
+struct IoctlResult {
+	enum class Kind { Done, Retry, WouldBlock };
+	Kind kind = Kind::Done;
+	int ret = 0; /* Done: the ioctl's return value or -errno */
+
+	static IoctlResult wouldBlock() { return { Kind::WouldBlock, 0 }; }
+	static IoctlResult error(int negErrno) { return { Kind::Done, negErrno }; }
+};
+
+/*
+ * One round of an ioctl. Linux ioctls come in two kinds: those whose argument
+ * size is encoded in the command (_IOR/_IOW/_IOWR) and those whose argument
+ * holds pointers or has no encoded size (I2C_RDWR, SPI_IOC_MESSAGE, TCGETS).
+ * Both are handled the same way: the model asks for the caller's memory it
+ * needs with readUser()/writeUser(), in the same order on every round, and
+ * finishes with done(). When a round does not carry all of it, done() turns
+ * into a retry: the driver fetches the ranges and calls the handler again
+ * (FUSE_IOCTL_RETRY on CUSE, copy_from_user on the kernel shim). A handler must
+ * not change device state before every readUser() it needs has succeeded.
+ */
+class IoctlCall
+{
+public:
+	/* restricted: the driver cannot retry; it carries exactly _IOC_SIZE(cmd) bytes at arg (FUSE). */
+	IoctlCall(uint32_t cmd, uint64_t arg, std::span<const std::byte> in, size_t outRoom, bool restricted);
+
+	uint32_t cmd() const { return cmd_; }
+	uint64_t arg() const { return arg_; }
+	bool restricted() const { return restricted_; }
+
+	/* The caller's bytes at [addr, addr+len), or nullopt when this round does not carry them yet. */
+	std::optional<std::span<const std::byte>> readUser(uint64_t addr, size_t len);
+	template<typename T>
+	std::optional<T> readUser(uint64_t addr)
+	{
+		auto bytes = readUser(addr, sizeof(T));
+		if (!bytes)
+			return std::nullopt;
+		T value;
+		std::memcpy(&value, bytes->data(), sizeof(T));
+		return value;
+	}
+	template<typename T>
+	std::optional<T> argIn()
+	{
+		return readUser<T>(arg_);
+	}
+
+	/* Queues bytes for the caller's memory at addr; false when this round cannot carry them yet. */
+	bool writeUser(uint64_t addr, std::span<const std::byte> data);
+	template<typename T>
+	bool writeUser(uint64_t addr, const T &value)
+	{
+		return writeUser(addr, std::as_bytes(std::span(&value, 1)));
+	}
+
+	/* Finishes with ret; becomes a retry when some requested memory was not carried. */
+	IoctlResult done(int ret = 0);
+	/* Convenience: *(T *)arg = value; return 0. */
+	template<typename T>
+	IoctlResult replyArg(const T &value)
+	{
+		writeUser(arg_, value);
+		return done(0);
+	}
+
+	/* For the core: what the round produced. */
+	bool needsRetry() const { return missing_; }
+	const std::vector<UserRange> &inRanges() const { return inRanges_; }
+	const std::vector<UserRange> &outRanges() const { return outRanges_; }
+	std::span<const std::byte> output() const { return out_; }
+
+private:
+	bool rangeAllowed(uint64_t addr, size_t len, bool output) const;
+
+	uint32_t cmd_;
+	uint64_t arg_;
+	std::span<const std::byte> in_;
+	size_t outRoom_;
+	bool restricted_;
+	size_t inCursor_ = 0;
+	bool missing_ = false;
+	bool unreachable_ = false;
+	std::vector<UserRange> inRanges_;
+	std::vector<UserRange> outRanges_;
+	std::vector<std::byte> out_;
+};
+
+/* What the core offers a model. */
+class DeviceContext
+{
+public:
+	virtual ~DeviceContext() = default;
+	/*
+	 * The model's state changed: the core retries parked requests and
+	 * republishes poll readiness. pulse names events that happened even if
+	 * the readiness mask did not change (POLLIN: new data), so that
+	 * edge-triggered waiters see each arrival.
+	 */
+	virtual void notify(uint32_t pulse = 0) = 0;
+	/* The device's strand: timers and deferred work of the model run here. */
+	virtual const Strand &strand() const = 0;
+	virtual const std::string &name() const = 0;
+	/* Publishes a model-defined status word in the shadow registers (index < 12). */
+	virtual void setStatusWord(unsigned index, uint32_t value) = 0;
+};
+
+/*
+ * A device model. Operations are non-blocking: a read/write/ioctl that cannot
+ * proceed now returns -EAGAIN (IoctlResult::wouldBlock()); the core then parks
+ * the request, or answers -EAGAIN to an O_NONBLOCK caller, and retries it after
+ * the model calls DeviceContext::notify(). Blocking, wake-ups, O_NONBLOCK and
+ * cancellation live in the core, never in a model. All calls run on the
+ * device's strand.
+ */
+class Model
+{
+public:
+	virtual ~Model() = default;
+
+	virtual int open(OpenFile &) { return 0; }
+	virtual void release(OpenFile &) {}
+	/* Bytes read (> 0, or 0 for end of file), or -errno; -EAGAIN to block. */
+	virtual ssize_t read(OpenFile &, std::span<std::byte>) { return -EINVAL; }
+	/* Bytes accepted (a short count is retried by the core for blocking callers), or -errno. */
+	virtual ssize_t write(OpenFile &, std::span<const std::byte>) { return -EINVAL; }
+	virtual IoctlResult ioctl(OpenFile &, IoctlCall &) { return IoctlResult::error(-ENOTTY); }
+	/* Current poll mask (POLLIN, POLLOUT, POLLPRI, POLLERR, POLLHUP) of an open file. */
+	virtual uint32_t poll(const OpenFile &) = 0;
+	/* Bytes a read would return now (FIONREAD and the shadow registers). */
+	virtual uint32_t readable(const OpenFile &) { return 0; }
+	/* Bytes a write would accept now. */
+	virtual uint32_t writable(const OpenFile &) { return 0; }
+	/* Bytes the model discarded (reported by DEVEMU_IOC_COUNTERS). */
+	virtual uint64_t dropped() const { return 0; }
+};
+
+} // namespace devemu

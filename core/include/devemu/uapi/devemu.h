@@ -1,0 +1,206 @@
+/* SPDX-License-Identifier: ((GPL-2.0 WITH Linux-syscall-note) OR MIT) */
+/*
+ * devemu device window: the one ABI between a driver (the in-process CUSE/FUSE
+ * frontends of devemud, or the devemu_kshim kernel module) and the device core.
+ *
+ * The window is one shared-memory region (a memfd, or a kshim channel mmap).
+ * Everything in it is addressed by offsets from its start, never by pointers,
+ * so a restarted daemon can map it again and the kernel never follows a value
+ * it finds there. Layout:
+ *
+ *   offset                  size            what
+ *   0                       4 KiB           struct devemu_regs (control registers)
+ *   DEVEMU_SHADOW_OFFSET    4 KiB           struct devemu_shadow (device-wide shadow)
+ *   DEVEMU_FILES_OFFSET     16 KiB          struct devemu_shadow_file[DEVEMU_MAX_FILES]
+ *   regs.sq_offset          192 + 64*depth  submission ring: struct devemu_ring, entries
+ *   regs.cq_offset          192 + 16*depth  completion ring: struct devemu_ring, entries
+ *   regs.data_offset        slot_size*depth data slots; slot N belongs to tag N
+ *
+ * Roles: the *driver* produces submission entries (SQEs) and consumes
+ * completion entries (CQEs); the *core* does the opposite. A tag names one
+ * request in flight and owns data slot [tag]; the driver allocates tags and
+ * reuses a tag only after it has consumed that tag's CQE. Every request gets
+ * exactly one CQE. Index fields (head/tail) are free-running __u32 counters;
+ * an entry lives at index & (queue_depth - 1).
+ *
+ * Doorbell suppression: the core sets DEVEMU_RING_NEED_KICK in the SQ flags
+ * before it sleeps and re-checks the ring; the driver rings the doorbell only
+ * when the flag is set (io_uring SQ_NEED_WAKEUP semantics).
+ *
+ * ioctl arguments: a driver that cannot tell what an ioctl argument points to
+ * submits DEVEMU_OP_IOCTL with the bytes it has (none on the first round of an
+ * unrestricted call). The core answers either with the ioctl's result (and
+ * cqe.aux output bytes in the data slot, to be copied to the caller's memory
+ * ranges in order), or with DEVEMU_CQE_F_IOCTL_RETRY and a struct
+ * devemu_ioctl_retry in the data slot: the driver then fetches the listed
+ * input ranges of the caller's memory, concatenated, into the data slot and
+ * submits the ioctl again with len = their total and out_len = the total of
+ * the output ranges (FUSE_IOCTL_RETRY semantics, on every driver).
+ */
+#ifndef _UAPI_LINUX_DEVEMU_H
+#define _UAPI_LINUX_DEVEMU_H
+
+#include <linux/ioctl.h>
+#include <linux/types.h>
+
+#define DEVEMU_MAGIC 0x554d4544U /* "DEMU" in little-endian memory */
+#define DEVEMU_ABI_VERSION 1U
+
+#define DEVEMU_WINDOW_PAGE 4096U
+#define DEVEMU_SHADOW_OFFSET 4096U
+#define DEVEMU_FILES_OFFSET 8192U
+#define DEVEMU_MAX_FILES 1024U
+#define DEVEMU_RINGS_OFFSET (DEVEMU_FILES_OFFSET + DEVEMU_MAX_FILES * 16U)
+#define DEVEMU_MAX_QUEUE_DEPTH 256U
+#define DEVEMU_MAX_SLOT_SIZE (1U << 20)
+#define DEVEMU_DEVICE_NAME_MAX 64U
+
+/* regs.status bits */
+#define DEVEMU_STATUS_ACKNOWLEDGE (1U << 0) /* core has seen the window */
+#define DEVEMU_STATUS_DRIVER_OK (1U << 2) /* core serves requests */
+#define DEVEMU_STATUS_NEEDS_RESET (1U << 6) /* core hit an inconsistency */
+#define DEVEMU_STATUS_FAILED (1U << 7) /* core gave up on the device */
+#define DEVEMU_STATUS_NOSRV (1U << 8) /* driver: no core attached */
+#define DEVEMU_STATUS_RECOVERING (1U << 9) /* driver: a core is re-attaching */
+
+/* feature bits: offered by the driver, accepted by the core */
+#define DEVEMU_F_SHADOW_POLL (1ULL << 0) /* driver answers poll/FIONREAD from shadow */
+#define DEVEMU_F_IOCTL_RETRY (1ULL << 1) /* driver can run ioctl retry rounds */
+#define DEVEMU_F_CANCEL (1ULL << 2) /* driver sends CANCEL for interrupted callers */
+#define DEVEMU_F_NEED_KICK (1ULL << 3) /* doorbell suppression */
+
+/* regs.isr bits: why the core raised the interrupt */
+#define DEVEMU_ISR_CQ (1U << 0) /* completions posted */
+#define DEVEMU_ISR_SHADOW (1U << 1) /* shadow registers changed */
+#define DEVEMU_ISR_CONFIG (1U << 2) /* config generation changed */
+
+/* Page 0: control registers. RO = written by the window's creator only. */
+struct devemu_regs {
+	__u32 magic; /* 0x00 RO DEVEMU_MAGIC */
+	__u32 abi_version; /* 0x04 RO DEVEMU_ABI_VERSION */
+	__u32 device_id; /* 0x08 RO window instance number */
+	__u32 queue_depth; /* 0x0c RO entries per ring == data slots, power of 2 */
+	__u32 slot_size; /* 0x10 RO bytes per data slot */
+	__u32 max_files; /* 0x14 RO entries in the file shadow table */
+	__u64 window_size; /* 0x18 RO bytes in the mapping */
+	__u64 sq_offset; /* 0x20 RO */
+	__u64 cq_offset; /* 0x28 RO */
+	__u64 data_offset; /* 0x30 RO */
+	__u64 features_offered; /* 0x38 driver writes */
+	__u64 features_accepted; /* 0x40 core writes */
+	__u32 status; /* 0x48 both, DEVEMU_STATUS_* */
+	__u32 attach_epoch; /* 0x4c driver bumps on every (re)attach */
+	__u32 config_generation; /* 0x50 core bumps on config change */
+	__u32 isr; /* 0x54 core sets bits, driver clears (write 1 to clear) */
+	__u64 heartbeat; /* 0x58 core increments while alive */
+	char name[DEVEMU_DEVICE_NAME_MAX]; /* 0x60 RO NUL-terminated device name */
+	__u8 reserved[DEVEMU_WINDOW_PAGE - 0xa0];
+};
+
+/* Device-wide shadow registers, written by the core under a seqlock: odd seq
+ * means an update is in progress; readers retry until seq is even and equal
+ * before and after their read. */
+struct devemu_shadow {
+	__u32 seq;
+	__u32 revents; /* poll mask of a fresh open file */
+	__u32 readable; /* bytes a read would return now */
+	__u32 writable; /* bytes a write would accept now */
+	__u32 status[12]; /* model-declared status words */
+	__u8 reserved[DEVEMU_WINDOW_PAGE - 64];
+};
+
+/* Per-open-file shadow, indexed by file handle (fh < max_files). */
+struct devemu_shadow_file {
+	__u32 seq; /* seqlock, as above */
+	__u32 revents; /* POLLIN/POLLOUT/... for this open file */
+	__u32 readable;
+	__u32 writable;
+};
+
+/* Ring control block; entries follow at +192. head/tail on their own lines. */
+#define DEVEMU_RING_NEED_KICK (1U << 0)
+struct devemu_ring {
+	__u32 head; /* consumer index */
+	__u8 pad0[60];
+	__u32 tail; /* producer index */
+	__u8 pad1[60];
+	__u32 flags; /* DEVEMU_RING_* (SQ: set by the core) */
+	__u8 pad2[60];
+};
+#define DEVEMU_RING_ENTRIES_OFFSET 192U
+
+enum devemu_opcode {
+	DEVEMU_OP_OPEN = 1, /* result: fh (>= 0) or -errno */
+	DEVEMU_OP_RELEASE = 2, /* result: 0 */
+	DEVEMU_OP_READ = 3, /* len: bytes wanted; result: bytes in slot */
+	DEVEMU_OP_WRITE = 4, /* len: bytes in slot; result: bytes accepted */
+	DEVEMU_OP_IOCTL = 5, /* see the header comment */
+	DEVEMU_OP_POLL = 6, /* out_len: events; cqe.aux: revents */
+	DEVEMU_OP_CANCEL = 7, /* tag: the parked request to end with -EINTR */
+};
+
+/* sqe.flags */
+#define DEVEMU_SQE_F_NONBLOCK (1U << 0) /* O_NONBLOCK: never park, -EAGAIN */
+#define DEVEMU_SQE_F_POLL_ARM (1U << 1) /* POLL: raise ISR_SHADOW on change */
+#define DEVEMU_SQE_F_IOCTL_RESTRICTED (1U << 2) /* driver cannot retry: data is _IOC_SIZE at arg */
+
+/* 64-byte submission entry */
+struct devemu_sqe {
+	__u8 opcode; /* 0x00 enum devemu_opcode */
+	__u8 rsvd0; /* 0x01 */
+	__u16 flags; /* 0x02 DEVEMU_SQE_F_* */
+	__u32 tag; /* 0x04 < queue_depth; owns data slot [tag] */
+	__u32 epoch; /* 0x08 attach epoch the driver runs in */
+	__u32 fh; /* 0x0c file handle from OPEN's result */
+	__u32 len; /* 0x10 READ: wanted; WRITE/IOCTL: input bytes in slot */
+	__u32 out_len; /* 0x14 IOCTL: output room; POLL: events */
+	__u32 ioctl_cmd; /* 0x18 */
+	__u32 open_flags; /* 0x1c O_* flags of the file */
+	__u64 ioctl_arg; /* 0x20 raw argument; an address is never followed */
+	__u32 pid; /* 0x28 caller */
+	__u32 uid; /* 0x2c */
+	__u32 gid; /* 0x30 */
+	__u32 rsvd1; /* 0x34 */
+	__u64 rsvd2; /* 0x38 */
+};
+
+/* cqe.flags */
+#define DEVEMU_CQE_F_IOCTL_RETRY (1U << 0) /* slot holds struct devemu_ioctl_retry */
+
+/* 16-byte completion entry */
+struct devemu_cqe {
+	__u32 tag; /* 0x00 */
+	__s32 result; /* 0x04 >= 0 success, < 0 -errno */
+	__u32 aux; /* 0x08 POLL: revents; IOCTL: output bytes in slot */
+	__u16 epoch; /* 0x0c low 16 bits of the request's epoch */
+	__u16 flags; /* 0x0e DEVEMU_CQE_F_* */
+};
+
+#define DEVEMU_IOCTL_MAX_IOV 256U
+struct devemu_iovec {
+	__u64 base; /* caller address */
+	__u64 len;
+};
+/* In the data slot of an IOCTL_RETRY completion: in_count input ranges, then
+ * out_count output ranges. */
+struct devemu_ioctl_retry {
+	__u32 in_count;
+	__u32 out_count;
+	struct devemu_iovec iov[];
+};
+
+/*
+ * ioctls that devemu devices answer on every node (size-encoded, so they pass
+ * through every driver, the FUSE fallback included). 0xDE is devemu's type.
+ */
+struct devemu_counters {
+	__u64 bytes_in; /* accepted by write() */
+	__u64 bytes_out; /* returned by read() */
+	__u64 opens; /* successful opens since the device was created */
+	__u64 dropped; /* bytes the model discarded (loopback when_full=drop) */
+};
+#define DEVEMU_IOC_COUNTERS _IOR(0xDE, 0x01, struct devemu_counters)
+/* Bytes readable now: FIONREAD for drivers that cannot carry FIONREAD. */
+#define DEVEMU_IOC_NREAD _IOR(0xDE, 0x02, __u32)
+
+#endif /* _UAPI_LINUX_DEVEMU_H */

@@ -1,0 +1,138 @@
+// SPDX-License-Identifier: MIT
+// Window: the device window (registers, shadow, rings, data slots) in shared memory, with typed accessors.
+#pragma once
+
+#include "devemu/uapi/devemu.h"
+#include "devemu/unique_fd.h"
+
+#include <atomic>
+#include <cstring>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+
+namespace devemu {
+
+static_assert(sizeof(devemu_regs) == DEVEMU_WINDOW_PAGE);
+static_assert(sizeof(devemu_shadow) == DEVEMU_WINDOW_PAGE);
+static_assert(sizeof(devemu_shadow_file) == 16);
+static_assert(sizeof(devemu_ring) == DEVEMU_RING_ENTRIES_OFFSET);
+static_assert(sizeof(devemu_sqe) == 64);
+static_assert(sizeof(devemu_cqe) == 16);
+static_assert(sizeof(devemu_iovec) == 16);
+static_assert(offsetof(devemu_regs, name) == 0x60);
+static_assert(offsetof(devemu_sqe, ioctl_arg) == 0x20);
+
+struct WindowGeometry {
+	uint32_t queueDepth = 64;
+	uint32_t slotSize = 128 * 1024;
+};
+
+/* Offsets of each part of a window for a geometry, as the creator lays it out. */
+struct WindowLayout {
+	uint64_t sqOffset;
+	uint64_t cqOffset;
+	uint64_t dataOffset;
+	uint64_t size;
+	static WindowLayout of(const WindowGeometry &geometry);
+};
+
+/* Load-acquire / store-release on a __u32 that lives in shared memory. */
+inline uint32_t loadAcquire(const uint32_t &v)
+{
+	return std::atomic_ref<const uint32_t>(v).load(std::memory_order_acquire);
+}
+inline void storeRelease(uint32_t &v, uint32_t value)
+{
+	std::atomic_ref<uint32_t>(v).store(value, std::memory_order_release);
+}
+
+class Window
+{
+public:
+	/* Creates a memfd-backed window, laid out and initialised as a driver would (the in-process case). */
+	static int create(const WindowGeometry &geometry, std::string_view name, uint32_t deviceId, Window &out);
+	/* Maps an existing window (e.g. a kshim channel fd) and validates its registers. */
+	static int attach(UniqueFD fd, Window &out);
+
+	Window() = default;
+	Window(Window &&other) noexcept;
+	Window &operator=(Window &&other) noexcept;
+	Window(const Window &) = delete;
+	Window &operator=(const Window &) = delete;
+	~Window();
+
+	bool isValid() const { return base_ != nullptr; }
+	int fd() const { return fd_.get(); }
+	size_t size() const { return size_; }
+
+	devemu_regs &regs() const { return *reinterpret_cast<devemu_regs *>(base_); }
+	devemu_shadow &shadow() const { return *reinterpret_cast<devemu_shadow *>(base_ + DEVEMU_SHADOW_OFFSET); }
+	devemu_shadow_file &fileShadow(uint32_t fh) const
+	{
+		return reinterpret_cast<devemu_shadow_file *>(base_ + DEVEMU_FILES_OFFSET)[fh];
+	}
+	uint32_t queueDepth() const { return depth_; }
+	uint32_t slotSize() const { return slotSize_; }
+
+	devemu_ring &sq() const { return *reinterpret_cast<devemu_ring *>(base_ + sqOffset_); }
+	devemu_ring &cq() const { return *reinterpret_cast<devemu_ring *>(base_ + cqOffset_); }
+	devemu_sqe &sqe(uint32_t index) const
+	{
+		return reinterpret_cast<devemu_sqe *>(base_ + sqOffset_ + DEVEMU_RING_ENTRIES_OFFSET)[index & (depth_ - 1)];
+	}
+	devemu_cqe &cqe(uint32_t index) const
+	{
+		return reinterpret_cast<devemu_cqe *>(base_ + cqOffset_ + DEVEMU_RING_ENTRIES_OFFSET)[index & (depth_ - 1)];
+	}
+	/* The data slot of a tag; the caller has checked tag < queueDepth(). */
+	std::span<std::byte> slot(uint32_t tag) const
+	{
+		return { reinterpret_cast<std::byte *>(base_ + dataOffset_ + uint64_t(tag) * slotSize_), slotSize_ };
+	}
+
+private:
+	int map(UniqueFD fd, size_t size);
+
+	UniqueFD fd_;
+	uint8_t *base_ = nullptr;
+	size_t size_ = 0;
+	uint32_t depth_ = 0;
+	uint32_t slotSize_ = 0;
+	uint64_t sqOffset_ = 0;
+	uint64_t cqOffset_ = 0;
+	uint64_t dataOffset_ = 0;
+};
+
+/* Seqlock writer for a shadow block: odd while the fields are being updated. */
+template<typename Block, typename Fn>
+void seqlockWrite(Block &block, Fn &&update)
+{
+	std::atomic_ref<uint32_t> seq(block.seq);
+	uint32_t s = seq.load(std::memory_order_relaxed);
+	seq.store(s + 1, std::memory_order_relaxed);
+	std::atomic_thread_fence(std::memory_order_release);
+	update(block);
+	seq.store(s + 2, std::memory_order_release);
+}
+
+/* Seqlock reader: copies the block until a stable snapshot is seen. */
+template<typename Block>
+Block seqlockRead(const Block &block)
+{
+	std::atomic_ref<const uint32_t> seq(block.seq);
+	for (;;) {
+		uint32_t before = seq.load(std::memory_order_acquire);
+		if (before & 1)
+			continue;
+		Block copy;
+		std::memcpy(static_cast<void *>(&copy), &block, sizeof(Block));
+		std::atomic_thread_fence(std::memory_order_acquire);
+		if (seq.load(std::memory_order_relaxed) == before)
+			return copy;
+	}
+}
+
+} // namespace devemu

@@ -1,0 +1,72 @@
+// SPDX-License-Identifier: MIT
+// WindowDriver: the driver side of a device window in user space (tags, submissions, completions).
+#pragma once
+
+#include "devemu/window.h"
+
+#include <deque>
+#include <functional>
+#include <unordered_map>
+#include <vector>
+
+namespace devemu {
+
+/*
+ * What the CUSE and FUSE frontends use to reach a DeviceCore, and what the
+ * unit tests use as a stand-in for the kernel shim: it allocates tags, copies
+ * request data into the tag's slot, publishes entries, rings the doorbell when
+ * the core asks for it, and runs completions from the interrupt. Requests that
+ * find every tag busy wait in a backlog, in order. Not thread-safe: it runs on
+ * its device's strand.
+ */
+class WindowDriver
+{
+public:
+	using RequestId = uint64_t;
+	/* Runs once per request; slot holds the output (READ data, IOCTL output or retry list). */
+	using Completion = std::function<void(const devemu_cqe &cqe, std::span<const std::byte> slot)>;
+
+	WindowDriver(Window &window, std::function<void()> doorbell);
+
+	/* Submits; sqe.tag and sqe.epoch are filled in. data is copied to the slot (at most slotSize). */
+	RequestId submit(devemu_sqe sqe, std::span<const std::byte> data, Completion done);
+	/* Ends a request early: a backlogged one at once with -EINTR, a submitted one via a CANCEL entry. */
+	void cancel(RequestId id);
+	/* The interrupt handler: drains the completion ring. */
+	void interrupt(uint32_t isr);
+	/* Called on DEVEMU_ISR_SHADOW (poll readiness may have changed). */
+	void setShadowHandler(std::function<void()> handler) { onShadow_ = std::move(handler); }
+
+	size_t inFlight() const { return inflight_.size(); }
+	size_t backlog() const { return backlog_.size(); }
+	uint64_t staleCompletions() const { return stale_; }
+
+private:
+	struct Pending {
+		RequestId id;
+		devemu_sqe sqe;
+		std::vector<std::byte> data;
+		Completion done;
+	};
+	struct InFlight {
+		RequestId id;
+		Completion done;
+	};
+
+	void publish(devemu_sqe sqe, std::span<const std::byte> data, uint32_t tag);
+	void kick();
+
+	Window &window_;
+	std::function<void()> doorbell_;
+	std::function<void()> onShadow_;
+	std::vector<uint32_t> freeTags_;
+	std::unordered_map<uint32_t, InFlight> inflight_; /* by tag */
+	std::unordered_map<RequestId, uint32_t> tagOf_;
+	std::deque<Pending> backlog_;
+	RequestId nextId_ = 1;
+	bool inInterrupt_ = false;
+	bool again_ = false;
+	uint64_t stale_ = 0;
+};
+
+} // namespace devemu

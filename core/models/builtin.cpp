@@ -1,0 +1,18 @@
+// SPDX-License-Identifier: MIT
+// The list of models built into the core.
+#include "devemu/model_registry.h"
+
+namespace devemu {
+
+void registerLoopbackModel(ModelRegistry &registry);
+void registerZeroModel(ModelRegistry &registry);
+void registerRngModel(ModelRegistry &registry);
+
+void registerBuiltinModels(ModelRegistry &registry)
+{
+	registerLoopbackModel(registry);
+	registerZeroModel(registry);
+	registerRngModel(registry);
+}
+
+} // namespace devemu

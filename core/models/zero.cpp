@@ -1,0 +1,33 @@
+// SPDX-License-Identifier: MIT
+// zero: like the kernel's /dev/zero; reads return zeros, writes are discarded. The benchmark model.
+#include "devemu/model_registry.h"
+
+#include <poll.h>
+
+namespace devemu {
+
+namespace {
+
+class ZeroModel final : public Model
+{
+public:
+	ssize_t read(OpenFile &, std::span<std::byte> out) override
+	{
+		std::fill(out.begin(), out.end(), std::byte{ 0 });
+		return static_cast<ssize_t>(out.size());
+	}
+	ssize_t write(OpenFile &, std::span<const std::byte> in) override { return static_cast<ssize_t>(in.size()); }
+	uint32_t poll(const OpenFile &) override { return POLLIN | POLLRDNORM | POLLOUT | POLLWRNORM; }
+};
+
+} // namespace
+
+void registerZeroModel(ModelRegistry &registry)
+{
+	registry.add({ "zero", "like /dev/zero: reads return zeros, writes are discarded", "",
+		       [](ModelOptions &, DeviceContext &) -> std::unique_ptr<Model> {
+			       return std::make_unique<ZeroModel>();
+		       } });
+}
+
+} // namespace devemu

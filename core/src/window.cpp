@@ -1,0 +1,143 @@
+// SPDX-License-Identifier: MIT
+// Window creation (memfd, layout, register initialisation) and attachment to an existing window.
+#include "devemu/window.h"
+
+#include <cerrno>
+#include <cstring>
+#include <sys/mman.h>
+#include <sys/stat.h>
+
+namespace devemu {
+
+namespace {
+uint64_t pageAlign(uint64_t v)
+{
+	return (v + DEVEMU_WINDOW_PAGE - 1) & ~uint64_t(DEVEMU_WINDOW_PAGE - 1);
+}
+bool isPowerOfTwo(uint32_t v)
+{
+	return v && !(v & (v - 1));
+}
+} // namespace
+
+WindowLayout WindowLayout::of(const WindowGeometry &g)
+{
+	WindowLayout l;
+	l.sqOffset = DEVEMU_RINGS_OFFSET;
+	l.cqOffset = pageAlign(l.sqOffset + DEVEMU_RING_ENTRIES_OFFSET + uint64_t(g.queueDepth) * sizeof(devemu_sqe));
+	l.dataOffset = pageAlign(l.cqOffset + DEVEMU_RING_ENTRIES_OFFSET + uint64_t(g.queueDepth) * sizeof(devemu_cqe));
+	l.size = l.dataOffset + uint64_t(g.queueDepth) * g.slotSize;
+	return l;
+}
+
+Window::Window(Window &&other) noexcept
+{
+	*this = std::move(other);
+}
+
+Window &Window::operator=(Window &&other) noexcept
+{
+	if (this != &other) {
+		if (base_)
+			munmap(base_, size_);
+		fd_ = std::move(other.fd_);
+		base_ = std::exchange(other.base_, nullptr);
+		size_ = std::exchange(other.size_, 0);
+		depth_ = other.depth_;
+		slotSize_ = other.slotSize_;
+		sqOffset_ = other.sqOffset_;
+		cqOffset_ = other.cqOffset_;
+		dataOffset_ = other.dataOffset_;
+	}
+	return *this;
+}
+
+Window::~Window()
+{
+	if (base_)
+		munmap(base_, size_);
+}
+
+int Window::map(UniqueFD fd, size_t size)
+{
+	void *p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0);
+	if (p == MAP_FAILED)
+		return -errno;
+	fd_ = std::move(fd);
+	base_ = static_cast<uint8_t *>(p);
+	size_ = size;
+	return 0;
+}
+
+int Window::create(const WindowGeometry &g, std::string_view name, uint32_t deviceId, Window &out)
+{
+	if (!isPowerOfTwo(g.queueDepth) || g.queueDepth > DEVEMU_MAX_QUEUE_DEPTH || g.slotSize < DEVEMU_WINDOW_PAGE ||
+	    g.slotSize > DEVEMU_MAX_SLOT_SIZE || name.size() >= DEVEMU_DEVICE_NAME_MAX)
+		return -EINVAL;
+	WindowLayout l = WindowLayout::of(g);
+	std::string memfdName = "devemu-window-" + std::string(name);
+	UniqueFD fd(memfd_create(memfdName.c_str(), MFD_CLOEXEC));
+	if (!fd.isValid())
+		return -errno;
+	if (ftruncate(fd.get(), static_cast<off_t>(l.size)) < 0)
+		return -errno;
+	Window w;
+	int ret = w.map(std::move(fd), l.size);
+	if (ret < 0)
+		return ret;
+	devemu_regs &r = w.regs();
+	r.magic = DEVEMU_MAGIC;
+	r.abi_version = DEVEMU_ABI_VERSION;
+	r.device_id = deviceId;
+	r.queue_depth = g.queueDepth;
+	r.slot_size = g.slotSize;
+	r.max_files = DEVEMU_MAX_FILES;
+	r.window_size = l.size;
+	r.sq_offset = l.sqOffset;
+	r.cq_offset = l.cqOffset;
+	r.data_offset = l.dataOffset;
+	r.attach_epoch = 1;
+	std::memcpy(r.name, name.data(), name.size());
+	w.depth_ = g.queueDepth;
+	w.slotSize_ = g.slotSize;
+	w.sqOffset_ = l.sqOffset;
+	w.cqOffset_ = l.cqOffset;
+	w.dataOffset_ = l.dataOffset;
+	out = std::move(w);
+	return 0;
+}
+
+int Window::attach(UniqueFD fd, Window &out)
+{
+	struct stat st;
+	if (fstat(fd.get(), &st) < 0)
+		return -errno;
+	devemu_regs regs;
+	void *p = mmap(nullptr, sizeof(regs), PROT_READ, MAP_SHARED, fd.get(), 0);
+	if (p == MAP_FAILED)
+		return -errno;
+	std::memcpy(&regs, p, sizeof(regs));
+	munmap(p, sizeof(regs));
+	if (regs.magic != DEVEMU_MAGIC || regs.abi_version != DEVEMU_ABI_VERSION)
+		return -EPROTO;
+	WindowGeometry g{ regs.queue_depth, regs.slot_size };
+	if (!isPowerOfTwo(g.queueDepth) || g.queueDepth > DEVEMU_MAX_QUEUE_DEPTH || g.slotSize > DEVEMU_MAX_SLOT_SIZE)
+		return -EPROTO;
+	WindowLayout l = WindowLayout::of(g);
+	if (regs.sq_offset != l.sqOffset || regs.cq_offset != l.cqOffset || regs.data_offset != l.dataOffset ||
+	    regs.window_size != l.size)
+		return -EPROTO;
+	Window w;
+	int ret = w.map(std::move(fd), l.size);
+	if (ret < 0)
+		return ret;
+	w.depth_ = g.queueDepth;
+	w.slotSize_ = g.slotSize;
+	w.sqOffset_ = l.sqOffset;
+	w.cqOffset_ = l.cqOffset;
+	w.dataOffset_ = l.dataOffset;
+	out = std::move(w);
+	return 0;
+}
+
+} // namespace devemu

@@ -1,0 +1,54 @@
+// SPDX-License-Identifier: MIT
+// DaemonConfig: what devemud serves and how, from the command line.
+#pragma once
+
+#include "devemu/log.h"
+#include "devemu/model_registry.h"
+#include "devemu/uapi/devemu.h"
+
+#include <sys/types.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace devemu {
+
+enum class Transport { Auto, Cuse, Fuse };
+
+struct DeviceSpec {
+	std::string name;
+	std::string model;
+	ModelOptions::Pairs options; /* model options; node keys (mode, owner, group, transport) removed */
+	std::optional<Transport> transport;
+	std::optional<mode_t> mode;
+	std::optional<uid_t> uid;
+	std::optional<gid_t> gid;
+};
+
+struct DaemonConfig {
+	std::vector<DeviceSpec> devices;
+	Transport transport = Transport::Auto;
+	mode_t mode = 0660;
+	uid_t uid = 0;
+	gid_t gid = 0;
+	bool foreground = false;
+	LogLevel logLevel = LogLevel::Info;
+};
+
+/* Outcome of parsing: run, or exit at once with a status (help/version/errors). */
+struct ParseResult {
+	std::optional<int> exitStatus;
+	std::string message; /* printed to stdout on status 0, stderr otherwise */
+};
+
+ParseResult parseCommandLine(int argc, char **argv, DaemonConfig &config);
+
+/* Parses "NAME=MODEL[,key=value...]"; on error returns false with a message. */
+bool parseDeviceSpec(std::string_view text, DeviceSpec &spec, std::string &error);
+bool parseTransport(std::string_view text, Transport &transport);
+bool parseMode(std::string_view text, mode_t &mode);
+bool resolveUser(std::string_view text, uid_t &uid, std::string &error);
+bool resolveGroup(std::string_view text, gid_t &gid, std::string &error);
+
+} // namespace devemu
