@@ -13,6 +13,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace devemu {
@@ -77,6 +78,7 @@ public:
 	/* The caller's bytes at [addr, addr+len), or nullopt when this round does not carry them yet. */
 	std::optional<std::span<const std::byte>> readUser(uint64_t addr, size_t len);
 	template<typename T>
+		requires std::is_trivially_copyable_v<T>
 	std::optional<T> readUser(uint64_t addr)
 	{
 		auto bytes = readUser(addr, sizeof(T));
@@ -95,6 +97,7 @@ public:
 	/* Queues bytes for the caller's memory at addr; false when this round cannot carry them yet. */
 	bool writeUser(uint64_t addr, std::span<const std::byte> data);
 	template<typename T>
+		requires std::is_trivially_copyable_v<T> && (!std::is_convertible_v<T, std::span<const std::byte>>)
 	bool writeUser(uint64_t addr, const T &value)
 	{
 		return writeUser(addr, std::as_bytes(std::span(&value, 1)));
