@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# The vm suite, run inside the guest by tests/vm/run: the conformance suite and any-program checks on real CUSE.
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+build=${1:-$repo/build}
+cd "$repo"
+echo "vm suite: kernel $(uname -r), /dev/cuse: $(ls -l /dev/cuse 2>&1)"
+exec /usr/bin/python3 -m pytest -q -rs -p no:cacheprovider "$repo/tests/conformance/test_node.py" \
+	--transport cuse --devemud "$build/cuse_dev/devemud" --client "$build/tests/conformance/devemu_client" \
+	--check-dmesg
