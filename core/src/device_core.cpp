@@ -77,7 +77,7 @@ void DeviceCore::dispatch()
 				sqFlags.fetch_and(~DEVEMU_RING_NEED_KICK);
 				continue;
 			}
-			if (tail - head > window_.queueDepth()) {
+			if (tail - head > window_.sqEntries()) {
 				/* A producer index beyond the ring: skip to it rather than read garbage forever. */
 				devemu_sqe bogus{};
 				protocolError(bogus, "submission tail runs past the ring");

@@ -54,6 +54,11 @@ void WindowDriver::cancel(RequestId id)
 {
 	auto t = tagOf_.find(id);
 	if (t != tagOf_.end()) {
+		/* One CANCEL per request at most: that is what keeps the submission ring from overflowing. */
+		InFlight &req = inflight_.at(t->second);
+		if (req.cancelSent)
+			return;
+		req.cancelSent = true;
 		devemu_sqe sqe{};
 		sqe.opcode = DEVEMU_OP_CANCEL;
 		publish(sqe, {}, t->second);

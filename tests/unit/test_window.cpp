@@ -18,7 +18,7 @@ TEST_CASE("window layout is page-aligned and published in the registers")
 	CHECK(r.sq_offset == DEVEMU_RINGS_OFFSET);
 	CHECK(r.cq_offset % DEVEMU_WINDOW_PAGE == 0);
 	CHECK(r.data_offset % DEVEMU_WINDOW_PAGE == 0);
-	CHECK(r.cq_offset >= r.sq_offset + DEVEMU_RING_ENTRIES_OFFSET + 64 * sizeof(devemu_sqe));
+	CHECK(r.cq_offset >= r.sq_offset + DEVEMU_RING_ENTRIES_OFFSET + 2 * 64 * sizeof(devemu_sqe));
 	CHECK(r.data_offset >= r.cq_offset + DEVEMU_RING_ENTRIES_OFFSET + 64 * sizeof(devemu_cqe));
 	CHECK(r.window_size == r.data_offset + 64ULL * 128 * 1024);
 	/* Slots do not overlap and the last one ends at the window's end. */

@@ -75,13 +75,15 @@ public:
 		return reinterpret_cast<devemu_shadow_file *>(base_ + DEVEMU_FILES_OFFSET)[fh];
 	}
 	uint32_t queueDepth() const { return depth_; }
+	/* The submission ring holds each tag's request plus one CANCEL per tag. */
+	uint32_t sqEntries() const { return 2 * depth_; }
 	uint32_t slotSize() const { return slotSize_; }
 
 	devemu_ring &sq() const { return *reinterpret_cast<devemu_ring *>(base_ + sqOffset_); }
 	devemu_ring &cq() const { return *reinterpret_cast<devemu_ring *>(base_ + cqOffset_); }
 	devemu_sqe &sqe(uint32_t index) const
 	{
-		return reinterpret_cast<devemu_sqe *>(base_ + sqOffset_ + DEVEMU_RING_ENTRIES_OFFSET)[index & (depth_ - 1)];
+		return reinterpret_cast<devemu_sqe *>(base_ + sqOffset_ + DEVEMU_RING_ENTRIES_OFFSET)[index & (2 * depth_ - 1)];
 	}
 	devemu_cqe &cqe(uint32_t index) const
 	{

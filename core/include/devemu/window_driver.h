@@ -30,7 +30,7 @@ public:
 
 	/* Submits; sqe.tag and sqe.epoch are filled in. data is copied to the slot (at most slotSize). */
 	RequestId submit(devemu_sqe sqe, std::span<const std::byte> data, Completion done);
-	/* Ends a request early: a backlogged one at once with -EINTR, a submitted one via a CANCEL entry. */
+	/* Ends a request early: a backlogged one at once with -EINTR, a submitted one via one CANCEL entry. */
 	void cancel(RequestId id);
 	/* The interrupt handler: drains the completion ring. */
 	void interrupt(uint32_t isr);
@@ -51,6 +51,7 @@ private:
 	struct InFlight {
 		RequestId id;
 		Completion done;
+		bool cancelSent = false;
 	};
 
 	void publish(devemu_sqe sqe, std::span<const std::byte> data, uint32_t tag);

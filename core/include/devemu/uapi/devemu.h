@@ -12,16 +12,18 @@
  *   0                       4 KiB           struct devemu_regs (control registers)
  *   DEVEMU_SHADOW_OFFSET    4 KiB           struct devemu_shadow (device-wide shadow)
  *   DEVEMU_FILES_OFFSET     16 KiB          struct devemu_shadow_file[DEVEMU_MAX_FILES]
- *   regs.sq_offset          192 + 64*depth  submission ring: struct devemu_ring, entries
- *   regs.cq_offset          192 + 16*depth  completion ring: struct devemu_ring, entries
+ *   regs.sq_offset          192 + 128*depth submission ring: struct devemu_ring, 2*depth entries
+ *   regs.cq_offset          192 + 16*depth  completion ring: struct devemu_ring, depth entries
  *   regs.data_offset        slot_size*depth data slots; slot N belongs to tag N
  *
  * Roles: the *driver* produces submission entries (SQEs) and consumes
  * completion entries (CQEs); the *core* does the opposite. A tag names one
  * request in flight and owns data slot [tag]; the driver allocates tags and
  * reuses a tag only after it has consumed that tag's CQE. Every request gets
- * exactly one CQE. Index fields (head/tail) are free-running __u32 counters;
- * an entry lives at index & (queue_depth - 1).
+ * exactly one CQE. The submission ring has room for every tag's request plus
+ * one CANCEL per tag, so a driver that sends at most one CANCEL per request
+ * never finds it full. Index fields (head/tail) are free-running __u32
+ * counters; an entry lives at index modulo the ring's entry count.
  *
  * Doorbell suppression: the core sets DEVEMU_RING_NEED_KICK in the SQ flags
  * before it sleeps and re-checks the ring; the driver rings the doorbell only
@@ -202,5 +204,43 @@ struct devemu_counters {
 #define DEVEMU_IOC_COUNTERS _IOR(0xDE, 0x01, struct devemu_counters)
 /* Bytes readable now: FIONREAD for drivers that cannot carry FIONREAD. */
 #define DEVEMU_IOC_NREAD _IOR(0xDE, 0x02, __u32)
+
+/*
+ * The kernel shim (devemu_kshim.ko). Its control node /dev/devemu-kshim (root
+ * only) creates devices; each device is a client node /dev/NAME served by the
+ * module, and a *channel* fd through which one daemon serves it: the daemon
+ * mmaps the window (offset 0, regs.window_size bytes) from the channel fd,
+ * the module signals doorbell_fd (an eventfd) when it publishes submissions
+ * and the ring's NEED_KICK flag is set, and the daemon raises the interrupt
+ * by writing irq_fd (an eventfd the module watches, KVM irqfd style). Closing
+ * the channel (daemon exit or death) detaches: the device enters NOSRV, its
+ * waiting callers get -EIO, new opens -ENODEV, the node stays. ATTACH gives a
+ * new daemon a fresh window in a new epoch; files opened before it get -EIO.
+ */
+#define DEVEMU_KSHIM_CONTROL_NAME "devemu-kshim"
+
+/* Feature bits the module offers in regs.features_offered. */
+#define DEVEMU_KSHIM_FEATURES (DEVEMU_F_SHADOW_POLL | DEVEMU_F_IOCTL_RETRY | DEVEMU_F_CANCEL | DEVEMU_F_NEED_KICK)
+
+struct devemu_kshim_add {
+	char name[DEVEMU_DEVICE_NAME_MAX]; /* /dev/NAME: [A-Za-z0-9_.-], NUL-terminated */
+	__u32 mode; /* node permission bits (ADD only) */
+	__u32 uid; /* node owner (ADD only) */
+	__u32 gid; /* node group (ADD only) */
+	__u32 queue_depth; /* power of 2, <= DEVEMU_MAX_QUEUE_DEPTH; 0 means 64 */
+	__u32 slot_size; /* page multiple, <= DEVEMU_MAX_SLOT_SIZE; 0 means 128 KiB */
+	__s32 doorbell_fd; /* eventfd the module signals */
+	__s32 irq_fd; /* eventfd the daemon writes */
+	__u32 flags; /* DEVEMU_KSHIM_F_*, must be 0 for now */
+	__u64 features; /* features the daemon accepts of DEVEMU_KSHIM_FEATURES */
+	__u32 reserved[8]; /* must be 0 */
+};
+
+/* Creates /dev/NAME and returns a channel fd (O_CLOEXEC). -EEXIST if NAME exists. */
+#define DEVEMU_KSHIM_IOC_ADD _IOW(0xDE, 0x40, struct devemu_kshim_add)
+/* Serves the existing device NAME again (after a daemon died); returns a channel fd. -EBUSY if served. */
+#define DEVEMU_KSHIM_IOC_ATTACH _IOW(0xDE, 0x41, struct devemu_kshim_add)
+/* Removes /dev/NAME (argument: the name, NUL-terminated, DEVEMU_DEVICE_NAME_MAX bytes). */
+#define DEVEMU_KSHIM_IOC_REMOVE _IOW(0xDE, 0x42, char[DEVEMU_DEVICE_NAME_MAX])
 
 #endif /* _UAPI_LINUX_DEVEMU_H */
