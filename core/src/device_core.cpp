@@ -10,27 +10,61 @@
 
 namespace devemu {
 
-DeviceCore::DeviceCore(Strand strand, std::string name, Window &window)
-	: strand_(std::move(strand)), name_(std::move(name)), window_(window),
-	  files_(DEVEMU_MAX_FILES), inflight_(window.queueDepth(), 0)
+DeviceCore::DeviceCore(Strand strand, std::string name) : strand_(std::move(strand)), name_(std::move(name)) {}
+
+DeviceCore::DeviceCore(Strand strand, std::string name, Window &window) : DeviceCore(std::move(strand), std::move(name))
 {
-	devemu_regs &r = window_.regs();
-	r.features_accepted = r.features_offered &
-			      (DEVEMU_F_SHADOW_POLL | DEVEMU_F_IOCTL_RETRY | DEVEMU_F_CANCEL | DEVEMU_F_NEED_KICK);
-	std::atomic_ref<uint32_t>(r.status).fetch_or(DEVEMU_STATUS_ACKNOWLEDGE | DEVEMU_STATUS_DRIVER_OK);
-	std::atomic_ref<uint32_t>(window_.sq().flags).fetch_or(DEVEMU_RING_NEED_KICK);
+	addPort(window);
 }
 
 DeviceCore::~DeviceCore()
 {
-	for (auto &f : files_)
-		if (f && model_)
-			model_->release(*f);
+	for (auto &port : ports_)
+		for (auto &f : port.files)
+			if (f && model_)
+				model_->release(*f);
 }
 
-OpenFile *DeviceCore::file(uint32_t fh)
+unsigned DeviceCore::addPort(Window &window, InterruptHandler interrupt)
 {
-	return fh < files_.size() ? files_[fh].get() : nullptr;
+	devemu_regs &r = window.regs();
+	r.features_accepted = r.features_offered &
+			      (DEVEMU_F_SHADOW_POLL | DEVEMU_F_IOCTL_RETRY | DEVEMU_F_CANCEL | DEVEMU_F_NEED_KICK);
+	std::atomic_ref<uint32_t>(r.status).fetch_or(DEVEMU_STATUS_ACKNOWLEDGE | DEVEMU_STATUS_DRIVER_OK);
+	std::atomic_ref<uint32_t>(window.sq().flags).fetch_or(DEVEMU_RING_NEED_KICK);
+	Port port;
+	port.window = &window;
+	port.interrupt = std::move(interrupt);
+	port.files.resize(std::min<uint32_t>(r.max_files, DEVEMU_MAX_FILES));
+	port.inflight.assign(window.queueDepth(), 0);
+	ports_.push_back(std::move(port));
+	return static_cast<unsigned>(ports_.size() - 1);
+}
+
+void DeviceCore::removePort(unsigned index)
+{
+	Port &port = ports_.at(index);
+	for (auto it = parked_.begin(); it != parked_.end();)
+		it = it->port == index ? parked_.erase(it) : std::next(it);
+	for (auto &f : port.files)
+		if (f) {
+			if (model_)
+				model_->release(*f);
+			f.reset();
+		}
+	port.openCount = 0;
+	port.window = nullptr;
+	port.interrupt = nullptr;
+	shadowDirty_ = true;
+	notify();
+}
+
+size_t DeviceCore::openFiles() const
+{
+	size_t n = 0;
+	for (const auto &port : ports_)
+		n += port.openCount;
+	return n;
 }
 
 void DeviceCore::protocolError(const devemu_sqe &sqe, const char *what)
@@ -57,75 +91,98 @@ void DeviceCore::notify(uint32_t pulse)
 		dispatch();
 }
 
+void DeviceCore::consume(unsigned index)
+{
+	Port &port = ports_[index];
+	if (!port.window)
+		return;
+	Window &window = *port.window;
+	devemu_ring &sq = window.sq();
+	std::atomic_ref<uint32_t> sqFlags(sq.flags);
+	sqFlags.fetch_and(~DEVEMU_RING_NEED_KICK);
+	for (;;) {
+		uint32_t head = sq.head;
+		uint32_t tail = loadAcquire(sq.tail);
+		if (head == tail) {
+			/* Say we sleep, then look again: a driver that published meanwhile saw no flag. */
+			sqFlags.fetch_or(DEVEMU_RING_NEED_KICK);
+			std::atomic_thread_fence(std::memory_order_seq_cst);
+			if (loadAcquire(sq.tail) == head)
+				break;
+			sqFlags.fetch_and(~DEVEMU_RING_NEED_KICK);
+			continue;
+		}
+		if (tail - head > window.sqEntries()) {
+			/* A producer index beyond the ring: skip to it rather than read garbage forever. */
+			devemu_sqe bogus{};
+			protocolError(bogus, "submission tail runs past the ring");
+			storeRelease(sq.head, tail);
+			continue;
+		}
+		devemu_sqe sqe = window.sqe(head);
+		storeRelease(sq.head, head + 1);
+		process(index, sqe);
+		if (!port.window)
+			return; /* the port went away while processing */
+	}
+}
+
 void DeviceCore::dispatch()
 {
 	inDispatch_ = true;
-	devemu_ring &sq = window_.sq();
-	std::atomic_ref<uint32_t> sqFlags(sq.flags);
+	bool again;
 	do {
 		kicked_ = false;
-		sqFlags.fetch_and(~DEVEMU_RING_NEED_KICK);
-		for (;;) {
-			uint32_t head = sq.head;
-			uint32_t tail = loadAcquire(sq.tail);
-			if (head == tail) {
-				/* Say we sleep, then look again: a driver that published meanwhile saw no flag. */
-				sqFlags.fetch_or(DEVEMU_RING_NEED_KICK);
-				std::atomic_thread_fence(std::memory_order_seq_cst);
-				if (loadAcquire(sq.tail) == head)
-					break;
-				sqFlags.fetch_and(~DEVEMU_RING_NEED_KICK);
-				continue;
-			}
-			if (tail - head > window_.sqEntries()) {
-				/* A producer index beyond the ring: skip to it rather than read garbage forever. */
-				devemu_sqe bogus{};
-				protocolError(bogus, "submission tail runs past the ring");
-				storeRelease(sq.head, tail);
-				continue;
-			}
-			devemu_sqe sqe = window_.sqe(head);
-			storeRelease(sq.head, head + 1);
-			process(sqe);
-		}
+		for (unsigned i = 0; i < ports_.size(); i++)
+			consume(i);
 		runWakeups();
 		publishShadows();
-		if (pendingIsr_) {
-			uint32_t isr = std::exchange(pendingIsr_, 0);
-			std::atomic_ref<uint32_t>(window_.regs().isr).fetch_or(isr);
-			if (interrupt_)
-				interrupt_(isr);
+		again = kicked_ || dirty_;
+		for (auto &port : ports_) {
+			if (!port.pendingIsr || !port.window)
+				continue;
+			uint32_t isr = std::exchange(port.pendingIsr, 0);
+			std::atomic_ref<uint32_t>(port.window->regs().isr).fetch_or(isr);
+			if (port.interrupt)
+				port.interrupt(isr);
+			again = true;
 		}
-	} while (kicked_ || dirty_ || pendingIsr_);
+	} while (again);
 	inDispatch_ = false;
 }
 
-void DeviceCore::complete(const devemu_sqe &sqe, int32_t result, uint32_t aux, uint16_t flags)
+void DeviceCore::complete(unsigned index, const devemu_sqe &sqe, int32_t result, uint32_t aux, uint16_t flags)
 {
-	devemu_ring &cq = window_.cq();
+	Port &port = ports_[index];
+	if (!port.window)
+		return;
+	Window &window = *port.window;
+	devemu_ring &cq = window.cq();
 	uint32_t tail = cq.tail;
-	if (tail - loadAcquire(cq.head) >= window_.queueDepth()) {
+	if (tail - loadAcquire(cq.head) >= window.queueDepth()) {
 		/* Cannot happen with one completion per tag; refuse to overwrite unread entries. */
 		DEVEMU_LOG(Error, name_, "completion ring full, dropping completion of tag {}", sqe.tag);
 		return;
 	}
-	devemu_cqe &cqe = window_.cqe(tail);
+	devemu_cqe &cqe = window.cqe(tail);
 	cqe.tag = sqe.tag;
 	cqe.result = result;
 	cqe.aux = aux;
 	cqe.epoch = static_cast<uint16_t>(sqe.epoch);
 	cqe.flags = flags;
 	storeRelease(cq.tail, tail + 1);
-	if (sqe.tag < inflight_.size())
-		inflight_[sqe.tag] = 0;
+	if (sqe.tag < port.inflight.size())
+		port.inflight[sqe.tag] = 0;
 	if (result < 0 && sqe.opcode >= DEVEMU_OP_OPEN && sqe.opcode <= DEVEMU_OP_CANCEL)
 		stats_.errors[sqe.opcode - 1]++;
-	pendingIsr_ |= DEVEMU_ISR_CQ;
+	port.pendingIsr |= DEVEMU_ISR_CQ;
 }
 
-void DeviceCore::process(const devemu_sqe &sqe)
+void DeviceCore::process(unsigned index, const devemu_sqe &sqe)
 {
-	if (sqe.tag >= window_.queueDepth())
+	Port &port = ports_[index];
+	Window &window = *port.window;
+	if (sqe.tag >= window.queueDepth())
 		return protocolError(sqe, "tag out of range");
 	if (sqe.opcode < DEVEMU_OP_OPEN || sqe.opcode > DEVEMU_OP_CANCEL)
 		return protocolError(sqe, "unknown opcode");
@@ -134,31 +191,31 @@ void DeviceCore::process(const devemu_sqe &sqe)
 	if (sqe.opcode == DEVEMU_OP_CANCEL) {
 		/* A cancel shares its target's tag: end the parked request; if none, it already completed. */
 		for (auto it = parked_.begin(); it != parked_.end(); ++it) {
-			if (it->sqe.tag != sqe.tag)
+			if (it->port != index || it->sqe.tag != sqe.tag)
 				continue;
 			stats_.cancelled++;
 			int32_t result = it->progress ? static_cast<int32_t>(it->progress) : -EINTR;
-			complete(it->sqe, result);
+			complete(index, it->sqe, result);
 			parked_.erase(it);
 			break;
 		}
 		return;
 	}
-	if (inflight_[sqe.tag])
+	if (port.inflight[sqe.tag])
 		return protocolError(sqe, "tag already in flight");
-	inflight_[sqe.tag] = 1;
+	port.inflight[sqe.tag] = 1;
 
 	if (stopError_)
-		return complete(sqe, sqe.opcode == DEVEMU_OP_OPEN ? -ENODEV : stopError_);
+		return complete(index, sqe, sqe.opcode == DEVEMU_OP_OPEN ? -ENODEV : stopError_);
 	if (!model_)
-		return complete(sqe, -ENODEV);
+		return complete(index, sqe, -ENODEV);
 
 	if (sqe.opcode == DEVEMU_OP_OPEN) {
 		uint32_t fh = 0;
-		while (fh < files_.size() && files_[fh])
+		while (fh < port.files.size() && port.files[fh])
 			fh++;
-		if (fh == files_.size())
-			return complete(sqe, -ENFILE);
+		if (fh == port.files.size())
+			return complete(index, sqe, -ENFILE);
 		auto f = std::make_unique<OpenFile>();
 		f->fh = fh;
 		f->flags = sqe.open_flags;
@@ -167,67 +224,63 @@ void DeviceCore::process(const devemu_sqe &sqe)
 		f->gid = sqe.gid;
 		int ret = model_->open(*f);
 		if (ret < 0)
-			return complete(sqe, ret);
-		files_[fh] = std::move(f);
-		openCount_++;
+			return complete(index, sqe, ret);
+		port.files[fh] = std::move(f);
+		port.openCount++;
 		stats_.opens++;
 		/* A fresh file starts with a clean shadow entry; publishShadows fills it. */
-		seqlockWrite(window_.fileShadow(fh), [](devemu_shadow_file &s) { s.revents = s.readable = s.writable = 0; });
+		seqlockWrite(window.fileShadow(fh), [](devemu_shadow_file &s) { s.revents = s.readable = s.writable = 0; });
 		shadowDirty_ = true;
-		return complete(sqe, static_cast<int32_t>(fh));
+		return complete(index, sqe, static_cast<int32_t>(fh));
 	}
 
-	OpenFile *f = file(sqe.fh);
+	OpenFile *f = sqe.fh < port.files.size() ? port.files[sqe.fh].get() : nullptr;
 	if (!f)
-		return complete(sqe, -EBADF);
+		return complete(index, sqe, -EBADF);
 
 	switch (sqe.opcode) {
 	case DEVEMU_OP_RELEASE: {
 		/* The driver releases only idle files; end anything left so no tag leaks. */
 		for (auto it = parked_.begin(); it != parked_.end();) {
-			if (it->sqe.fh == sqe.fh) {
-				complete(it->sqe, -EBADF);
+			if (it->port == index && it->sqe.fh == sqe.fh) {
+				complete(index, it->sqe, -EBADF);
 				it = parked_.erase(it);
 			} else {
 				++it;
 			}
 		}
 		model_->release(*f);
-		files_[sqe.fh].reset();
-		openCount_--;
+		port.files[sqe.fh].reset();
+		port.openCount--;
 		shadowDirty_ = true;
-		return complete(sqe, 0);
+		return complete(index, sqe, 0);
 	}
 	case DEVEMU_OP_POLL: {
 		uint32_t revents = model_->poll(*f) & (sqe.out_len | POLLERR | POLLHUP | POLLNVAL);
-		return complete(sqe, 0, revents);
+		return complete(index, sqe, 0, revents);
 	}
 	case DEVEMU_OP_READ:
 	case DEVEMU_OP_WRITE:
 	case DEVEMU_OP_IOCTL: {
-		if (sqe.len > window_.slotSize() || sqe.out_len > window_.slotSize())
-			return complete(sqe, -EINVAL);
-		Request req{ sqe };
-		if (!attempt(req))
-			park(req);
+		if (sqe.len > window.slotSize() || sqe.out_len > window.slotSize())
+			return complete(index, sqe, -EINVAL);
+		Request req{ index, sqe };
+		if (!attempt(req)) {
+			stats_.parked++;
+			parked_.push_back(req);
+		}
 		return;
 	}
 	}
 }
 
-void DeviceCore::park(Request &req)
-{
-	req.parked = true;
-	stats_.parked++;
-	parked_.push_back(req);
-}
-
 bool DeviceCore::attempt(Request &req)
 {
 	const devemu_sqe &sqe = req.sqe;
-	OpenFile &f = *files_[sqe.fh];
+	Port &port = ports_[req.port];
+	OpenFile &f = *port.files[sqe.fh];
 	bool nonblock = sqe.flags & DEVEMU_SQE_F_NONBLOCK;
-	std::span<std::byte> slot = window_.slot(sqe.tag);
+	std::span<std::byte> slot = port.window->slot(sqe.tag);
 
 	switch (sqe.opcode) {
 	case DEVEMU_OP_READ: {
@@ -236,7 +289,7 @@ bool DeviceCore::attempt(Request &req)
 			return false;
 		if (n > 0)
 			stats_.bytesOut += static_cast<uint64_t>(n);
-		complete(sqe, static_cast<int32_t>(n));
+		complete(req.port, sqe, static_cast<int32_t>(n));
 		return true;
 	}
 	case DEVEMU_OP_WRITE: {
@@ -246,14 +299,14 @@ bool DeviceCore::attempt(Request &req)
 			if (n == -EAGAIN || n == 0)
 				break;
 			if (n < 0) {
-				complete(sqe, req.progress ? static_cast<int32_t>(req.progress) : static_cast<int32_t>(n));
+				complete(req.port, sqe, req.progress ? static_cast<int32_t>(req.progress) : static_cast<int32_t>(n));
 				return true;
 			}
 			req.progress += static_cast<uint32_t>(n);
 			stats_.bytesIn += static_cast<uint64_t>(n);
 		}
 		if (req.progress == sqe.len || nonblock) {
-			complete(sqe, req.progress ? static_cast<int32_t>(req.progress) : -EAGAIN);
+			complete(req.port, sqe, req.progress ? static_cast<int32_t>(req.progress) : -EAGAIN);
 			return true;
 		}
 		return false;
@@ -287,7 +340,7 @@ bool DeviceCore::coreIoctl(IoctlCall &call, OpenFile &file, IoctlResult &result)
 bool DeviceCore::attemptIoctl(Request &req, OpenFile &f)
 {
 	const devemu_sqe &sqe = req.sqe;
-	std::span<std::byte> slot = window_.slot(sqe.tag);
+	std::span<std::byte> slot = ports_[req.port].window->slot(sqe.tag);
 	bool restricted = sqe.flags & DEVEMU_SQE_F_IOCTL_RESTRICTED;
 	/* The input lives in the slot that the output overwrites: work on a copy of it. */
 	std::vector<std::byte> in(slot.begin(), slot.begin() + sqe.len);
@@ -300,7 +353,7 @@ bool DeviceCore::attemptIoctl(Request &req, OpenFile &f)
 	case IoctlResult::Kind::WouldBlock:
 		if (!(sqe.flags & DEVEMU_SQE_F_NONBLOCK))
 			return false;
-		complete(sqe, -EAGAIN);
+		complete(req.port, sqe, -EAGAIN);
 		return true;
 	case IoctlResult::Kind::Retry: {
 		const auto &ins = call.inRanges();
@@ -314,7 +367,7 @@ bool DeviceCore::attemptIoctl(Request &req, OpenFile &f)
 		size_t need = sizeof(devemu_ioctl_retry) + count * sizeof(devemu_iovec);
 		if (count > DEVEMU_IOCTL_MAX_IOV || need > slot.size() || inTotal > slot.size() ||
 		    outTotal > slot.size()) {
-			complete(sqe, -EINVAL);
+			complete(req.port, sqe, -EINVAL);
 			return true;
 		}
 		devemu_ioctl_retry hdr{ static_cast<uint32_t>(ins.size()), static_cast<uint32_t>(outs.size()) };
@@ -326,20 +379,19 @@ bool DeviceCore::attemptIoctl(Request &req, OpenFile &f)
 				std::memcpy(p, &v, sizeof(v));
 				p += sizeof(v);
 			}
-		complete(sqe, 0, 0, DEVEMU_CQE_F_IOCTL_RETRY);
+		complete(req.port, sqe, 0, 0, DEVEMU_CQE_F_IOCTL_RETRY);
 		return true;
 	}
 	case IoctlResult::Kind::Done:
 		break;
 	}
-	if (restricted && call.needsRetry()) {
-		if (std::find(warnedIoctls_.begin(), warnedIoctls_.end(), sqe.ioctl_cmd) == warnedIoctls_.end()) {
-			warnedIoctls_.push_back(sqe.ioctl_cmd);
-			DEVEMU_LOG(Warning, name_,
-				   "ioctl {:#x} needs caller memory that this transport cannot carry (FUSE forwards only "
-				   "size-encoded arguments); use CUSE or the kernel shim",
-				   sqe.ioctl_cmd);
-		}
+	if (restricted && call.needsRetry() &&
+	    std::find(warnedIoctls_.begin(), warnedIoctls_.end(), sqe.ioctl_cmd) == warnedIoctls_.end()) {
+		warnedIoctls_.push_back(sqe.ioctl_cmd);
+		DEVEMU_LOG(Warning, name_,
+			   "ioctl {:#x} needs caller memory that this transport cannot carry (FUSE forwards only "
+			   "size-encoded arguments); use CUSE or the kernel shim",
+			   sqe.ioctl_cmd);
 	}
 	auto out = call.output();
 	uint32_t outLen = 0;
@@ -347,7 +399,7 @@ bool DeviceCore::attemptIoctl(Request &req, OpenFile &f)
 		outLen = static_cast<uint32_t>(std::min(out.size(), slot.size()));
 		std::memcpy(slot.data(), out.data(), outLen);
 	}
-	complete(sqe, result.ret, outLen);
+	complete(req.port, sqe, result.ret, outLen);
 	return true;
 }
 
@@ -370,33 +422,37 @@ void DeviceCore::publishShadows()
 		return;
 	shadowDirty_ = false;
 	uint32_t pulse = std::exchange(pulse_, 0);
-	bool first = true;
-	for (auto &f : files_) {
-		if (!f)
+	for (auto &port : ports_) {
+		if (!port.window)
 			continue;
-		uint32_t revents = model_->poll(*f);
-		uint32_t readable = model_->readable(*f);
-		uint32_t writable = model_->writable(*f);
-		devemu_shadow_file &s = window_.fileShadow(f->fh);
-		if (first) {
-			/* The device-wide registers mirror the lowest open file (device-wide models see no difference). */
-			first = false;
-			devemu_shadow &d = window_.shadow();
-			if (d.revents != revents || d.readable != readable || d.writable != writable)
-				seqlockWrite(d, [&](devemu_shadow &b) {
-					b.revents = revents;
-					b.readable = readable;
-					b.writable = writable;
-				});
+		bool first = true;
+		for (auto &f : port.files) {
+			if (!f)
+				continue;
+			uint32_t revents = model_->poll(*f);
+			uint32_t readable = model_->readable(*f);
+			uint32_t writable = model_->writable(*f);
+			if (first) {
+				/* The device-wide registers mirror the lowest open file (device-wide models see no difference). */
+				first = false;
+				devemu_shadow &d = port.window->shadow();
+				if (d.revents != revents || d.readable != readable || d.writable != writable)
+					seqlockWrite(d, [&](devemu_shadow &b) {
+						b.revents = revents;
+						b.readable = readable;
+						b.writable = writable;
+					});
+			}
+			devemu_shadow_file &s = port.window->fileShadow(f->fh);
+			if (s.revents == revents && s.readable == readable && s.writable == writable && !(pulse & revents))
+				continue;
+			seqlockWrite(s, [&](devemu_shadow_file &b) {
+				b.revents = revents;
+				b.readable = readable;
+				b.writable = writable;
+			});
+			port.pendingIsr |= DEVEMU_ISR_SHADOW;
 		}
-		if (s.revents == revents && s.readable == readable && s.writable == writable && !(pulse & revents))
-			continue;
-		seqlockWrite(s, [&](devemu_shadow_file &b) {
-			b.revents = revents;
-			b.readable = readable;
-			b.writable = writable;
-		});
-		pendingIsr_ |= DEVEMU_ISR_SHADOW;
 	}
 }
 
@@ -404,21 +460,25 @@ void DeviceCore::setStatusWord(unsigned index, uint32_t value)
 {
 	if (index >= 12)
 		return;
-	seqlockWrite(window_.shadow(), [&](devemu_shadow &b) { b.status[index] = value; });
-	pendingIsr_ |= DEVEMU_ISR_SHADOW;
+	for (auto &port : ports_) {
+		if (!port.window)
+			continue;
+		seqlockWrite(port.window->shadow(), [&](devemu_shadow &b) { b.status[index] = value; });
+		port.pendingIsr |= DEVEMU_ISR_SHADOW;
+	}
 }
 
 void DeviceCore::stop(int err)
 {
 	stopError_ = err;
 	for (auto &req : parked_)
-		complete(req.sqe, req.progress ? static_cast<int32_t>(req.progress) : err);
+		complete(req.port, req.sqe, req.progress ? static_cast<int32_t>(req.progress) : err);
 	parked_.clear();
 	/* Wake poll waiters so they see the device go away. */
-	if (!inDispatch_) {
-		pendingIsr_ |= DEVEMU_ISR_SHADOW;
+	for (auto &port : ports_)
+		port.pendingIsr |= DEVEMU_ISR_SHADOW;
+	if (!inDispatch_)
 		dispatch();
-	}
 }
 
 } // namespace devemu

@@ -261,3 +261,40 @@ TEST_CASE("completions from an old attach epoch are dropped by the driver")
 	CHECK_FALSE(r->done);
 	CHECK(h.driver_->staleCompletions() >= 1);
 }
+
+TEST_CASE("one core serves two windows: bytes written through one are read through the other")
+{
+	test::Harness h("loopback");
+	Window second;
+	REQUIRE(Window::create({}, "second", 1, second) == 0);
+	WindowDriver driver2(second, [&] { h.core_->doorbell(); });
+	unsigned port = h.core_->addPort(second, [&](uint32_t isr) { driver2.interrupt(isr); });
+	CHECK(port == 1);
+
+	devemu_sqe open{};
+	open.opcode = DEVEMU_OP_OPEN;
+	int fh2 = -1;
+	driver2.submit(open, {}, [&](const devemu_cqe &cqe, std::span<const std::byte>) { fh2 = cqe.result; });
+	REQUIRE(fh2 == 0);
+	/* A reader parked on the second window... */
+	devemu_sqe read{};
+	read.opcode = DEVEMU_OP_READ;
+	read.fh = static_cast<uint32_t>(fh2);
+	read.len = 64;
+	std::string got;
+	driver2.submit(read, {}, [&](const devemu_cqe &cqe, std::span<const std::byte> slot) {
+		got.assign(reinterpret_cast<const char *>(slot.data()), static_cast<size_t>(cqe.result));
+	});
+	CHECK(got.empty());
+	/* ...is woken by a writer on the first. */
+	int fh1 = h.open();
+	CHECK(fh1 == 0); /* handles are per window */
+	h.write(fh1, bytes("across"));
+	CHECK(got == "across");
+	CHECK(h.core_->openFiles() == 2);
+	/* The second driver goes away: its files are released, the first window keeps serving. */
+	h.core_->removePort(port);
+	CHECK(h.core_->openFiles() == 1);
+	h.write(fh1, bytes("still"));
+	CHECK(text(h.read(fh1, 10)->data) == "still");
+}

@@ -27,26 +27,38 @@ struct DeviceStats {
 	uint64_t protocolErrors = 0; /* malformed entries from the driver */
 };
 
+/*
+ * One device: its model, and the windows (ports) through which drivers reach
+ * it. Usually one port; a device exposed through CUSE and the kernel shim at
+ * once has two, and both see the same model state.
+ */
 class DeviceCore final : public DeviceContext
 {
 public:
-	/* The window must outlive the core. */
+	using InterruptHandler = std::function<void(uint32_t isr)>;
+
+	explicit DeviceCore(Strand strand, std::string name);
+	/* Shorthand: a core with one port on window. */
 	DeviceCore(Strand strand, std::string name, Window &window);
 	~DeviceCore() override;
 
 	void setModel(std::unique_ptr<Model> model) { model_ = std::move(model); }
 	Model *model() const { return model_.get(); }
 
+	/* Adds a window (it must outlive the port); returns the port number. */
+	unsigned addPort(Window &window, InterruptHandler interrupt = {});
+	/* Detaches a port: its open files are released and its parked requests dropped (the driver is gone). */
+	void removePort(unsigned port);
 	/* Doorbell: consume every submitted entry. Runs on the strand; re-entrant calls are folded. */
 	void doorbell();
-	/* The interrupt line: called with the ISR bits after completions or shadow updates were published. */
-	void setInterruptHandler(std::function<void(uint32_t isr)> handler) { interrupt_ = std::move(handler); }
+	/* The interrupt line of port 0 (or of the given port). */
+	void setInterruptHandler(InterruptHandler handler, unsigned port = 0) { ports_.at(port).interrupt = std::move(handler); }
 	/* Ends every parked request with err (a negative errno) and refuses new requests from now on. */
 	void stop(int err);
 	bool stopped() const { return stopError_ != 0; }
 
 	const DeviceStats &stats() const { return stats_; }
-	size_t openFiles() const { return openCount_; }
+	size_t openFiles() const;
 	size_t parkedRequests() const { return parked_.size(); }
 
 	/* DeviceContext */
@@ -56,34 +68,36 @@ public:
 	void setStatusWord(unsigned index, uint32_t value) override;
 
 private:
+	struct Port {
+		Window *window = nullptr; /* null once removed */
+		InterruptHandler interrupt;
+		std::vector<std::unique_ptr<OpenFile>> files; /* by fh */
+		std::vector<uint8_t> inflight; /* per tag: 1 while the core owns it */
+		size_t openCount = 0;
+		uint32_t pendingIsr = 0;
+	};
 	struct Request {
+		unsigned port;
 		devemu_sqe sqe;
 		uint32_t progress = 0; /* WRITE: bytes accepted so far */
-		bool parked = false;
 	};
 
 	void dispatch();
-	void process(const devemu_sqe &sqe);
+	void consume(unsigned port);
+	void process(unsigned port, const devemu_sqe &sqe);
 	/* Tries a READ/WRITE/IOCTL once; returns true when it completed (or was answered -EAGAIN). */
 	bool attempt(Request &req);
 	bool attemptIoctl(Request &req, OpenFile &file);
 	bool coreIoctl(IoctlCall &call, OpenFile &file, IoctlResult &result);
-	void complete(const devemu_sqe &sqe, int32_t result, uint32_t aux = 0, uint16_t flags = 0);
-	void park(Request &req);
+	void complete(unsigned port, const devemu_sqe &sqe, int32_t result, uint32_t aux = 0, uint16_t flags = 0);
 	void runWakeups();
 	void publishShadows();
-	OpenFile *file(uint32_t fh);
 	void protocolError(const devemu_sqe &sqe, const char *what);
 
 	Strand strand_;
 	std::string name_;
-	Window &window_;
 	std::unique_ptr<Model> model_;
-	std::function<void(uint32_t)> interrupt_;
-
-	std::vector<std::unique_ptr<OpenFile>> files_;
-	size_t openCount_ = 0;
-	std::vector<uint8_t> inflight_; /* per tag: 1 while the core owns it */
+	std::vector<Port> ports_;
 	std::list<Request> parked_;
 	DeviceStats stats_;
 
@@ -92,7 +106,6 @@ private:
 	bool dirty_ = false; /* model state changed: retry parked requests */
 	bool shadowDirty_ = false;
 	uint32_t pulse_ = 0;
-	uint32_t pendingIsr_ = 0;
 	int stopError_ = 0;
 	std::vector<uint32_t> warnedIoctls_;
 };
