@@ -8,6 +8,7 @@
 #include <grp.h>
 #include <pwd.h>
 
+#include <algorithm>
 #include <charconv>
 #include <sstream>
 
@@ -19,16 +20,57 @@ namespace devemu {
 
 namespace po = boost::program_options;
 
-bool parseTransport(std::string_view text, Transport &transport)
+const char *transportName(Transport transport)
 {
-	if (text == "auto")
-		transport = Transport::Auto;
-	else if (text == "cuse")
-		transport = Transport::Cuse;
-	else if (text == "fuse")
-		transport = Transport::Fuse;
-	else
+	switch (transport) {
+	case Transport::Auto:
+		return "auto";
+	case Transport::Cuse:
+		return "cuse";
+	case Transport::Fuse:
+		return "fuse";
+	case Transport::Kshim:
+		return "kshim";
+	}
+	return "?";
+}
+
+bool parseTransports(std::string_view text, Transports &transports, std::string &error)
+{
+	Transports out;
+	size_t userSpace = 0;
+	while (true) {
+		size_t comma = text.find(',');
+		std::string_view item = text.substr(0, comma);
+		Transport t;
+		if (item == "auto")
+			t = Transport::Auto;
+		else if (item == "cuse")
+			t = Transport::Cuse;
+		else if (item == "fuse")
+			t = Transport::Fuse;
+		else if (item == "kshim")
+			t = Transport::Kshim;
+		else {
+			error = fmt::format("'{}': expected auto, cuse, fuse, kshim, or a list such as cuse,kshim", item);
+			return false;
+		}
+		if (std::find(out.begin(), out.end(), t) != out.end()) {
+			error = fmt::format("'{}' is listed twice", item);
+			return false;
+		}
+		if (t != Transport::Kshim)
+			userSpace++;
+		out.push_back(t);
+		if (comma == std::string_view::npos)
+			break;
+		text.remove_prefix(comma + 1);
+	}
+	if (userSpace > 1) {
+		error = "at most one of auto, cuse and fuse (they would both be /dev/NAME); add kshim for a second node";
 		return false;
+	}
+	transports = std::move(out);
 	return true;
 }
 
@@ -139,13 +181,16 @@ bool parseDeviceSpec(std::string_view text, DeviceSpec &spec, std::string &error
 			}
 			spec.gid = gid;
 		} else if (key == "transport") {
-			Transport t;
-			if (!parseTransport(value, t)) {
-				error = fmt::format("device '{}': option 'transport={}': expected auto, cuse or fuse",
-						    spec.name, value);
+			/* Inside a device spec a comma separates options: combine transports with '+'. */
+			std::string list = value;
+			std::replace(list.begin(), list.end(), '+', ',');
+			Transports t;
+			std::string why;
+			if (!parseTransports(list, t, why)) {
+				error = fmt::format("device '{}': option 'transport={}': {}", spec.name, value, why);
 				return false;
 			}
-			spec.transport = t;
+			spec.transports = t;
 		} else {
 			spec.options.emplace_back(std::move(key), std::move(value));
 		}
@@ -164,7 +209,9 @@ ParseResult parseCommandLine(int argc, char **argv, DaemonConfig &config)
 		"transport= apply to this device only, other keys are model options")(
 		"name", po::value(&name), "shorthand: the name of a single device (with --model)")(
 		"model", po::value(&model), "shorthand: the model of a single device (with --name)")(
-		"transport,t", po::value(&transport), "auto|cuse|fuse (default auto: CUSE when the kernel has it)")(
+		"transport,t", po::value(&transport),
+		"auto|cuse|fuse|kshim, or cuse,kshim to expose one device through both drivers (the kshim node is "
+		"then NAMEk); default auto: CUSE when the kernel has it, else the FUSE fallback")(
 		"mode", po::value(&mode), "node permission bits, octal (default 0660)")(
 		"owner", po::value(&owner), "node owner, name or uid (default root)")(
 		"group", po::value(&group), "node group, name or gid (default root)")(
@@ -181,7 +228,7 @@ ParseResult parseCommandLine(int argc, char **argv, DaemonConfig &config)
 	}
 	if (vm.count("help")) {
 		std::ostringstream out;
-		out << "Usage: devemud [--device NAME=MODEL[,key=value...]]... [--transport auto|cuse|fuse]\n"
+		out << "Usage: devemud [--device NAME=MODEL[,key=value...]]... [--transport auto|cuse|fuse|kshim]\n"
 		       "               [--mode 0660] [--owner USER] [--group GROUP] [--foreground]\n"
 		       "               [--log-level LEVEL] [--help] [--version]\n"
 		       "Serves emulated character devices as /dev nodes (CUSE, or a FUSE fallback).\n"
@@ -205,8 +252,8 @@ ParseResult parseCommandLine(int argc, char **argv, DaemonConfig &config)
 	}
 
 	std::string error;
-	if (!parseTransport(transport, config.transport))
-		return { 2, fmt::format("devemud: --transport '{}': expected auto, cuse or fuse", transport) };
+	if (!parseTransports(transport, config.transports, error))
+		return { 2, fmt::format("devemud: --transport {}", error) };
 	if (!parseMode(mode, config.mode))
 		return { 2, fmt::format("devemud: --mode '{}': expected an octal mode such as 0660", mode) };
 	if (!owner.empty() && !resolveUser(owner, config.uid, error))

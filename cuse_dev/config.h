@@ -14,13 +14,14 @@
 
 namespace devemu {
 
-enum class Transport { Auto, Cuse, Fuse };
+enum class Transport { Auto, Cuse, Fuse, Kshim };
+using Transports = std::vector<Transport>;
 
 struct DeviceSpec {
 	std::string name;
 	std::string model;
 	ModelOptions::Pairs options; /* model options; node keys (mode, owner, group, transport) removed */
-	std::optional<Transport> transport;
+	std::optional<Transports> transports;
 	std::optional<mode_t> mode;
 	std::optional<uid_t> uid;
 	std::optional<gid_t> gid;
@@ -28,7 +29,7 @@ struct DeviceSpec {
 
 struct DaemonConfig {
 	std::vector<DeviceSpec> devices;
-	Transport transport = Transport::Auto;
+	Transports transports{ Transport::Auto };
 	mode_t mode = 0660;
 	uid_t uid = 0;
 	gid_t gid = 0;
@@ -46,7 +47,9 @@ ParseResult parseCommandLine(int argc, char **argv, DaemonConfig &config);
 
 /* Parses "NAME=MODEL[,key=value...]"; on error returns false with a message. */
 bool parseDeviceSpec(std::string_view text, DeviceSpec &spec, std::string &error);
-bool parseTransport(std::string_view text, Transport &transport);
+/* "auto", "cuse", "fuse", "kshim", or a comma list of a user-space one and kshim ("cuse,kshim"). */
+bool parseTransports(std::string_view text, Transports &transports, std::string &error);
+const char *transportName(Transport transport);
 bool parseMode(std::string_view text, mode_t &mode);
 bool resolveUser(std::string_view text, uid_t &uid, std::string &error);
 bool resolveGroup(std::string_view text, gid_t &gid, std::string &error);

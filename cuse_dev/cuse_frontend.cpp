@@ -23,9 +23,10 @@ class CuseFrontend final : public Frontend
 {
 public:
 	explicit CuseFrontend(FrontendParts parts)
-		: parts_(std::move(parts)), bridge_(parts_.strand, parts_.window, parts_.driver, false)
+		: parts_(std::move(parts)), local_(parts_.core, parts_.node.name),
+		  bridge_(parts_.strand, local_.window(), local_.driver(), false)
 	{
-		parts_.driver.setShadowHandler([this] { bridge_.shadowChanged(); });
+		local_.driver().setShadowHandler([this] { bridge_.shadowChanged(); });
 	}
 
 	~CuseFrontend() override { stop(); }
@@ -43,6 +44,7 @@ private:
 	void applyNodeSettings(int attempt);
 
 	FrontendParts parts_;
+	LocalPort local_;
 	FuseBridge bridge_;
 	fuse_session *se_ = nullptr;
 	std::unique_ptr<SessionPump> pump_;
@@ -79,7 +81,7 @@ void CuseFrontend::onInit(void *userdata, fuse_conn_info *conn)
 {
 	auto *f = static_cast<CuseFrontend *>(userdata);
 	/* A write request never exceeds one data slot. */
-	conn->max_write = f->parts_.window.slotSize();
+	conn->max_write = f->local_.window().slotSize();
 }
 
 void CuseFrontend::onInitDone(void *userdata)

@@ -27,16 +27,7 @@ int Daemon::addDevice(const DeviceSpec &spec)
 		DEVEMU_LOG(Error, "daemon", "device '{}': unknown model '{}'", spec.name, spec.model);
 		return -EINVAL;
 	}
-	int ret = Window::create(WindowGeometry{}, spec.name, nextId_++, dev.window);
-	if (ret < 0) {
-		DEVEMU_LOG(Error, "daemon", "device '{}': cannot create its window: {}", spec.name, strerror(-ret));
-		return ret;
-	}
-	dev.core = std::make_unique<DeviceCore>(dev.strand, spec.name, dev.window);
-	/* In-process, the doorbell is a direct call and the interrupt a callback: no thread hop. */
-	dev.driver = std::make_unique<WindowDriver>(dev.window, [core = dev.core.get()] { core->doorbell(); });
-	dev.core->setInterruptHandler([driver = dev.driver.get()](uint32_t isr) { driver->interrupt(isr); });
-
+	dev.core = std::make_unique<DeviceCore>(dev.strand, spec.name);
 	ModelOptions options(spec.name, spec.model, spec.options);
 	std::unique_ptr<Model> model;
 	try {
@@ -50,52 +41,71 @@ int Daemon::addDevice(const DeviceSpec &spec)
 	}
 	dev.core->setModel(std::move(model));
 
-	Transport transport = spec.transport.value_or(config_.transport);
-	std::string why;
-	if (transport == Transport::Auto)
-		transport = cuseAvailable(why) ? Transport::Cuse : Transport::Fuse;
-	else if (transport == Transport::Cuse && !cuseAvailable(why)) {
-		DEVEMU_LOG(Error, "daemon", "device '{}': --transport cuse: {}; use --transport fuse for the FUSE fallback",
-			   spec.name, why);
-		return -ENODEV;
+	Transports transports = spec.transports.value_or(config_.transports);
+	bool combined = transports.size() > 1;
+	for (Transport transport : transports) {
+		std::string why;
+		if (transport == Transport::Auto)
+			transport = cuseAvailable(why) ? Transport::Cuse : Transport::Fuse;
+		else if (transport == Transport::Cuse && !cuseAvailable(why)) {
+			DEVEMU_LOG(Error, "daemon",
+				   "device '{}': --transport cuse: {}; use --transport fuse for the FUSE fallback", spec.name,
+				   why);
+			return -ENODEV;
+		}
+		/* Exposed through two drivers at once, the kernel shim's node is NAMEk. */
+		std::string nodeName = combined && transport == Transport::Kshim ? spec.name + "k" : spec.name;
+		NodeSettings node{ nodeName, spec.mode.value_or(config_.mode), spec.uid.value_or(config_.uid),
+				   spec.gid.value_or(config_.gid) };
+		FrontendParts parts{ dev.strand, *dev.core, node };
+		std::unique_ptr<Frontend> frontend;
+		try {
+			switch (transport) {
+			case Transport::Cuse:
+				frontend = makeCuseFrontend(parts);
+				break;
+			case Transport::Kshim:
+				frontend = makeKshimFrontend(parts);
+				break;
+			default:
+				frontend = makeFuseFrontend(parts);
+				DEVEMU_LOG(Warning, "daemon", "device '{}': serving through the FUSE fallback (/run/devemu/{}){}. {}",
+					   spec.name, nodeName, why.empty() ? "" : " because " + why, kFuseFallbackLimits);
+				break;
+			}
+		} catch (const std::exception &e) {
+			DEVEMU_LOG(Error, "daemon", "device '{}': {}", spec.name, e.what());
+			return -ENOMEM;
+		}
+		Frontend &f = *frontend;
+		dev.frontends.push_back(std::move(frontend));
+		std::string error;
+		int ret = f.start([this, &dev, &f](int err, const std::string &message) { nodeReady(dev, f, err, message); },
+				  [this, &dev, &f](int err) {
+					  DEVEMU_LOG(Error, dev.spec.name, "the kernel ended the session of {} ({})",
+						     f.nodePath(), strerror(-err));
+					  /* Not from inside the frontend's own callback: it is about to be destroyed. */
+					  asio::post(dev.strand, [this, &dev] { removeDevice(dev, -ENODEV); });
+				  },
+				  error);
+		if (ret < 0) {
+			DEVEMU_LOG(Error, "daemon", "device '{}': {}", spec.name, error);
+			return ret;
+		}
+		waiting_++;
 	}
-	dev.transport = transport;
-	NodeSettings node{ spec.name, spec.mode.value_or(config_.mode), spec.uid.value_or(config_.uid),
-			   spec.gid.value_or(config_.gid) };
-	FrontendParts parts{ dev.strand, dev.window, *dev.core, *dev.driver, node };
-	dev.frontend = transport == Transport::Cuse ? makeCuseFrontend(parts) : makeFuseFrontend(parts);
-	if (transport == Transport::Fuse)
-		DEVEMU_LOG(Warning, "daemon", "device '{}': serving through the FUSE fallback (/run/devemu/{}){}. {}",
-			   spec.name, spec.name, why.empty() ? "" : " because " + why, kFuseFallbackLimits);
-
-	std::string error;
-	ret = dev.frontend->start(
-		[this, &dev](int err, const std::string &message) { deviceReady(dev, err, message); },
-		[this, &dev](int err) {
-			DEVEMU_LOG(Error, dev.spec.name, "the kernel ended the session ({}); the node is gone",
-				   strerror(-err));
-			removeDevice(dev, -ENODEV);
-		},
-		error);
-	if (ret < 0) {
-		DEVEMU_LOG(Error, "daemon", "device '{}': {}", spec.name, error);
-		dev.frontend.reset();
-		return ret;
-	}
-	waiting_++;
 	return 0;
 }
 
-void Daemon::deviceReady(ServedDevice &dev, int err, const std::string &message)
+void Daemon::nodeReady(ServedDevice &dev, Frontend &frontend, int err, const std::string &message)
 {
 	if (err < 0) {
 		DEVEMU_LOG(Error, "daemon", "device '{}': {}", dev.spec.name, message);
 		shutdown(1);
 		return;
 	}
-	dev.ready = true;
-	DEVEMU_LOG(Info, "daemon", "serving {} (model {}, transport {})", dev.frontend->nodePath(), dev.spec.model,
-		   dev.frontend->transport());
+	DEVEMU_LOG(Info, "daemon", "serving {} (model {}, transport {})", frontend.nodePath(), dev.spec.model,
+		   frontend.transport());
 	if (--waiting_ == 0 && !stopping_) {
 		sd_notify(0, "READY=1");
 		if (onReady_)
@@ -105,13 +115,12 @@ void Daemon::deviceReady(ServedDevice &dev, int err, const std::string &message)
 
 void Daemon::removeDevice(ServedDevice &dev, int err)
 {
-	/* Answer whatever is parked first, then take the node away. */
+	/* Answer whatever is parked first, then take the nodes away. */
 	if (dev.core && !dev.core->stopped())
 		dev.core->stop(err);
-	if (dev.frontend) {
-		dev.frontend->stop();
-		dev.frontend.reset();
-	}
+	for (auto &f : dev.frontends)
+		f->stop();
+	dev.frontends.clear();
 }
 
 void Daemon::shutdown(int status)

@@ -16,17 +16,13 @@
 
 namespace devemu {
 
-/* One served device: its window, its core and model, the driver and the node frontend. */
+/* One served device: its core and model, and one frontend (node) per transport. */
 struct ServedDevice {
 	ServedDevice(asio::io_context &io, const DeviceSpec &spec) : spec(spec), strand(io.get_executor()) {}
 	DeviceSpec spec;
 	Strand strand;
-	Window window;
 	std::unique_ptr<DeviceCore> core;
-	std::unique_ptr<WindowDriver> driver;
-	std::unique_ptr<Frontend> frontend;
-	Transport transport = Transport::Fuse;
-	bool ready = false;
+	std::vector<std::unique_ptr<Frontend>> frontends; /* declared after core: destroyed first */
 };
 
 class Daemon
@@ -39,7 +35,7 @@ public:
 
 private:
 	int addDevice(const DeviceSpec &spec);
-	void deviceReady(ServedDevice &dev, int err, const std::string &message);
+	void nodeReady(ServedDevice &dev, Frontend &frontend, int err, const std::string &message);
 	void shutdown(int status);
 	void removeDevice(ServedDevice &dev, int err);
 

@@ -36,16 +36,36 @@ public:
 	virtual const char *transport() const = 0;
 };
 
+/* What a frontend needs: the device's strand and core (it adds its own window as a port of the core). */
 struct FrontendParts {
 	Strand strand;
-	Window &window;
 	DeviceCore &core;
-	WindowDriver &driver;
 	NodeSettings node;
+};
+
+/*
+ * An in-process window on a core: a memfd window and the user-space driver
+ * that CUSE and FUSE frontends submit through. The doorbell is a direct call
+ * into the core and the interrupt a callback: no thread hop.
+ */
+class LocalPort
+{
+public:
+	LocalPort(DeviceCore &core, const std::string &name);
+	~LocalPort();
+	Window &window() { return window_; }
+	WindowDriver &driver() { return *driver_; }
+
+private:
+	DeviceCore &core_;
+	Window window_;
+	std::unique_ptr<WindowDriver> driver_;
+	unsigned port_ = 0;
 };
 
 std::unique_ptr<Frontend> makeCuseFrontend(FrontendParts parts);
 std::unique_ptr<Frontend> makeFuseFrontend(FrontendParts parts);
+std::unique_ptr<Frontend> makeKshimFrontend(FrontendParts parts);
 
 /* Whether CUSE can be used here; when not, why (for the user). Tries modprobe cuse once. */
 bool cuseAvailable(std::string &why);

@@ -28,9 +28,10 @@ class FuseFrontend final : public Frontend
 {
 public:
 	explicit FuseFrontend(FrontendParts parts)
-		: parts_(std::move(parts)), bridge_(parts_.strand, parts_.window, parts_.driver, true)
+		: parts_(std::move(parts)), local_(parts_.core, parts_.node.name),
+		  bridge_(parts_.strand, local_.window(), local_.driver(), true)
 	{
-		parts_.driver.setShadowHandler([this] { bridge_.shadowChanged(); });
+		local_.driver().setShadowHandler([this] { bridge_.shadowChanged(); });
 	}
 	~FuseFrontend() override { stop(); }
 
@@ -65,6 +66,7 @@ public:
 	}
 
 	FrontendParts parts_;
+	LocalPort local_;
 	FuseBridge bridge_;
 
 private:
@@ -87,8 +89,8 @@ const fuse_lowlevel_ops kFuseOps = [] {
 	fuse_lowlevel_ops ops{};
 	ops.init = [](void *userdata, fuse_conn_info *conn) {
 		auto *f = static_cast<FuseFrontend *>(userdata);
-		conn->max_write = f->parts_.window.slotSize();
-		conn->max_read = f->parts_.window.slotSize();
+		conn->max_write = f->local_.window().slotSize();
+		conn->max_read = f->local_.window().slotSize();
 		conn->want &= ~FUSE_CAP_ASYNC_READ;
 		asio::post(f->parts_.strand, [f] { f->initialised(); });
 	};
@@ -170,7 +172,7 @@ int FuseFrontend::start(ReadyHandler onReady, EndHandler onEnd, std::string &err
 	close(fd);
 
 	std::string opts = fmt::format("allow_other,default_permissions,fsname=devemu-{},subtype=devemu,max_read={}",
-				       parts_.node.name, parts_.window.slotSize());
+				       parts_.node.name, local_.window().slotSize());
 	const char *argv[] = { "devemud", "-o", opts.c_str(), nullptr };
 	fuse_args args = FUSE_ARGS_INIT(3, const_cast<char **>(argv));
 	se_ = fuse_session_new(&args, &kFuseOps, sizeof(kFuseOps), this);

@@ -3,7 +3,7 @@
 # any_program.sh: ordinary programs (busybox cat/dd/hexdump, python3, the static C client) write to and read from a devemu loopback node.
 #
 # Usage: any_program.sh NODE [DEVEMU_CLIENT]
-#   NODE           a devemu loopback node (empty FIFO expected; leftovers are drained first)
+#   NODE           a devemu loopback node with capacity >= 4096 (leftovers are drained first)
 #   DEVEMU_CLIENT  the static devemu_client binary (default: $DEVEMU_CLIENT, else
 #                  build/tests/conformance/devemu_client of this repository)
 # Exit 0 when every program round-trips its bytes exactly; non-zero with a FAIL line otherwise.
@@ -118,9 +118,9 @@ EOF
 ok "python3 open/os.read/select.poll"
 
 # 5. the static C client: write/read and a 1 MiB echo
-$BB dd if=/dev/urandom of="$TMP/c" bs=1000 count=5 2>/dev/null || fail "making test data"
+$BB dd if=/dev/urandom of="$TMP/c" bs=1000 count=3 2>/dev/null || fail "making test data"
 $TO $T "$CLIENT" write "$NODE" <"$TMP/c" || fail "devemu_client write failed"
-$TO $T "$CLIENT" read "$NODE" 5000 >"$TMP/c.out" || fail "devemu_client read failed or blocked"
+$TO $T "$CLIENT" read "$NODE" 3000 >"$TMP/c.out" || fail "devemu_client read failed or blocked"
 same "$TMP/c" "$TMP/c.out" "devemu_client write -> read"
 out=$($TO 60 "$CLIENT" echo "$NODE" 1048576 3) || fail "devemu_client echo 1 MiB: $out"
 [ "$out" = "ok 1048576" ] || fail "devemu_client echo 1 MiB: $out"
@@ -132,7 +132,7 @@ $TO $T $BB dd if="$NODE" of="$TMP/mix1" bs=14 count=1 2>/dev/null || fail "busyb
 same "$TMP/hello" "$TMP/mix1" "devemu_client -> busybox dd"
 $TO $T "$PY" -c 'import sys; open(sys.argv[1], "wb", buffering=0).write(open(sys.argv[2], "rb").read())' \
 	"$NODE" "$TMP/c" || fail "python3 write failed"
-$TO $T "$CLIENT" read "$NODE" 5000 >"$TMP/mix2" || fail "devemu_client read failed"
+$TO $T "$CLIENT" read "$NODE" 3000 >"$TMP/mix2" || fail "devemu_client read failed"
 same "$TMP/c" "$TMP/mix2" "python3 -> devemu_client"
 ok "mixed writers and readers"
 

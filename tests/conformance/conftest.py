@@ -1,14 +1,12 @@
 # SPDX-License-Identifier: MIT
 # Options, devemud fixtures, the C client build and the per-test timeout guard of the conformance suite.
 
-import errno
 import os
 import shutil
 import signal
 import stat
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -22,6 +20,7 @@ REPO = HERE.parent.parent
 # timeout guard can end exactly those when a test is stuck in the kernel.
 LIVE_PIDS = set()
 LIVE_DAEMONS = []
+GUARD_KILLED = set()  # pids the guard itself SIGKILLed
 
 
 def pytest_addoption(parser):
@@ -159,6 +158,7 @@ def kill_registered(reason):
     sys.stderr.write(f"\n[conformance guard] {reason}: SIGKILL to the suite's daemons and helpers "
                      f"{sorted(LIVE_PIDS)}\n")
     for pid in sorted(LIVE_PIDS):
+        GUARD_KILLED.add(pid)
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
@@ -336,6 +336,15 @@ class Daemon:
         return t[-chars:]
 
 
+def _start_or_fail(d, prefix=""):
+    try:
+        d.start()
+        return d
+    except DaemonError as e:
+        msg = prefix + str(e)
+    pytest.fail(msg, pytrace=False)
+
+
 @pytest.fixture(scope="session")
 def log_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("devemud-logs")
@@ -357,12 +366,11 @@ def main_daemon(cfg, log_dir):
         yield None
         return
     d = Daemon(cfg, [(cfg.name, loopback_spec(cfg))], log_dir, "main")
-    try:
-        d.start()
-    except DaemonError as e:
-        pytest.fail(str(e), pytrace=False)
+    _start_or_fail(d)
     yield d
     d.stop()
+    for name, _ in d.devices:
+        remove_stale_node(name)
 
 
 @pytest.fixture
@@ -401,12 +409,11 @@ def aux_daemon(cfg, log_dir):
                (f"{cfg.name}-z", "zero"),
                (f"{cfg.name}-r", "rng,seed=1")]
     d = Daemon(cfg, devices, log_dir, "aux")
-    try:
-        d.start()
-    except DaemonError as e:
-        pytest.fail(str(e), pytrace=False)
+    _start_or_fail(d)
     yield d
     d.stop()
+    for name, _ in d.devices:
+        remove_stale_node(name)
 
 
 @pytest.fixture
@@ -425,6 +432,31 @@ def make_daemon(cfg, log_dir):
             d.stop(5)
         if d in LIVE_DAEMONS:
             LIVE_DAEMONS.remove(d)
+        for name, _ in d.devices:
+            remove_stale_node(name)
+
+
+def remove_stale_node(name):
+    """After a test has checked the daemon's own cleanup: remove what a killed FUSE-fallback
+    daemon left (lazy unmount of /run/devemu/NAME, the dangling /dev/NAME symlink) so runs do not
+    pile up mounts on the host."""
+    mnt = f"/run/devemu/{name}"
+    try:
+        with open("/proc/self/mountinfo") as f:
+            mounted = any(line.split()[4] == mnt for line in f)
+    except OSError:
+        mounted = False
+    if mounted:
+        subprocess.run(["umount", "-l", mnt], capture_output=True, timeout=10)
+    dev = f"/dev/{name}"
+    if os.path.islink(dev) and os.readlink(dev) == mnt:
+        os.unlink(dev)
+    try:
+        st = os.lstat(mnt)
+        if stat.S_ISREG(st.st_mode) and st.st_size == 0:
+            os.unlink(mnt)
+    except OSError:
+        pass
 
 
 @pytest.fixture
@@ -501,7 +533,7 @@ def _daemon_health(request):
     if request.node.get_closest_marker("kills_daemon"):
         return
     for d, was_alive in before:
-        if was_alive and d.proc.poll() is not None:
+        if was_alive and d.proc.poll() is not None and d.proc.pid not in GUARD_KILLED:
             pytest.fail(f"devemud ({d.log_path.name}) exited with {d.proc.returncode} during "
                         f"this test; its stderr ends:\n{d.log_tail(4000)}", pytrace=False)
 
@@ -545,10 +577,7 @@ def suite():
 
 def ensure_running(d):
     if not d.alive():
-        try:
-            d.start()
-        except DaemonError as e:
-            pytest.fail(f"restarting devemud failed: {e}", pytrace=False)
+        _start_or_fail(d, "restarting devemud failed: ")
 
 
 @pytest.fixture

@@ -1,0 +1,177 @@
+// SPDX-License-Identifier: MIT
+// kshim frontend: serves a device through devemu_kshim.ko: the module's window, a doorbell and an interrupt eventfd.
+#include "frontend.h"
+
+#include "devemu/log.h"
+
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace devemu {
+
+namespace {
+
+constexpr const char *kControlPath = "/dev/" DEVEMU_KSHIM_CONTROL_NAME;
+
+class KshimFrontend final : public Frontend
+{
+public:
+	explicit KshimFrontend(FrontendParts parts) : parts_(std::move(parts)), doorbell_(parts_.strand) {}
+	~KshimFrontend() override { stop(); }
+
+	int start(ReadyHandler onReady, EndHandler onEnd, std::string &error) override;
+	void stop() override;
+	std::string nodePath() const override { return "/dev/" + parts_.node.name; }
+	const char *transport() const override { return "kshim"; }
+
+private:
+	void waitDoorbell();
+	void raiseInterrupt();
+
+	FrontendParts parts_;
+	UniqueFD control_;
+	UniqueFD doorbellFd_;
+	UniqueFD irqFd_;
+	Window window_;
+	asio::posix::stream_descriptor doorbell_;
+	std::optional<unsigned> port_;
+	bool stopped_ = false;
+};
+
+int KshimFrontend::start(ReadyHandler onReady, EndHandler, std::string &error)
+{
+	control_ = UniqueFD(::open(kControlPath, O_RDWR | O_CLOEXEC));
+	if (!control_.isValid()) {
+		int err = errno;
+		if (err == ENOENT || err == ENODEV || err == ENXIO)
+			error = fmt::format("{} is missing: load the kernel shim first (insmod build/kshim/devemu_kshim.ko, "
+					    "or modprobe devemu_kshim)",
+					    kControlPath);
+		else
+			error = fmt::format("cannot open {}: {}", kControlPath, strerror(err));
+		return -err;
+	}
+	doorbellFd_ = UniqueFD(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+	irqFd_ = UniqueFD(eventfd(0, EFD_CLOEXEC));
+	if (!doorbellFd_.isValid() || !irqFd_.isValid()) {
+		error = fmt::format("eventfd: {}", strerror(errno));
+		return -errno;
+	}
+
+	devemu_kshim_add add{};
+	if (parts_.node.name.size() >= sizeof(add.name)) {
+		error = "device name too long for the kernel shim";
+		return -ENAMETOOLONG;
+	}
+	std::memcpy(add.name, parts_.node.name.data(), parts_.node.name.size());
+	add.mode = parts_.node.mode;
+	add.uid = parts_.node.uid;
+	add.gid = parts_.node.gid;
+	WindowGeometry geometry;
+	add.queue_depth = geometry.queueDepth;
+	add.slot_size = geometry.slotSize;
+	add.doorbell_fd = doorbellFd_.get();
+	add.irq_fd = irqFd_.get();
+	add.features = DEVEMU_KSHIM_FEATURES;
+
+	int channel = ioctl(control_.get(), DEVEMU_KSHIM_IOC_ADD, &add);
+	bool reattached = false;
+	if (channel < 0 && errno == EEXIST) {
+		/* The device outlived a daemon that died: serve it again, in a new epoch. */
+		channel = ioctl(control_.get(), DEVEMU_KSHIM_IOC_ATTACH, &add);
+		reattached = channel >= 0;
+		if (channel < 0 && errno == EBUSY) {
+			error = fmt::format("{} is already served by another daemon", nodePath());
+			return -EBUSY;
+		}
+	}
+	if (channel < 0) {
+		int err = errno;
+		error = fmt::format("the kernel shim refused {}: {}", nodePath(), strerror(err));
+		return -err;
+	}
+	int ret = Window::attach(UniqueFD(channel), window_);
+	if (ret < 0) {
+		error = fmt::format("cannot map the kernel shim's window: {}", strerror(-ret));
+		return ret;
+	}
+	port_ = parts_.core.addPort(window_, [this](uint32_t) { raiseInterrupt(); });
+	if (reattached)
+		DEVEMU_LOG(Info, parts_.node.name, "re-attached to {} (epoch {})", nodePath(), window_.regs().attach_epoch);
+
+	int dupFd = fcntl(doorbellFd_.get(), F_DUPFD_CLOEXEC, 3);
+	if (dupFd < 0) {
+		error = fmt::format("dup: {}", strerror(errno));
+		return -errno;
+	}
+	doorbell_.assign(dupFd);
+	waitDoorbell();
+	/* Requests may have been published before we waited: look once. */
+	asio::post(parts_.strand, [this] {
+		if (!stopped_)
+			parts_.core.doorbell();
+	});
+	struct stat st;
+	if (stat(nodePath().c_str(), &st) < 0) {
+		error = fmt::format("the kernel shim created the device but {} did not appear (is devtmpfs mounted?)",
+				    nodePath());
+		return -ENOENT;
+	}
+	asio::post(parts_.strand, [onReady = std::move(onReady)] { onReady(0, {}); });
+	return 0;
+}
+
+void KshimFrontend::waitDoorbell()
+{
+	doorbell_.async_wait(asio::posix::stream_descriptor::wait_read, [this](const boost::system::error_code &ec) {
+		if (ec || stopped_)
+			return;
+		uint64_t count;
+		while (::read(doorbellFd_.get(), &count, sizeof(count)) == sizeof(count)) {
+		}
+		parts_.core.doorbell();
+		waitDoorbell();
+	});
+}
+
+void KshimFrontend::raiseInterrupt()
+{
+	/* The module's wait-queue callback runs inside this write and drains the completions. */
+	uint64_t one = 1;
+	if (::write(irqFd_.get(), &one, sizeof(one)) != sizeof(one))
+		DEVEMU_LOG(Error, parts_.node.name, "cannot raise the interrupt: {}", strerror(errno));
+}
+
+void KshimFrontend::stop()
+{
+	if (stopped_)
+		return;
+	stopped_ = true;
+	boost::system::error_code ec;
+	doorbell_.close(ec);
+	if (port_) {
+		parts_.core.removePort(*port_);
+		port_.reset();
+	}
+	if (control_.isValid() && window_.isValid()) {
+		char name[DEVEMU_DEVICE_NAME_MAX] = {};
+		std::memcpy(name, parts_.node.name.data(), std::min(parts_.node.name.size(), sizeof(name) - 1));
+		if (ioctl(control_.get(), DEVEMU_KSHIM_IOC_REMOVE, name) < 0)
+			DEVEMU_LOG(Warning, parts_.node.name, "cannot remove {}: {}", nodePath(), strerror(errno));
+	}
+	window_ = Window();
+}
+
+} // namespace
+
+std::unique_ptr<Frontend> makeKshimFrontend(FrontendParts parts)
+{
+	return std::make_unique<KshimFrontend>(std::move(parts));
+}
+
+} // namespace devemu
