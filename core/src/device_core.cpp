@@ -5,10 +5,17 @@
 #include "devemu/log.h"
 
 #include <asm-generic/ioctl.h>
+#include <algorithm>
 #include <cerrno>
 #include <poll.h>
 
 namespace devemu {
+
+const char *DeviceStats::opName(Op op)
+{
+	static constexpr const char *names[] = { "open", "release", "read", "write", "ioctl", "poll", "cancel" };
+	return op < OpCount ? names[op] : "?";
+}
 
 DeviceCore::DeviceCore(Strand strand, std::string name) : strand_(std::move(strand)), name_(std::move(name)) {}
 
@@ -37,6 +44,7 @@ unsigned DeviceCore::addPort(Window &window, InterruptHandler interrupt)
 	port.interrupt = std::move(interrupt);
 	port.files.resize(std::min<uint32_t>(r.max_files, DEVEMU_MAX_FILES));
 	port.inflight.assign(window.queueDepth(), 0);
+	port.started.resize(window.queueDepth());
 	ports_.push_back(std::move(port));
 	return static_cast<unsigned>(ports_.size() - 1);
 }
@@ -46,6 +54,10 @@ void DeviceCore::removePort(unsigned index)
 	Port &port = ports_.at(index);
 	for (auto it = parked_.begin(); it != parked_.end();)
 		it = it->port == index ? parked_.erase(it) : std::next(it);
+	for (auto it = delayed_.begin(); it != delayed_.end();)
+		it = it->port == index ? delayed_.erase(it) : std::next(it);
+	for (auto it = released_.begin(); it != released_.end();)
+		it = it->first == index ? released_.erase(it) : std::next(it);
 	for (auto &f : port.files)
 		if (f) {
 			if (model_)
@@ -133,6 +145,12 @@ void DeviceCore::dispatch()
 	bool again;
 	do {
 		kicked_ = false;
+		while (!released_.empty()) {
+			auto [port, sqe] = released_.front();
+			released_.pop_front();
+			if (ports_[port].window)
+				process(port, sqe, true);
+		}
 		for (unsigned i = 0; i < ports_.size(); i++)
 			consume(i);
 		runWakeups();
@@ -171,22 +189,33 @@ void DeviceCore::complete(unsigned index, const devemu_sqe &sqe, int32_t result,
 	cqe.epoch = static_cast<uint16_t>(sqe.epoch);
 	cqe.flags = flags;
 	storeRelease(cq.tail, tail + 1);
-	if (sqe.tag < port.inflight.size())
+	if (sqe.tag < port.inflight.size() && port.inflight[sqe.tag]) {
 		port.inflight[sqe.tag] = 0;
+		auto us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() -
+										port.started[sqe.tag])
+				  .count();
+		size_t bucket = 0;
+		while (bucket + 1 < DeviceStats::kLatencyBuckets && us >= (int64_t(1) << bucket))
+			bucket++;
+		if (sqe.opcode >= DEVEMU_OP_OPEN && sqe.opcode <= DEVEMU_OP_POLL)
+			stats_.latency[sqe.opcode - 1][bucket]++;
+	}
 	if (result < 0 && sqe.opcode >= DEVEMU_OP_OPEN && sqe.opcode <= DEVEMU_OP_CANCEL)
 		stats_.errors[sqe.opcode - 1]++;
 	port.pendingIsr |= DEVEMU_ISR_CQ;
 }
 
-void DeviceCore::process(unsigned index, const devemu_sqe &sqe)
+void DeviceCore::process(unsigned index, const devemu_sqe &submitted, bool faultsApplied)
 {
+	devemu_sqe sqe = submitted;
 	Port &port = ports_[index];
 	Window &window = *port.window;
 	if (sqe.tag >= window.queueDepth())
 		return protocolError(sqe, "tag out of range");
 	if (sqe.opcode < DEVEMU_OP_OPEN || sqe.opcode > DEVEMU_OP_CANCEL)
 		return protocolError(sqe, "unknown opcode");
-	stats_.requests[sqe.opcode - 1]++;
+	if (!faultsApplied)
+		stats_.requests[sqe.opcode - 1]++;
 
 	if (sqe.opcode == DEVEMU_OP_CANCEL) {
 		/* A cancel shares its target's tag: end the parked request; if none, it already completed. */
@@ -197,13 +226,26 @@ void DeviceCore::process(unsigned index, const devemu_sqe &sqe)
 			int32_t result = it->progress ? static_cast<int32_t>(it->progress) : -EINTR;
 			complete(index, it->sqe, result);
 			parked_.erase(it);
-			break;
+			return;
+		}
+		for (auto it = delayed_.begin(); it != delayed_.end(); ++it) {
+			if (it->port != index || it->sqe.tag != sqe.tag)
+				continue;
+			stats_.cancelled++;
+			complete(index, it->sqe, -EINTR);
+			delayed_.erase(it);
+			return;
 		}
 		return;
 	}
-	if (port.inflight[sqe.tag])
-		return protocolError(sqe, "tag already in flight");
-	port.inflight[sqe.tag] = 1;
+	if (!faultsApplied) {
+		if (port.inflight[sqe.tag])
+			return protocolError(sqe, "tag already in flight");
+		port.inflight[sqe.tag] = 1;
+		port.started[sqe.tag] = std::chrono::steady_clock::now();
+		if (!faults_.empty() && !stopError_ && applyFault(index, sqe))
+			return;
+	}
 
 	if (stopError_)
 		return complete(index, sqe, sqe.opcode == DEVEMU_OP_OPEN ? -ENODEV : stopError_);
@@ -468,12 +510,77 @@ void DeviceCore::setStatusWord(unsigned index, uint32_t value)
 	}
 }
 
+void DeviceCore::setFault(const FaultSpec &fault)
+{
+	std::erase_if(faults_, [&](const FaultSpec &f) { return f.op == fault.op; });
+	faults_.push_back(fault);
+}
+
+bool DeviceCore::applyFault(unsigned index, devemu_sqe &sqe)
+{
+	if (sqe.opcode > DEVEMU_OP_POLL)
+		return false;
+	auto op = static_cast<DeviceStats::Op>(sqe.opcode - 1);
+	auto it = std::find_if(faults_.begin(), faults_.end(), [&](const FaultSpec &f) { return f.op == op; });
+	if (it == faults_.end())
+		return false;
+	FaultSpec fault = *it;
+	it->hits++;
+	if (it->count > 0 && --it->count == 0)
+		faults_.erase(it);
+	if (fault.error) {
+		complete(index, sqe, -fault.error);
+		return true;
+	}
+	if (fault.shortLen && (sqe.opcode == DEVEMU_OP_READ || sqe.opcode == DEVEMU_OP_WRITE))
+		sqe.len = std::min(sqe.len, *fault.shortLen);
+	if (fault.delay.count() > 0) {
+		auto timer = std::make_unique<asio::steady_timer>(strand_, fault.delay);
+		asio::steady_timer *t = timer.get();
+		delayed_.push_back({ index, sqe, std::move(timer) });
+		t->async_wait([this, t](const boost::system::error_code &ec) {
+			if (ec)
+				return;
+			auto d = std::find_if(delayed_.begin(), delayed_.end(), [t](const Delayed &x) { return x.timer.get() == t; });
+			if (d == delayed_.end())
+				return;
+			released_.emplace_back(d->port, d->sqe);
+			delayed_.erase(d);
+			if (!inDispatch_)
+				dispatch();
+			else
+				kicked_ = true;
+		});
+		return true;
+	}
+	return false;
+}
+
+int DeviceCore::inject(const std::vector<std::string> &args, std::string &reply)
+{
+	if (!model_) {
+		reply = "no model";
+		return -ENODEV;
+	}
+	int ret = model_->inject(args, reply);
+	/* The model's notify() already woke waiters; make sure shadows are out. */
+	if (!inDispatch_)
+		dispatch();
+	return ret;
+}
+
 void DeviceCore::stop(int err)
 {
 	stopError_ = err;
 	for (auto &req : parked_)
 		complete(req.port, req.sqe, req.progress ? static_cast<int32_t>(req.progress) : err);
 	parked_.clear();
+	for (auto &d : delayed_)
+		complete(d.port, d.sqe, err);
+	delayed_.clear();
+	for (auto &[port, sqe] : released_)
+		complete(port, sqe, err);
+	released_.clear();
 	/* Wake poll waiters so they see the device go away. */
 	for (auto &port : ports_)
 		port.pendingIsr |= DEVEMU_ISR_SHADOW;

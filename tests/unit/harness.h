@@ -169,10 +169,8 @@ public:
 				size_t off = 0;
 				for (const auto &v : outIov) {
 					size_t n = std::min<size_t>(v.len, o->aux > off ? o->aux - off : 0);
-					if (!mem.write(v.base, std::span(o->data).subspan(off, n))) {
-						MESSAGE("fault writing " << v.base << " len " << n);
+					if (!mem.write(v.base, std::span(o->data).subspan(off, n)))
 						return -EFAULT;
-					}
 					off += n;
 				}
 				return o->result;
@@ -183,10 +181,8 @@ public:
 			std::memcpy(iov.data(), o->data.data() + sizeof(hdr), iov.size() * sizeof(devemu_iovec));
 			in.clear();
 			for (uint32_t i = 0; i < hdr.in_count; i++)
-				if (!mem.read(iov[i].base, iov[i].len, in)) {
-					MESSAGE("fault reading " << iov[i].base << " len " << iov[i].len << " round " << round);
+				if (!mem.read(iov[i].base, iov[i].len, in))
 					return -EFAULT;
-				}
 			outIov.assign(iov.begin() + hdr.in_count, iov.end());
 			outLen = 0;
 			for (const auto &v : outIov)

@@ -298,3 +298,53 @@ TEST_CASE("one core serves two windows: bytes written through one are read throu
 	h.write(fh1, bytes("still"));
 	CHECK(text(h.read(fh1, 10)->data) == "still");
 }
+
+TEST_CASE("injected faults: an errno for N requests, a short read, a delay that a cancel can end")
+{
+	test::Harness h("loopback");
+	int fh = h.open();
+	h.write(fh, bytes("0123456789"));
+	FaultSpec eio;
+	eio.op = DeviceStats::Read;
+	eio.error = EIO;
+	eio.count = 2;
+	h.core_->setFault(eio);
+	CHECK(h.read(fh, 4)->result == -EIO);
+	CHECK(h.read(fh, 4)->result == -EIO);
+	CHECK(h.core_->faults().empty()); /* used up */
+	CHECK(text(h.read(fh, 4)->data) == "0123"); /* nothing was consumed by the failed reads */
+
+	FaultSpec cut;
+	cut.op = DeviceStats::Read;
+	cut.shortLen = 1;
+	cut.count = 1;
+	h.core_->setFault(cut);
+	CHECK(text(h.read(fh, 4)->data) == "4");
+	CHECK(text(h.read(fh, 4)->data) == "5678");
+
+	FaultSpec wait;
+	wait.op = DeviceStats::Write;
+	wait.delay = std::chrono::milliseconds(30);
+	h.core_->setFault(wait);
+	auto start = std::chrono::steady_clock::now();
+	auto w = h.write(fh, bytes("late"));
+	CHECK_FALSE(w->done);
+	while (!w->done && std::chrono::steady_clock::now() - start < std::chrono::seconds(2))
+		h.io_.run_one_for(std::chrono::milliseconds(100));
+	REQUIRE(w->done);
+	CHECK(w->result == 4);
+	CHECK(std::chrono::steady_clock::now() - start >= std::chrono::milliseconds(30));
+	WindowDriver::RequestId id;
+	auto w2 = h.write(fh, bytes("never"), false, &id);
+	CHECK_FALSE(w2->done);
+	h.driver_->cancel(id);
+	REQUIRE(w2->done);
+	CHECK(w2->result == -EINTR);
+	h.core_->clearFaults();
+	CHECK(text(h.read(fh, 100)->data) == "9late");
+	/* Latency is recorded per operation. */
+	uint64_t reads = 0;
+	for (auto n : h.core_->stats().latency[DeviceStats::Read])
+		reads += n;
+	CHECK(reads == 6);
+}

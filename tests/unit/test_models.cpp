@@ -102,3 +102,30 @@ TEST_CASE("model options: bad values and unknown keys name the device, model and
 	CHECK(error("zero", { { "seed", "1" } }) == "device 'dev0': model 'zero' has no option 'seed' (its options: none)");
 	CHECK(error("rng", { { "seed", "0x10" } }) == "");
 }
+
+TEST_CASE("loopback inject: data with escapes and hex arrive as if written; clear empties the FIFO")
+{
+	test::Harness h("loopback", { { "capacity", "8" } });
+	int fh = h.open();
+	auto r = h.read(fh, 100);
+	CHECK_FALSE(r->done);
+	std::string reply;
+	CHECK(h.core_->inject({ "data", "a\\tb\\x41" }, reply) == 0);
+	CHECK(reply == "injected 4 bytes");
+	REQUIRE(r->done); /* the parked reader was woken */
+	CHECK(text(r->data) == "a\tbA");
+	CHECK(h.core_->inject({ "hex", "68 69", "0a" }, reply) == 0);
+	CHECK(text(h.read(fh, 100)->data) == "hi\n");
+	CHECK(h.core_->inject({ "data", "0123456789" }, reply) == 0);
+	CHECK(reply == "injected 8 bytes, dropped 2 (FIFO full)");
+	CHECK(h.core_->inject({ "clear" }, reply) == 0);
+	CHECK(reply == "discarded 8 bytes");
+	CHECK(h.read(fh, 10, true)->result == -EAGAIN);
+	CHECK(h.core_->inject({ "hex", "6" }, reply) == -EINVAL);
+	CHECK(reply == "an odd number of hex digits");
+	CHECK(h.core_->inject({ "data", "\\x4" }, reply) == -EINVAL);
+	CHECK(h.core_->inject({ "explode" }, reply) == -EINVAL);
+	CHECK(h.core_->inject({ "data", "x" }, reply) == 0);
+	test::Harness z("zero");
+	CHECK(z.core_->inject({ "data", "x" }, reply) == -EOPNOTSUPP);
+}

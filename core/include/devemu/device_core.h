@@ -6,6 +6,9 @@
 #include "devemu/window.h"
 
 #include <array>
+#include <chrono>
+#include <deque>
+#include <optional>
 #include <functional>
 #include <list>
 #include <memory>
@@ -17,8 +20,12 @@ namespace devemu {
 /* Per-operation counters of one device (what devemuctl stats and DEVEMU_IOC_COUNTERS report). */
 struct DeviceStats {
 	enum Op { Open, Release, Read, Write, Ioctl, Poll, Cancel, OpCount };
+	/* Latency buckets: [0] < 1 us, [i] < 2^i us, the last one everything slower. */
+	static constexpr size_t kLatencyBuckets = 24;
+	static const char *opName(Op op);
 	std::array<uint64_t, OpCount> requests{};
 	std::array<uint64_t, OpCount> errors{};
+	std::array<std::array<uint64_t, kLatencyBuckets>, OpCount> latency{};
 	uint64_t bytesIn = 0;
 	uint64_t bytesOut = 0;
 	uint64_t opens = 0;
@@ -32,6 +39,16 @@ struct DeviceStats {
  * it. Usually one port; a device exposed through CUSE and the kernel shim at
  * once has two, and both see the same model state.
  */
+/* An injected fault: the next count requests of an operation fail, wait, or are cut short. */
+struct FaultSpec {
+	DeviceStats::Op op = DeviceStats::Read;
+	int error = 0; /* > 0: answer -error */
+	std::chrono::milliseconds delay{ 0 }; /* > 0: hold the request this long first */
+	std::optional<uint32_t> shortLen; /* read/write: move at most this many bytes */
+	int64_t count = -1; /* requests left to hit; -1: until cleared */
+	uint64_t hits = 0;
+};
+
 class DeviceCore final : public DeviceContext
 {
 public:
@@ -58,6 +75,13 @@ public:
 	bool stopped() const { return stopError_ != 0; }
 
 	const DeviceStats &stats() const { return stats_; }
+
+	/* Fault injection (devemuctl fault): one fault per operation, replacing any earlier one. */
+	void setFault(const FaultSpec &fault);
+	void clearFaults() { faults_.clear(); }
+	const std::vector<FaultSpec> &faults() const { return faults_; }
+	/* The model's control side (devemuctl inject). Returns 0 or -errno, with a reply for the user. */
+	int inject(const std::vector<std::string> &args, std::string &reply);
 	size_t openFiles() const;
 	size_t parkedRequests() const { return parked_.size(); }
 
@@ -73,6 +97,7 @@ private:
 		InterruptHandler interrupt;
 		std::vector<std::unique_ptr<OpenFile>> files; /* by fh */
 		std::vector<uint8_t> inflight; /* per tag: 1 while the core owns it */
+		std::vector<std::chrono::steady_clock::time_point> started; /* per tag */
 		size_t openCount = 0;
 		uint32_t pendingIsr = 0;
 	};
@@ -84,7 +109,9 @@ private:
 
 	void dispatch();
 	void consume(unsigned port);
-	void process(unsigned port, const devemu_sqe &sqe);
+	void process(unsigned port, const devemu_sqe &sqe, bool faultsApplied = false);
+	/* Applies an injected fault; returns true when the request was answered or deferred. */
+	bool applyFault(unsigned port, devemu_sqe &sqe);
 	/* Tries a READ/WRITE/IOCTL once; returns true when it completed (or was answered -EAGAIN). */
 	bool attempt(Request &req);
 	bool attemptIoctl(Request &req, OpenFile &file);
@@ -99,6 +126,14 @@ private:
 	std::unique_ptr<Model> model_;
 	std::vector<Port> ports_;
 	std::list<Request> parked_;
+	struct Delayed {
+		unsigned port;
+		devemu_sqe sqe;
+		std::unique_ptr<asio::steady_timer> timer;
+	};
+	std::list<Delayed> delayed_;
+	std::deque<std::pair<unsigned, devemu_sqe>> released_; /* delays that expired, to process */
+	std::vector<FaultSpec> faults_;
 	DeviceStats stats_;
 
 	bool inDispatch_ = false;

@@ -182,6 +182,17 @@ public:
 	virtual uint32_t writable(const OpenFile &) { return 0; }
 	/* Bytes the model discarded (reported by DEVEMU_IOC_COUNTERS). */
 	virtual uint64_t dropped() const { return 0; }
+	/*
+	 * The model's control side (devemuctl inject NAME VERB ARGS...): bytes
+	 * into a FIFO, a sensor value, an input event. Returns 0 with a reply for
+	 * the user, or -errno with what was wrong.
+	 */
+	virtual int inject(const std::vector<std::string> &args, std::string &reply)
+	{
+		(void)args;
+		reply = "this model has no inject verbs";
+		return -EOPNOTSUPP;
+	}
 };
 
 } // namespace devemu

@@ -54,6 +54,7 @@ struct ModelInfo {
 	std::string summary;
 	std::string optionsHelp; /* one line per option: "key=VALUE  what (default)" */
 	Factory factory;
+	std::string injectHelp = {}; /* one line per devemuctl inject verb */
 };
 
 class ModelRegistry
