@@ -2,11 +2,14 @@
 // devemud's command line (Boost.Program_options) and device-spec parsing.
 #include "config.h"
 
+#include "devemu/plugin.h"
+
 #include <boost/program_options.hpp>
 #include <fmt/core.h>
 
 #include <grp.h>
 #include <pwd.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <charconv>
@@ -200,8 +203,9 @@ bool parseDeviceSpec(std::string_view text, DeviceSpec &spec, std::string &error
 
 ParseResult parseCommandLine(int argc, char **argv, DaemonConfig &config)
 {
-	std::vector<std::string> devices;
+	std::vector<std::string> devices, plugins;
 	std::string name, model, transport = "auto", mode = "0660", owner, group, logLevel = "info";
+	std::string configPath, controlPath, controlGroup, runUser;
 	po::options_description desc("Options");
 	desc.add_options()("help,h", "show this help and exit")("version,V", "show the version and exit")(
 		"device,d", po::value(&devices)->composing(),
@@ -217,6 +221,13 @@ ParseResult parseCommandLine(int argc, char **argv, DaemonConfig &config)
 		"group", po::value(&group), "node group, name or gid (default root)")(
 		"foreground,f", "stay in the foreground (default: detach once every node exists)")(
 		"log-level", po::value(&logLevel), "debug|info|warning|error (default info)")(
+		"config,c", po::value(&configPath),
+		"devices and settings from a TOML file (default /etc/devemu/devemud.toml when it exists and no "
+		"--device is given); SIGHUP re-reads it")(
+		"control", po::value(&controlPath), "control socket for devemuctl (default /run/devemu/control; none: off)")(
+		"control-group", po::value(&controlGroup), "group allowed to use the control socket (default: root only)")(
+		"user,u", po::value(&runUser), "drop to this user (and its group) once every node exists")(
+		"plugin", po::value(&plugins)->composing(), "load models from a plugin shared object (repeatable)")(
 		"list-models", "list the built-in models and their options, then exit");
 
 	po::variables_map vm;
@@ -240,6 +251,12 @@ ParseResult parseCommandLine(int argc, char **argv, DaemonConfig &config)
 	}
 	if (vm.count("version"))
 		return { 0, "devemud " DEVEMU_VERSION };
+	std::string pluginError;
+	for (const auto &p : plugins) {
+		if (loadPlugin(p, ModelRegistry::builtin(), pluginError) < 0)
+			return { 2, "devemud: " + pluginError };
+		config.plugins.push_back(p);
+	}
 	if (vm.count("list-models")) {
 		std::string out;
 		for (const ModelInfo *m : ModelRegistry::builtin().list()) {
@@ -247,21 +264,48 @@ ParseResult parseCommandLine(int argc, char **argv, DaemonConfig &config)
 			std::istringstream lines(m->optionsHelp);
 			for (std::string line; std::getline(lines, line);)
 				out += fmt::format("           {}\n", line);
+			std::istringstream verbs(m->injectHelp);
+			for (std::string line; std::getline(verbs, line);)
+				out += fmt::format("           inject {}\n", line);
 		}
 		return { 0, out };
 	}
 
 	std::string error;
-	if (!parseTransports(transport, config.transports, error))
+	/* The config file first; options given on the command line override its [daemon] settings. */
+	if (configPath.empty() && !vm.count("device") && !vm.count("name") && access(kDefaultConfigPath, F_OK) == 0)
+		configPath = kDefaultConfigPath;
+	if (!configPath.empty()) {
+		config.configPath = configPath;
+		if (!loadConfigFile(configPath, config, error))
+			return { 2, "devemud: " + error };
+	}
+	if (vm.count("transport") && !parseTransports(transport, config.transports, error))
 		return { 2, fmt::format("devemud: --transport {}", error) };
-	if (!parseMode(mode, config.mode))
+	if (vm.count("mode") && !parseMode(mode, config.mode))
 		return { 2, fmt::format("devemud: --mode '{}': expected an octal mode such as 0660", mode) };
 	if (!owner.empty() && !resolveUser(owner, config.uid, error))
 		return { 2, fmt::format("devemud: --owner: {}", error) };
 	if (!group.empty() && !resolveGroup(group, config.gid, error))
 		return { 2, fmt::format("devemud: --group: {}", error) };
-	if (!parseLogLevel(logLevel, config.logLevel))
+	if (vm.count("log-level") && !parseLogLevel(logLevel, config.logLevel))
 		return { 2, fmt::format("devemud: --log-level '{}': expected debug, info, warning or error", logLevel) };
+	if (!controlPath.empty())
+		config.controlPath = controlPath;
+	if (!controlGroup.empty()) {
+		gid_t gid;
+		if (!resolveGroup(controlGroup, gid, error))
+			return { 2, fmt::format("devemud: --control-group: {}", error) };
+		config.controlGid = gid;
+	}
+	if (!runUser.empty()) {
+		uid_t uid;
+		if (!resolveUser(runUser, uid, error))
+			return { 2, fmt::format("devemud: --user: {}", error) };
+		config.runUid = uid;
+		passwd *pw = getpwuid(uid);
+		config.runGid = pw ? pw->pw_gid : uid;
+	}
 	config.foreground = vm.count("foreground") > 0;
 
 	if (!name.empty() || !model.empty()) {
@@ -269,7 +313,7 @@ ParseResult parseCommandLine(int argc, char **argv, DaemonConfig &config)
 			return { 2, "devemud: --name and --model go together" };
 		devices.push_back(name + "=" + model);
 	}
-	if (devices.empty())
+	if (devices.empty() && config.devices.empty())
 		devices.push_back("devemu0=loopback");
 	for (const auto &text : devices) {
 		DeviceSpec spec;

@@ -25,7 +25,13 @@ struct DeviceSpec {
 	std::optional<mode_t> mode;
 	std::optional<uid_t> uid;
 	std::optional<gid_t> gid;
+	bool fromFile = false; /* declared in the config file: SIGHUP may change or remove it */
+
+	bool operator==(const DeviceSpec &) const = default;
 };
+
+constexpr const char *kDefaultConfigPath = "/etc/devemu/devemud.toml";
+constexpr const char *kDefaultControlPath = "/run/devemu/control";
 
 struct DaemonConfig {
 	std::vector<DeviceSpec> devices;
@@ -35,7 +41,26 @@ struct DaemonConfig {
 	gid_t gid = 0;
 	bool foreground = false;
 	LogLevel logLevel = LogLevel::Info;
+	std::string configPath; /* empty: no config file */
+	std::string controlPath = kDefaultControlPath; /* "none": no control socket */
+	long controlGid = -1; /* >= 0: this group may use the control socket */
+	std::optional<uid_t> runUid; /* drop to this user once the nodes exist */
+	std::optional<gid_t> runGid;
+	std::vector<std::string> plugins;
 };
+
+/*
+ * Reads a TOML config file into config (the [daemon] table and [[device]]
+ * entries, which replace config.devices' file entries). Every error names the
+ * file, the line and the key, and what was expected. Returns false on error.
+ */
+bool loadConfigFile(const std::string &path, DaemonConfig &config, std::string &error);
+/* Checks a device's model options by building the model once: the error (empty when fine) and its key. */
+struct OptionCheck {
+	std::string error;
+	std::string key;
+};
+OptionCheck checkModelOptions(const DeviceSpec &spec);
 
 /* Outcome of parsing: run, or exit at once with a status (help/version/errors). */
 struct ParseResult {

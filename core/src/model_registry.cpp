@@ -26,15 +26,19 @@ const std::string *ModelOptions::find(std::string_view key)
 
 void ModelOptions::bad(std::string_view key, std::string_view value, std::string_view expected)
 {
-	if (error_.empty())
+	if (error_.empty()) {
 		error_ = fmt::format("device '{}': model '{}': option '{}={}': expected {}", device_, model_, key, value,
 				     expected);
+		errorKey_ = key;
+	}
 }
 
 void ModelOptions::fail(std::string_view key, std::string message)
 {
-	if (error_.empty())
+	if (error_.empty()) {
 		error_ = fmt::format("device '{}': model '{}': option '{}': {}", device_, model_, key, message);
+		errorKey_ = key;
+	}
 }
 
 namespace {
@@ -146,6 +150,16 @@ std::string ModelOptions::error() const
 		return fmt::format("device '{}': model '{}' has no option '{}' (its options: {})", device_, model_, k,
 				   list.empty() ? "none" : list);
 	}
+	return {};
+}
+
+std::string ModelOptions::errorKey() const
+{
+	if (!errorKey_.empty())
+		return errorKey_;
+	for (const auto &[k, v] : pairs_)
+		if (std::find(known_.begin(), known_.end(), k) == known_.end())
+			return k;
 	return {};
 }
 

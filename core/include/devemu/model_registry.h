@@ -36,6 +36,8 @@ public:
 
 	/* Empty when all is well; else one message naming device, model, key and what was expected. */
 	std::string error() const;
+	/* The key error() is about (for locating it in a config file). */
+	std::string errorKey() const;
 
 private:
 	const std::string *find(std::string_view key);
@@ -46,6 +48,7 @@ private:
 	Pairs pairs_;
 	std::vector<std::string> known_;
 	std::string error_;
+	std::string errorKey_;
 };
 
 struct ModelInfo {

@@ -1,0 +1,43 @@
+// SPDX-License-Identifier: MIT
+// ControlServer: the unix-socket control protocol of devemud (JSON lines, versioned), spoken by devemuctl.
+#pragma once
+
+#include "devemu/asio.h"
+
+#include <nlohmann/json.hpp>
+
+#include <functional>
+#include <memory>
+#include <string>
+
+namespace devemu {
+
+/* Version of the request/response protocol; a request naming another major version is refused. */
+constexpr int kControlProtocolVersion = 1;
+
+class ControlServer
+{
+public:
+	/* Answers one request (already parsed) by calling reply once, now or later. */
+	using Handler = std::function<void(const nlohmann::json &request, std::function<void(nlohmann::json)> reply)>;
+
+	ControlServer(asio::io_context &io, Handler handler);
+	~ControlServer();
+	/* Listens on path (replacing a stale socket), mode 0600, or 0660 with group gid when gid >= 0. */
+	int listen(const std::string &path, long gid, std::string &error);
+	void close();
+
+private:
+	class Session;
+	void accept();
+
+	asio::io_context &io_;
+	Handler handler_;
+	asio::local::stream_protocol::acceptor acceptor_;
+	std::string path_;
+};
+
+/* The reply for a request that could not be served. */
+nlohmann::json controlError(const std::string &message);
+
+} // namespace devemu
