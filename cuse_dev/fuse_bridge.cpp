@@ -14,16 +14,6 @@
 
 namespace devemu {
 
-namespace {
-/* The request whose FUSE_INTERRUPT we may see: just enough to find it again. */
-struct InterruptCookie {
-	FuseBridge *bridge;
-	WindowDriver *driver;
-	Strand strand;
-	WindowDriver::RequestId id = 0;
-};
-} // namespace
-
 FuseBridge::FuseBridge(Strand strand, Window &window, WindowDriver &driver, bool restrictedIoctls)
 	: strand_(std::move(strand)), window_(window), driver_(driver), restricted_(restrictedIoctls)
 {
@@ -67,17 +57,15 @@ void FuseBridge::interrupted(fuse_req_t, void *data)
 void FuseBridge::submit(fuse_req_t req, const devemu_sqe &sqe, std::span<const std::byte> data,
 			WindowDriver::Completion done)
 {
-	auto cookie = std::make_shared<InterruptCookie>(InterruptCookie{ this, &driver_, strand_ });
-	auto finished = std::make_shared<bool>(false);
-	cookie->id = driver_.submit(sqe, data,
-				    [done = std::move(done), cookie, finished](const devemu_cqe &cqe,
-									       std::span<const std::byte> slot) {
-					    *finished = true;
-					    done(cqe, slot);
-				    });
+	WindowDriver::RequestId id = driver_.submit(sqe, data, std::move(done));
 	/* Completed at once (the usual case): the request is gone, do not touch it. */
-	if (!*finished)
-		fuse_req_interrupt_func(req, &FuseBridge::interrupted, cookie.get());
+	if (!driver_.pending(id))
+		return;
+	/* It waits: let FUSE_INTERRUPT cancel it. Cookies of requests that are done since are freed here. */
+	std::erase_if(cookies_, [this](const auto &c) { return !driver_.pending(c->id); });
+	auto cookie = std::make_unique<InterruptCookie>(InterruptCookie{ &driver_, strand_, id });
+	fuse_req_interrupt_func(req, &FuseBridge::interrupted, cookie.get());
+	cookies_.push_back(std::move(cookie));
 }
 
 void FuseBridge::open(fuse_req_t req, fuse_file_info *fi)

@@ -9,6 +9,8 @@
 #include "devemu/window_driver.h"
 
 #include <map>
+#include <memory>
+#include <vector>
 #include <string>
 
 namespace devemu {
@@ -43,6 +45,12 @@ private:
 		fuse_pollhandle *ph;
 		uint32_t seq;
 	};
+	/* A waiting request whose FUSE_INTERRUPT we may see: just enough to find it again. */
+	struct InterruptCookie {
+		WindowDriver *driver;
+		Strand strand;
+		WindowDriver::RequestId id;
+	};
 
 	devemu_sqe baseSqe(fuse_req_t req, uint8_t opcode, const fuse_file_info *fi) const;
 	/* Submits and arranges for FUSE_INTERRUPT to cancel the request. */
@@ -56,6 +64,7 @@ private:
 	WindowDriver &driver_;
 	bool restricted_;
 	std::map<uint32_t, Armed> armed_; /* by fh */
+	std::vector<std::unique_ptr<InterruptCookie>> cookies_;
 };
 
 } // namespace devemu

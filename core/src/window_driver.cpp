@@ -12,6 +12,7 @@ WindowDriver::WindowDriver(Window &window, std::function<void()> doorbell)
 	/* Lowest tags are reused first, so only a few slots' pages are ever touched. */
 	for (uint32_t t = window_.queueDepth(); t-- > 0;)
 		freeTags_.push_back(t);
+	inflight_.resize(window_.queueDepth());
 	window_.regs().features_offered = DEVEMU_F_IOCTL_RETRY | DEVEMU_F_CANCEL | DEVEMU_F_NEED_KICK;
 }
 
@@ -44,24 +45,50 @@ WindowDriver::RequestId WindowDriver::submit(devemu_sqe sqe, std::span<const std
 	}
 	uint32_t tag = freeTags_.back();
 	freeTags_.pop_back();
-	inflight_.emplace(tag, InFlight{ id, std::move(done) });
-	tagOf_.emplace(id, tag);
+	inflight_[tag] = InFlight{ id, std::move(done) };
+	inflightCount_++;
+	lastTag_ = tag;
 	publish(sqe, data, tag);
 	return id;
 }
 
+uint32_t WindowDriver::findTag(RequestId id) const
+{
+	if (inflight_[lastTag_].id == id)
+		return lastTag_;
+	for (uint32_t t = 0; t < inflight_.size(); t++)
+		if (inflight_[t].id == id)
+			return t;
+	return static_cast<uint32_t>(inflight_.size());
+}
+
+bool WindowDriver::pending(RequestId id) const
+{
+	/* The common case, a request that completed during submit(), costs one comparison. */
+	if (inflight_[lastTag_].id == id)
+		return true;
+	if (inflightCount_ == 0 && backlog_.empty())
+		return false;
+	if (findTag(id) < inflight_.size())
+		return true;
+	for (const auto &p : backlog_)
+		if (p.id == id)
+			return true;
+	return false;
+}
+
 void WindowDriver::cancel(RequestId id)
 {
-	auto t = tagOf_.find(id);
-	if (t != tagOf_.end()) {
+	uint32_t tag = findTag(id);
+	if (tag < inflight_.size()) {
 		/* One CANCEL per request at most: that is what keeps the submission ring from overflowing. */
-		InFlight &req = inflight_.at(t->second);
+		InFlight &req = inflight_[tag];
 		if (req.cancelSent)
 			return;
 		req.cancelSent = true;
 		devemu_sqe sqe{};
 		sqe.opcode = DEVEMU_OP_CANCEL;
-		publish(sqe, {}, t->second);
+		publish(sqe, {}, tag);
 		return;
 	}
 	for (auto it = backlog_.begin(); it != backlog_.end(); ++it) {
@@ -93,15 +120,14 @@ void WindowDriver::interrupt(uint32_t isr)
 			if (head == loadAcquire(cq.tail))
 				break;
 			devemu_cqe cqe = window_.cqe(head);
-			auto it = cqe.tag < window_.queueDepth() ? inflight_.find(cqe.tag) : inflight_.end();
-			if (it == inflight_.end() || cqe.epoch != epoch) {
+			if (cqe.tag >= inflight_.size() || !inflight_[cqe.tag].id || cqe.epoch != epoch) {
 				stale_++;
 				storeRelease(cq.head, head + 1);
 				continue;
 			}
-			InFlight req = std::move(it->second);
-			inflight_.erase(it);
-			tagOf_.erase(req.id);
+			InFlight req = std::move(inflight_[cqe.tag]);
+			inflight_[cqe.tag] = InFlight{};
+			inflightCount_--;
 			req.done(cqe, window_.slot(cqe.tag));
 			/* Only now is the slot free for reuse. */
 			storeRelease(cq.head, head + 1);
@@ -111,8 +137,8 @@ void WindowDriver::interrupt(uint32_t isr)
 				backlog_.pop_front();
 				uint32_t tag = freeTags_.back();
 				freeTags_.pop_back();
-				inflight_.emplace(tag, InFlight{ p.id, std::move(p.done) });
-				tagOf_.emplace(p.id, tag);
+				inflight_[tag] = InFlight{ p.id, std::move(p.done) };
+				inflightCount_++;
 				publish(p.sqe, p.data, tag);
 			}
 		}

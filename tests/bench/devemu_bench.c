@@ -170,7 +170,7 @@ static void *bench_thread_main(void *arg)
 	const uint64_t short_batch_ns =
 		(uint64_t)(cfg->clock_ns * CLOCK_READS_PER_BATCH);
 	uint64_t deadline, batch = 1, n, t0, t1, te;
-	bool ok = true;
+	bool ok;
 	ssize_t r;
 	int i;
 
@@ -212,17 +212,21 @@ static void *bench_thread_main(void *arg)
 	return NULL;
 }
 
-/* The cost of one clock read, measured, so readers can judge small ops. */
+/* The cost of one clock read, measured for at most 100000 reads or 10 ms. */
 static double clock_cost_ns(void)
 {
-	const int n = 100000;
-	uint64_t start;
+	const uint64_t budget_ns = 10000000;
+	uint64_t start, end, n = 0;
 	int i;
 
 	start = now_ns();
-	for (i = 0; i < n; i++)
-		now_ns();
-	return (double)(now_ns() - start) / n;
+	do {
+		for (i = 0; i < 99; i++)
+			now_ns();
+		end = now_ns();
+		n += 100;
+	} while (end - start < budget_ns && n < 100000);
+	return (double)(end - start) / (double)n;
 }
 
 static uint64_t percentile(const uint64_t *hist, uint64_t total, double p)

@@ -2,23 +2,29 @@
 # SPDX-License-Identifier: MIT
 # run.sh: runs the benchmark matrix on every available target and prints one table with ratios to /dev/zero and to the bare CUSE responder.
 #
-# Usage: tests/bench/run.sh [--targets LIST] [--skip LIST] [--seconds S] [--raw FILE]
+# Usage: tests/bench/run.sh [--targets LIST] [--skip LIST] [--seconds S] [--pin CPUS|none] [--raw FILE]
 #   LIST is comma-separated from: kernel bare-cuse devemu-cuse devemu-kshim devemu-fuse
 #   (default: all; a target whose prerequisites are missing is skipped with a note).
 # Environment:
-#   BENCH_SECONDS   run time of one cell (default 1)
+#   BENCH_SECONDS   run time of one cell in one round (default 0.5)
+#   BENCH_ROUNDS    rounds over the whole matrix; each cell reports its median round (default 3)
 #   BENCH_SIZES     read/write sizes in bytes (default "1 4096 131072")
 #   BENCH_THREADS   read/write thread counts (default "1 4")
 #   BENCH_START_TIMEOUT  seconds to wait for a daemon's node (default 30)
+#   BENCH_PIN       CPU list for taskset, applied to the bench and every daemon, or "none";
+#                   default: "0" under tests/vm (DEVEMU_IN_VM=1), where wake-ups across emulated
+#                   CPUs cost milliseconds and swamp the per-op cost, "none" elsewhere (also --pin)
 #   DEVEMUD         devemud binary (default $repo/build/cuse_dev/devemud)
 #   DEVEMUD_ARGS    extra arguments for devemud
 #   BENCH_DIR       where devemu_bench and bare_cuse are (default $repo/build/tests/bench);
 #                   when they are missing there, they are compiled into a temporary directory.
 #
 # Every number in one table comes from the same run: the cells are interleaved
-# (for each cell, every target in turn), with all daemons started up front and
-# idle while another target is measured. The exit status is 1 when a cell of
-# an available target failed, 0 otherwise (skipped targets are not failures).
+# (for each round, for each cell, every target in turn), with all daemons
+# started up front and idle while another target is measured; a cell shows the
+# round with its median mean latency, so one disturbed round does not decide a
+# ratio. The exit status is 1 when a cell of an available target failed, 0
+# otherwise (skipped targets are not failures).
 
 set -u -o pipefail
 
@@ -26,10 +32,12 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 DEVEMUD=${DEVEMUD:-$repo/build/cuse_dev/devemud}
 BENCH_DIR=${BENCH_DIR:-$repo/build/tests/bench}
-cell_seconds=${BENCH_SECONDS:-1}
+cell_seconds=${BENCH_SECONDS:-0.5}
+rounds=${BENCH_ROUNDS:-3}
 sizes=${BENCH_SIZES:-1 4096 131072}
 thread_counts=${BENCH_THREADS:-1 4}
 start_timeout=${BENCH_START_TIMEOUT:-30}
+if [[ ${DEVEMU_IN_VM:-} == 1 ]]; then pin=${BENCH_PIN:-0}; else pin=${BENCH_PIN:-none}; fi
 read -r -a devemud_args <<<"${DEVEMUD_ARGS:-}"
 
 all_targets=(kernel bare-cuse devemu-cuse devemu-kshim devemu-fuse)
@@ -48,6 +56,7 @@ while (($#)); do
 	--targets) read -r -a targets <<<"$(split_list "${2:?}")"; shift 2 ;;
 	--skip) read -r -a skip <<<"$(split_list "${2:?}")"; shift 2 ;;
 	--seconds) cell_seconds=${2:?}; shift 2 ;;
+	--pin) pin=${2:?}; shift 2 ;;
 	--raw) raw_out=${2:?}; shift 2 ;;
 	-h | --help) usage; exit 0 ;;
 	*) echo "run.sh: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
@@ -59,6 +68,14 @@ for t in "${targets[@]}" "${skip[@]}"; do
 done
 [[ $cell_seconds =~ ^[0-9]*\.?[0-9]+$ ]] ||
 	{ echo "run.sh: bad seconds '$cell_seconds'" >&2; exit 2; }
+[[ $rounds =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: bad BENCH_ROUNDS '$rounds'" >&2; exit 2; }
+
+pinned=()
+if [[ $pin != none ]]; then
+	command -v taskset >/dev/null || { echo "run.sh: --pin needs taskset (util-linux)" >&2; exit 2; }
+	taskset -c "$pin" true 2>/dev/null || { echo "run.sh: cannot pin to CPUs '$pin'" >&2; exit 2; }
+	pinned=(taskset -c "$pin")
+fi
 
 tmp=
 for base in "${TMPDIR:-/tmp}" /dev/shm "$repo/build"; do
@@ -110,7 +127,7 @@ want() {
 start_daemon() {
 	local target=$1 node=$2 waited=0 limit
 	shift 2
-	"$@" >"$tmp/$target.log" 2>&1 &
+	"${pinned[@]}" "$@" >"$tmp/$target.log" 2>&1 &
 	pid_of[$target]=$!
 	limit=$((start_timeout * 10))
 	while [[ ! -e $node ]]; do
@@ -196,7 +213,9 @@ for op in read write; do
 done
 cells+=("poll 0 1" "fionread 0 1")
 
-declare -A ops_s=() mb_s=() mean=() p99=() fail=() errno_of=()
+declare -A ops_s=() mb_s=() mean=() p99=() fail=() errno_of=() mark_of=()
+results=$tmp/results
+: >"$results"
 clock_ns=
 failed=0
 # A wedged daemon must not hang the table: bound each cell generously.
@@ -210,50 +229,76 @@ kv() {
 	done
 }
 
+# take KEY LINE: file a result line's numbers under KEY (no subshells: this
+# runs for every cell, and a fork is slow in an emulated guest).
+take() {
+	local word
+	for word in $2; do
+		case $word in
+		ops_per_s=*) ops_s[$1]=${word#*=} ;;
+		mb_per_s=*) mb_s[$1]=${word#*=} ;;
+		mean_ns=*) mean[$1]=${word#*=} ;;
+		p99_ns=*) p99[$1]=${word#*=} ;;
+		errno=*) errno_of[$1]=${word#*=} ;;
+		clock_ns=*) clock_ns=${clock_ns:-${word#*=}} ;;
+		esac
+	done
+	[[ ${errno_of[$1]} == 0 ]] || mark_of[$1]=${errno_of[$1]}
+}
+
+# run_cell TARGET OP SIZE THREADS: one round of one cell; appends its result line.
 run_cell() {
 	local target=$1 op=$2 size=$3 threads=$4 key="$1|$2|$3|$4" line rc
 	local extra=()
-	# /dev/zero has no FIONREAD: its row is the cost of the ioctl syscall (ENOTTY).
-	[[ $target == kernel && $op == fionread ]] && extra=(--allow-errors)
-	line=$(timeout -k 5 "$cell_timeout" "$bench" --node "${node_of[$target]}" \
+	# /dev/zero, and zero models like it, may reject FIONREAD (ENOTTY): that
+	# still measures the ioctl round trip, so the row stays, marked.
+	[[ $op == fionread ]] && extra=(--allow-errors)
+	line=$(timeout -k 5 "$cell_timeout" "${pinned[@]}" "$bench" --node "${node_of[$target]}" \
 		--op "$op" --size "$size" --threads "$threads" \
 		--seconds "$cell_seconds" --label "$target" "${extra[@]}" \
 		2>"$tmp/cell.err")
 	rc=$?
 	[[ -n $raw_out && -n $line ]] && echo "$line" >>"$raw_out"
-	if [[ -z $line ]]; then
-		if ((rc == 124 || rc == 137)); then
-			fail[$key]="timed out"
-		else
-			fail[$key]=$(head -n 1 "$tmp/cell.err")
-			fail[$key]=${fail[$key]:-exit $rc}
-		fi
-		failed=1
-		return
-	fi
-	ops_s[$key]=$(kv ops_per_s "$line")
-	mb_s[$key]=$(kv mb_per_s "$line")
-	mean[$key]=$(kv mean_ns "$line")
-	p99[$key]=$(kv p99_ns "$line")
-	errno_of[$key]=$(kv errno "$line")
-	: "${clock_ns:=$(kv clock_ns "$line")}"
-	if ((rc)); then
-		fail[$key]="${errno_of[$key]} after $(kv ops "$line") ops"
-		failed=1
+	[[ -n $line ]] && printf '%s\t%s\n' "$key" "$line" >>"$results"
+	((rc)) || return 0
+	failed=1
+	[[ -z ${fail[$key]:-} ]] || return 0
+	if [[ -n $line ]]; then
+		fail[$key]="$(kv errno "$line") after $(kv ops "$line") ops"
+	elif ((rc == 124 || rc == 137)); then
+		fail[$key]="timed out"
+	else
+		fail[$key]=$(head -n 1 "$tmp/cell.err")
+		fail[$key]=${fail[$key]:-exit $rc}
 	fi
 }
 
 [[ -n $raw_out ]] && : >"$raw_out"
-for cell in "${cells[@]}"; do
-	for t in "${active[@]}"; do
-		# shellcheck disable=SC2086
-		run_cell "$t" $cell
+for ((round = 1; round <= rounds; round++)); do
+	for cell in "${cells[@]}"; do
+		for t in "${active[@]}"; do
+			# shellcheck disable=SC2086
+			run_cell "$t" $cell
+		done
 	done
 done
 
+# Each cell's median round by mean latency (the lower median for an even count).
+while IFS=$'\t' read -r key line; do
+	take "$key" "$line"
+done < <(awk -F'\t' '
+	{ match($2, /mean_ns=[0-9.]+/); print $1 "\t" substr($2, RSTART + 8, RLENGTH - 8) "\t" $2 }' "$results" |
+	sort -t$'\t' -k1,1 -k2,2g |
+	awk -F'\t' '
+		function flush() { if (n) print key "\t" l[int((n + 1) / 2)]; n = 0 }
+		$1 != key { flush(); key = $1 }
+		{ l[++n] = $3 }
+		END { flush() }')
+
 # Facts the table needs, read before the daemons go away.
-if [[ -n ${node_of[devemu-fuse]:-} ]] && [[ $(stat -L -c %F "${node_of[devemu-fuse]}" 2>/dev/null) == "regular file" ]]; then
-	notes+=("devemu-fuse fionread: the node is a regular file in a FUSE mount, so the VFS answers FIONREAD (i_size - pos) without asking devemud.")
+if [[ -n ${node_of[devemu-fuse]:-} ]] && [[ $(stat -L -c %F "${node_of[devemu-fuse]}" 2>/dev/null) == regular*file ]]; then
+	mark_of[devemu-fuse|fionread|0|1]=VFS
+	notes+=("devemu-fuse fionread (VFS): the node is a regular file in a FUSE mount, so the VFS answers FIONREAD (i_size - pos) without asking devemud; summaries skip that cell.")
 fi
 for t in "${!pid_of[@]}"; do
 	stop_daemon "$t"
@@ -270,71 +315,77 @@ fmt_size() {
 	esac
 }
 
-fmt_ns() {
-	awk -v v="$1" 'BEGIN {
-		if (v < 1000) printf "%.0f ns", v
-		else if (v < 1e6) printf "%.2f us", v / 1e3
-		else printf "%.2f ms", v / 1e6 }'
-}
-
-ratio() {
-	[[ -n ${2:-} && -n ${1:-} ]] || { echo -; return; }
-	awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "-" }'
-}
-
 machine() {
-	local model virt hv
+	local model vm container
 	model=$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null)
-	virt=$(systemd-detect-virt 2>/dev/null) || virt=${virt:-none}
-	if grep -qw hypervisor /proc/cpuinfo 2>/dev/null; then hv=yes; else hv=no; fi
-	echo "machine: Linux $(uname -r), $(nproc) CPUs, ${model:-unknown CPU}; virtualization: ${virt:-unknown}, cpuid hypervisor flag: $hv"
+	vm=$(systemd-detect-virt --vm 2>/dev/null) || vm=${vm:-none}
+	[[ $vm == none ]] && grep -qw hypervisor /proc/cpuinfo 2>/dev/null && vm="yes (cpuid hypervisor flag)"
+	[[ $model == *TCG* ]] && vm="$vm, software emulation (TCG)"
+	[[ ${DEVEMU_IN_VM:-} == 1 ]] && vm="$vm, tests/vm guest"
+	container=$(systemd-detect-virt --container 2>/dev/null) || container=${container:-none}
+	echo "machine: Linux $(uname -r), $(nproc) CPUs, ${model:-unknown CPU}; VM: ${vm:-unknown}; container: ${container:-unknown}"
 }
 
-echo "devemu benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), ${cell_seconds} s per cell"
+echo "devemu benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), ${cell_seconds} s per cell and round, median of $rounds round(s)"
 machine
+[[ $pin != none ]] && echo "pinned: the bench and every daemon run on CPU(s) $pin (taskset)"
 [[ -n $clock_ns ]] && echo "clock read: ${clock_ns} ns (amortised in lat mean; included once in each lat p99 sample)"
 echo
 
-rows=$tmp/rows
-{
-	printf 'target\top\tsize\tthreads\tops/s\tMB/s\tlat mean\tlat p99\tx zero\tx bare\n'
-	for cell in "${cells[@]}"; do
-		read -r op size threads <<<"$cell"
-		for t in "${active[@]}"; do
-			key="$t|$op|$size|$threads"
-			zkey="kernel|$op|$size|$threads"
-			bkey="bare-cuse|$op|$size|$threads"
-			if [[ -n ${fail[$key]:-} && -z ${mean[$key]:-} ]]; then
-				printf '%s\t%s\t%s\t%s\tfailed\t\t\t\t\t\n' "$t" "$op" \
-					"$(fmt_size "$size")" "$threads"
-				continue
-			fi
-			mark=
-			[[ -n ${fail[$key]:-} ]] && mark=" (failed)"
-			[[ $t == kernel && $op == fionread && ${errno_of[$key]} != 0 ]] &&
-				mark=" (${errno_of[$key]})"
-			printf '%s\t%s%s\t%s\t%s\t%.0f\t%s\t%s\t%s\t%s\t%s\n' "$t" "$op" "$mark" \
-				"$(fmt_size "$size")" "$threads" "${ops_s[$key]}" \
-				"$([[ $size == 0 ]] && echo - || printf '%.1f' "${mb_s[$key]}")" \
-				"$(fmt_ns "${mean[$key]}")" "$(fmt_ns "${p99[$key]}")" \
-				"$(ratio "${mean[$key]}" "${mean[$zkey]:-}")" \
-				"$(ratio "${mean[$key]}" "${mean[$bkey]:-}")"
-		done
+# The table: one raw row per target and cell, formatted by one awk into
+# aligned columns that are also a markdown table (numbers right-aligned).
+for cell in "${cells[@]}"; do
+	read -r op size threads <<<"$cell"
+	for t in "${active[@]}"; do
+		key="$t|$op|$size|$threads"
+		mark=${mark_of[$key]:-}
+		[[ -n ${fail[$key]:-} ]] && mark=failed
+		printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "$op" "$mark" \
+			"$size" "$threads" "${ops_s[$key]:-}" "${mb_s[$key]:-}" \
+			"${mean[$key]:-}" "${p99[$key]:-}" \
+			"${mean[kernel|$op|$size|$threads]:-}" \
+			"${mean[bare-cuse|$op|$size|$threads]:-}"
 	done
-} >"$rows"
-
-# Aligned columns that are also a markdown table; numbers right-aligned.
-awk -F'\t' '
-	{ for (i = 1; i <= NF; i++) { cell[NR, i] = $i; if (length($i) > w[i]) w[i] = length($i) } n = NF; rows = NR }
+done | awk -F'\t' '
+	function size(b) {
+		if (b == 0) return "-"
+		if (b >= 1048576 && b % 1048576 == 0) return b / 1048576 " MiB"
+		if (b >= 1024 && b % 1024 == 0) return b / 1024 " KiB"
+		return b " B"
+	}
+	function ns(v) {
+		if (v == "") return ""
+		if (v < 1000) return sprintf("%.0f ns", v)
+		if (v < 1e6) return sprintf("%.2f us", v / 1e3)
+		return sprintf("%.2f ms", v / 1e6)
+	}
+	function ratio(a, b) { return (a == "" || b == "" || b <= 0) ? "-" : sprintf("%.2fx", a / b) }
+	BEGIN {
+		n = split("target|op|size|threads|ops/s|MB/s|lat mean|lat p99|x zero|x bare", r, "|")
+		for (i = 1; i <= n; i++) cell[1, i] = r[i]
+		rows = 1
+	}
+	{
+		rows++
+		r[1] = $1; r[2] = $2 ($3 == "" ? "" : " (" $3 ")"); r[3] = size($4); r[4] = $5
+		if ($8 == "") {
+			r[2] = $2; r[5] = "failed"; for (i = 6; i <= n; i++) r[i] = ""
+		} else {
+			r[5] = sprintf("%.0f", $6); r[6] = $4 == 0 ? "-" : sprintf("%.1f", $7)
+			r[7] = ns($8); r[8] = ns($9); r[9] = ratio($8, $10); r[10] = ratio($8, $11)
+		}
+		for (i = 1; i <= n; i++) cell[rows, i] = r[i]
+	}
 	END {
-		for (r = 1; r <= rows; r++) {
+		for (row = 1; row <= rows; row++)
+			for (i = 1; i <= n; i++)
+				if (length(cell[row, i]) > w[i]) w[i] = length(cell[row, i])
+		for (row = 1; row <= rows; row++) {
 			line = "|"
-			for (i = 1; i <= n; i++) {
-				if (i >= 4 && r > 1) line = line sprintf(" %*s |", w[i], cell[r, i])
-				else line = line sprintf(" %-*s |", w[i], cell[r, i])
-			}
+			for (i = 1; i <= n; i++)
+				line = line sprintf(i >= 4 && row > 1 ? " %*s |" : " %-*s |", w[i], cell[row, i])
 			print line
-			if (r == 1) {
+			if (row == 1) {
 				line = "|"
 				for (i = 1; i <= n; i++) {
 					dashes = sprintf("%*s", w[i], ""); gsub(/ /, "-", dashes)
@@ -343,7 +394,7 @@ awk -F'\t' '
 				print line
 			}
 		}
-	}' "$rows"
+	}'
 
 echo
 echo "lat mean = per-op latency seen by one thread (its run time / its ops); lat p99 = over individually timed ops;"
@@ -358,6 +409,7 @@ summary() {
 		key="$from|$op|$size|$threads"
 		rkey="$ref|$op|$size|$threads"
 		[[ -n ${mean[$key]:-} && -n ${mean[$rkey]:-} && -z ${fail[$key]:-} && -z ${fail[$rkey]:-} ]] || continue
+		[[ ${mark_of[$key]:-} == "${mark_of[$rkey]:-}" && ${mark_of[$key]:-} != VFS ]] || continue
 		list+=("${mean[$key]} ${mean[$rkey]} $op/$(fmt_size "$size" | tr -d ' ')/x$threads")
 	done
 	((${#list[@]})) || return 0
@@ -366,7 +418,7 @@ summary() {
 		END {
 			g = exp(s / n)
 			printf "%s vs %s: geometric mean %.2fx over %d cells, worst %.2fx (%s)", from, ref, g, n, worst, where
-			if (ref == "bare-cuse" && from ~ /^devemu-/)
+			if (from == "devemu-cuse" && ref == "bare-cuse")
 				printf "; target <= 1.10x: %s", g <= 1.10 ? "met" : "missed"
 			printf "\n"
 		}'
@@ -379,8 +431,10 @@ summaries=$(for t in "${active[@]}"; do
 done)
 [[ -n $summaries ]] && printf '\n%s\n' "$summaries"
 
-[[ -n ${errno_of[kernel|fionread|0|1]:-} && ${errno_of[kernel|fionread|0|1]} != 0 ]] &&
-	notes+=("kernel fionread: /dev/zero has no FIONREAD, so that row is the cost of an ioctl syscall the kernel rejects (${errno_of[kernel|fionread|0|1]}).")
+for t in "${active[@]}"; do
+	e=${errno_of[$t|fionread|0|1]:-0}
+	[[ $e != 0 ]] && notes+=("$t fionread ($e): FIONREAD is rejected there, so that row is the cost of a rejected ioctl; summaries compare it only with rows rejected the same way.")
+done
 for cell in "${cells[@]}"; do
 	read -r op size threads <<<"$cell"
 	for t in "${active[@]}"; do
@@ -389,9 +443,10 @@ for cell in "${cells[@]}"; do
 			notes+=("$t $op$( ((size)) && echo " $(fmt_size "$size")") x$threads failed: ${fail[$key]}")
 	done
 done
+cpus=$("${pinned[@]}" nproc)
 for threads in $thread_counts; do
-	((threads > $(nproc))) || continue
-	notes+=("$threads threads on $(nproc) CPUs: lat includes time a thread waits for a CPU (compare ops/s there).")
+	((threads > cpus)) || continue
+	notes+=("$threads threads on $cpus CPU(s): lat includes time a thread waits for a CPU (compare ops/s there).")
 	break
 done
 

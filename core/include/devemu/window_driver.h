@@ -6,7 +6,6 @@
 
 #include <deque>
 #include <functional>
-#include <unordered_map>
 #include <vector>
 
 namespace devemu {
@@ -37,8 +36,10 @@ public:
 	/* Called on DEVEMU_ISR_SHADOW (poll readiness may have changed). */
 	void setShadowHandler(std::function<void()> handler) { onShadow_ = std::move(handler); }
 
-	size_t inFlight() const { return inflight_.size(); }
+	size_t inFlight() const { return inflightCount_; }
 	size_t backlog() const { return backlog_.size(); }
+	/* Whether a request has not completed yet. */
+	bool pending(RequestId id) const;
 	uint64_t staleCompletions() const { return stale_; }
 
 private:
@@ -49,10 +50,12 @@ private:
 		Completion done;
 	};
 	struct InFlight {
-		RequestId id;
+		RequestId id = 0; /* 0: the tag is free */
 		Completion done;
 		bool cancelSent = false;
 	};
+	/* The tag a request holds, or queueDepth() when it has none (backlogged or done). */
+	uint32_t findTag(RequestId id) const;
 
 	void publish(devemu_sqe sqe, std::span<const std::byte> data, uint32_t tag);
 	void kick();
@@ -61,10 +64,11 @@ private:
 	std::function<void()> doorbell_;
 	std::function<void()> onShadow_;
 	std::vector<uint32_t> freeTags_;
-	std::unordered_map<uint32_t, InFlight> inflight_; /* by tag */
-	std::unordered_map<RequestId, uint32_t> tagOf_;
+	std::vector<InFlight> inflight_; /* by tag */
+	size_t inflightCount_ = 0;
 	std::deque<Pending> backlog_;
 	RequestId nextId_ = 1;
+	uint32_t lastTag_ = 0; /* tag of the latest submission: pending() looks there first */
 	bool inInterrupt_ = false;
 	bool again_ = false;
 	uint64_t stale_ = 0;
