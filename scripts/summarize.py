@@ -6,7 +6,8 @@ import re
 import sys
 
 DOCTEST = re.compile(r"\[doctest\] test cases:\s*(\d+) \|\s*(\d+) passed \|\s*(\d+) failed \|\s*(\d+) skipped")
-PYTEST = re.compile(r"^=+ (.*) in [\d.]+s(?: \([^)]*\))? =+$", re.M)
+# "===== 3 passed, 1 skipped in 2.1s =====" (or without the rules under -q)
+PYTEST = re.compile(r"^=*\s*((?:\d+ \w+(?:, )?)+) in [\d.]+s(?: \([^)]*\))?\s*=*$", re.M)
 
 
 def pytest_counts(line):
