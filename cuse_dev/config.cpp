@@ -206,6 +206,7 @@ ParseResult parseCommandLine(int argc, char **argv, DaemonConfig &config)
 	std::vector<std::string> devices, plugins;
 	std::string name, model, transport = "auto", mode = "0660", owner, group, logLevel = "info";
 	std::string configPath, controlPath, controlGroup, runUser;
+	unsigned busyPollUs = 0;
 	po::options_description desc("Options");
 	desc.add_options()("help,h", "show this help and exit")("version,V", "show the version and exit")(
 		"device,d", po::value(&devices)->composing(),
@@ -228,6 +229,8 @@ ParseResult parseCommandLine(int argc, char **argv, DaemonConfig &config)
 		"control-group", po::value(&controlGroup), "group allowed to use the control socket (default: root only)")(
 		"user,u", po::value(&runUser), "drop to this user (and its group) once every node exists")(
 		"plugin", po::value(&plugins)->composing(), "load models from a plugin shared object (repeatable)")(
+		"busy-poll", po::value(&busyPollUs),
+		"kshim devices: after serving a doorbell, keep polling the ring for USEC microseconds before sleeping")(
 		"list-models", "list the built-in models and their options, then exit");
 
 	po::variables_map vm;
@@ -307,6 +310,11 @@ ParseResult parseCommandLine(int argc, char **argv, DaemonConfig &config)
 		config.runGid = pw ? pw->pw_gid : uid;
 	}
 	config.foreground = vm.count("foreground") > 0;
+	if (vm.count("busy-poll")) {
+		if (busyPollUs > 1000000)
+			return { 2, "devemud: --busy-poll: at most 1000000 microseconds" };
+		config.busyPoll = std::chrono::microseconds(busyPollUs);
+	}
 
 	if (!name.empty() || !model.empty()) {
 		if (name.empty() || model.empty())

@@ -8,6 +8,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <optional>
 #include <string>
 #include <vector>
@@ -47,6 +48,7 @@ struct DaemonConfig {
 	std::optional<uid_t> runUid; /* drop to this user once the nodes exist */
 	std::optional<gid_t> runGid;
 	std::vector<std::string> plugins;
+	std::chrono::microseconds busyPoll{ 0 }; /* kshim devices: spin before sleeping */
 };
 
 /*

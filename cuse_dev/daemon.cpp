@@ -125,7 +125,7 @@ int Daemon::addDevice(const DeviceSpec &spec, std::function<void(int, const std:
 		std::string nodeName = combined && transport == Transport::Kshim ? spec.name + "k" : spec.name;
 		NodeSettings node{ nodeName, spec.mode.value_or(config_.mode), spec.uid.value_or(config_.uid),
 				   spec.gid.value_or(config_.gid) };
-		FrontendParts parts{ dev.strand, *dev.core, node };
+		FrontendParts parts{ dev.strand, *dev.core, node, config_.busyPoll };
 		std::unique_ptr<Frontend> frontend;
 		try {
 			switch (transport) {

@@ -7,6 +7,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <string>
@@ -41,6 +42,7 @@ struct FrontendParts {
 	Strand strand;
 	DeviceCore &core;
 	NodeSettings node;
+	std::chrono::microseconds busyPoll{ 0 }; /* kshim: spin this long for more work before sleeping */
 };
 
 /*

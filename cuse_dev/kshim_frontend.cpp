@@ -135,6 +135,7 @@ void KshimFrontend::waitDoorbell()
 		while (::read(doorbellFd_.get(), &count, sizeof(count)) == sizeof(count)) {
 		}
 		parts_.core.doorbell();
+		parts_.core.busyPoll(parts_.busyPoll);
 		waitDoorbell();
 	});
 }

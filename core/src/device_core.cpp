@@ -116,6 +116,8 @@ void DeviceCore::consume(unsigned index)
 		uint32_t head = sq.head;
 		uint32_t tail = loadAcquire(sq.tail);
 		if (head == tail) {
+			if (spinning_)
+				break; /* busy-polling: no doorbell wanted */
 			/* Say we sleep, then look again: a driver that published meanwhile saw no flag. */
 			sqFlags.fetch_or(DEVEMU_RING_NEED_KICK);
 			std::atomic_thread_fence(std::memory_order_seq_cst);
@@ -508,6 +510,29 @@ void DeviceCore::setStatusWord(unsigned index, uint32_t value)
 		seqlockWrite(port.window->shadow(), [&](devemu_shadow &b) { b.status[index] = value; });
 		port.pendingIsr |= DEVEMU_ISR_SHADOW;
 	}
+}
+
+void DeviceCore::busyPoll(std::chrono::microseconds budget)
+{
+	if (inDispatch_ || budget.count() <= 0)
+		return;
+	spinning_ = true;
+	auto deadline = std::chrono::steady_clock::now() + budget;
+	while (std::chrono::steady_clock::now() < deadline) {
+		bool work = false;
+		for (auto &port : ports_)
+			if (port.window && loadAcquire(port.window->sq().tail) != port.window->sq().head)
+				work = true;
+		if (work) {
+			dispatch();
+			deadline = std::chrono::steady_clock::now() + budget;
+		} else {
+			__builtin_ia32_pause();
+		}
+	}
+	spinning_ = false;
+	/* Ask for doorbells again, and catch what arrived while we stopped looking. */
+	dispatch();
 }
 
 void DeviceCore::setFault(const FaultSpec &fault)

@@ -68,6 +68,12 @@ public:
 	void removePort(unsigned port);
 	/* Doorbell: consume every submitted entry. Runs on the strand; re-entrant calls are folded. */
 	void doorbell();
+	/*
+	 * Busy-poll: keep consuming submissions without asking drivers for a
+	 * doorbell (NEED_KICK stays clear) until budget passes with no work, then
+	 * go back to sleeping. Trades a CPU for the doorbell's wake-up cost.
+	 */
+	void busyPoll(std::chrono::microseconds budget);
 	/* The interrupt line of port 0 (or of the given port). */
 	void setInterruptHandler(InterruptHandler handler, unsigned port = 0) { ports_.at(port).interrupt = std::move(handler); }
 	/* Ends every parked request with err (a negative errno) and refuses new requests from now on. */
@@ -137,6 +143,7 @@ private:
 	DeviceStats stats_;
 
 	bool inDispatch_ = false;
+	bool spinning_ = false;
 	bool kicked_ = false;
 	bool dirty_ = false; /* model state changed: retry parked requests */
 	bool shadowDirty_ = false;
