@@ -43,37 +43,36 @@ private:
 
 	void onRequest(const boost::system::error_code &ec, size_t n)
 	{
-		nlohmann::json response;
-		bool answered = false;
 		if (ec == asio::error::not_found) {
-			response = controlError("request too long (over 1 MiB)");
-			respond(response, true);
+			respond(controlError("request too long (over 1 MiB)"), true);
 			return;
 		}
 		if (ec)
 			return; /* the client went away */
 		std::string line(asio::buffers_begin(in_.data()), asio::buffers_begin(in_.data()) + static_cast<ptrdiff_t>(n));
 		in_.consume(n);
+		/* Exactly one response per request, whether the handler answers or throws. */
+		auto replied = std::make_shared<bool>(false);
+		auto reply = [self = shared_from_this(), replied](nlohmann::json r) {
+			if (std::exchange(*replied, true))
+				return;
+			self->respond(r, false);
+		};
 		try {
 			nlohmann::json request = nlohmann::json::parse(line);
 			if (!request.is_object())
-				response = controlError("a request is a JSON object");
+				reply(controlError("a request is a JSON object"));
 			else if (request.contains("version") && (!request["version"].is_number_integer() ||
 								  request["version"].get<int>() != kControlProtocolVersion))
-				response = controlError(fmt::format("protocol version {} is not supported (this daemon speaks {})",
-								    request["version"].dump(), kControlProtocolVersion));
-			else {
-				answered = true;
-				handler_(request, [self = shared_from_this()](nlohmann::json r) { self->respond(r, false); });
-			}
+				reply(controlError(fmt::format("protocol version {} is not supported (this daemon speaks {})",
+							       request["version"].dump(), kControlProtocolVersion)));
+			else
+				handler_(request, reply);
 		} catch (const nlohmann::json::exception &e) {
-			response = controlError(fmt::format("bad request: {}", e.what()));
+			reply(controlError(fmt::format("bad request: {}", e.what())));
 		} catch (const std::exception &e) {
-			response = controlError(fmt::format("internal error: {}", e.what()));
-			answered = false;
+			reply(controlError(fmt::format("internal error: {}", e.what())));
 		}
-		if (!answered)
-			respond(response, false);
 	}
 
 	void respond(const nlohmann::json &response, bool thenClose)

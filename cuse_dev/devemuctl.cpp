@@ -29,11 +29,13 @@ constexpr const char *kUsage =
 	"  list                                   devices: name, model, transport, node, state, open files\n"
 	"  stats NAME                             per-operation counts, errors, bytes and latency histogram\n"
 	"  add NAME=MODEL[,key=value...]          serve a new device now\n"
-	"  remove NAME                            stop serving it (open files get ENODEV)\n"
+	"  remove NAME                            stop serving it (waiting callers get ENODEV, later\n"
+	"                                         calls on open files fail too, ENOTCONN on CUSE/FUSE)\n"
 	"  inject NAME VERB [ARGS...]             the model's control side (devemud --list-models shows verbs)\n"
 	"  fault NAME --op OP (--errno E | --delay 50ms | --short N) [--count N]\n"
 	"                                         make the next requests of OP (read, write, ioctl, open, poll)\n"
-	"                                         fail, wait or move fewer bytes\n"
+	"                                         fail, wait or move fewer bytes; a new fault for an\n"
+	"                                         operation replaces its old one\n"
 	"  fault NAME --clear                     remove the device's faults\n"
 	"  version                                the daemon's version and protocol\n";
 
@@ -218,8 +220,14 @@ int main(int argc, char **argv)
 					return fail(fmt::format("--delay '{}': expected a duration such as 50ms or 2s", delay));
 				request["delay_ms"] = ms;
 			}
-			if (!shortText.empty())
-				request["short"] = std::stoul(shortText);
+			if (!shortText.empty()) {
+				uint32_t n = 0;
+				auto [p, ec] = std::from_chars(shortText.data(), shortText.data() + shortText.size(), n);
+				if (ec != std::errc() || p != shortText.data() + shortText.size())
+					return fail(fmt::format("--short '{}': expected a byte count from 0 to {}", shortText,
+								UINT32_MAX));
+				request["short"] = n;
+			}
 			if (count != -1)
 				request["count"] = count;
 		}
