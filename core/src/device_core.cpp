@@ -111,7 +111,9 @@ void DeviceCore::consume(unsigned index)
 	Window &window = *port.window;
 	devemu_ring &sq = window.sq();
 	std::atomic_ref<uint32_t> sqFlags(sq.flags);
-	sqFlags.fetch_and(~DEVEMU_RING_NEED_KICK);
+	/* Awake: drivers need not ring. (Read first: a locked operation per request is not free.) */
+	if (sqFlags.load(std::memory_order_relaxed) & DEVEMU_RING_NEED_KICK)
+		sqFlags.fetch_and(~DEVEMU_RING_NEED_KICK);
 	for (;;) {
 		uint32_t head = sq.head;
 		uint32_t tail = loadAcquire(sq.tail);
@@ -157,7 +159,6 @@ void DeviceCore::dispatch()
 			consume(i);
 		runWakeups();
 		publishShadows();
-		again = kicked_ || dirty_;
 		for (auto &port : ports_) {
 			if (!port.pendingIsr || !port.window)
 				continue;
@@ -165,8 +166,11 @@ void DeviceCore::dispatch()
 			std::atomic_ref<uint32_t>(port.window->regs().isr).fetch_or(isr);
 			if (port.interrupt)
 				port.interrupt(isr);
-			again = true;
 		}
+		/* Go round again only if the interrupt handlers submitted or something changed. */
+		again = kicked_ || dirty_ || !released_.empty();
+		for (const auto &port : ports_)
+			again = again || port.pendingIsr;
 	} while (again);
 	inDispatch_ = false;
 }
