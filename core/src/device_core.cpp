@@ -329,6 +329,9 @@ bool DeviceCore::attempt(Request &req)
 	OpenFile &f = *port.files[sqe.fh];
 	bool nonblock = sqe.flags & DEVEMU_SQE_F_NONBLOCK;
 	std::span<std::byte> slot = port.window->slot(sqe.tag);
+	/* Reads and writes carry the file's current flags (fcntl may have changed O_NONBLOCK since open). */
+	if (sqe.opcode == DEVEMU_OP_READ || sqe.opcode == DEVEMU_OP_WRITE)
+		f.flags = sqe.open_flags;
 
 	switch (sqe.opcode) {
 	case DEVEMU_OP_READ: {
@@ -399,10 +402,9 @@ bool DeviceCore::attemptIoctl(Request &req, OpenFile &f)
 
 	switch (result.kind) {
 	case IoctlResult::Kind::WouldBlock:
-		if (!(sqe.flags & DEVEMU_SQE_F_NONBLOCK))
-			return false;
-		complete(req.port, sqe, -EAGAIN);
-		return true;
+		/* Waiting ioctls (tcdrain, TCSETSW) wait even on O_NONBLOCK files, as in the kernel; a model
+		 * that wants EAGAIN for those returns it itself. */
+		return false;
 	case IoctlResult::Kind::Retry: {
 		const auto &ins = call.inRanges();
 		const auto &outs = call.outRanges();

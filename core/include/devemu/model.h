@@ -25,7 +25,7 @@ struct FileState {
 
 struct OpenFile {
 	uint32_t fh = 0; /* handle the core gave this open, < DEVEMU_MAX_FILES */
-	uint32_t flags = 0; /* O_* flags at open time (O_NONBLOCK is re-read per request) */
+	uint32_t flags = 0; /* O_* flags: from open, refreshed by every read and write (fcntl) */
 	pid_t pid = 0;
 	uid_t uid = 0;
 	gid_t gid = 0;
@@ -155,12 +155,14 @@ public:
 };
 
 /*
- * A device model. Operations are non-blocking: a read/write/ioctl that cannot
- * proceed now returns -EAGAIN (IoctlResult::wouldBlock()); the core then parks
- * the request, or answers -EAGAIN to an O_NONBLOCK caller, and retries it after
- * the model calls DeviceContext::notify(). Blocking, wake-ups, O_NONBLOCK and
- * cancellation live in the core, never in a model. All calls run on the
- * device's strand.
+ * A device model. Operations are non-blocking: a read/write that cannot
+ * proceed now returns -EAGAIN; the core then parks the request, or answers
+ * -EAGAIN to an O_NONBLOCK caller, and retries it after the model calls
+ * DeviceContext::notify(). An ioctl that must wait returns
+ * IoctlResult::wouldBlock() and is parked even for O_NONBLOCK files (as the
+ * kernel's tcdrain does); a model that wants EAGAIN there returns it itself.
+ * Blocking, wake-ups, O_NONBLOCK and cancellation live in the core, never in
+ * a model. All calls run on the device's strand.
  */
 class Model
 {
