@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
@@ -21,7 +22,10 @@ constexpr const char *kControlPath = "/dev/" DEVEMU_KSHIM_CONTROL_NAME;
 class KshimFrontend final : public Frontend
 {
 public:
-	explicit KshimFrontend(FrontendParts parts) : parts_(std::move(parts)), doorbell_(parts_.strand) {}
+	explicit KshimFrontend(FrontendParts parts)
+		: parts_(std::move(parts)), doorbell_(parts_.strand), channel_(parts_.strand)
+	{
+	}
 	~KshimFrontend() override { stop(); }
 
 	int start(ReadyHandler onReady, EndHandler onEnd, std::string &error) override;
@@ -31,6 +35,7 @@ public:
 
 private:
 	void waitDoorbell();
+	void watchChannel();
 	void raiseInterrupt();
 
 	FrontendParts parts_;
@@ -39,12 +44,15 @@ private:
 	UniqueFD irqFd_;
 	Window window_;
 	asio::posix::stream_descriptor doorbell_;
+	asio::posix::stream_descriptor channel_; /* polls POLLHUP when the module detaches us */
+	EndHandler onEnd_;
 	std::optional<unsigned> port_;
 	bool stopped_ = false;
 };
 
-int KshimFrontend::start(ReadyHandler onReady, EndHandler, std::string &error)
+int KshimFrontend::start(ReadyHandler onReady, EndHandler onEnd, std::string &error)
 {
+	onEnd_ = std::move(onEnd);
 	control_ = UniqueFD(::open(kControlPath, O_RDWR | O_CLOEXEC));
 	if (!control_.isValid()) {
 		int err = errno;
@@ -111,6 +119,13 @@ int KshimFrontend::start(ReadyHandler onReady, EndHandler, std::string &error)
 	}
 	doorbell_.assign(dupFd);
 	waitDoorbell();
+	int channelDup = fcntl(window_.fd(), F_DUPFD_CLOEXEC, 3);
+	if (channelDup < 0) {
+		error = fmt::format("dup: {}", strerror(errno));
+		return -errno;
+	}
+	channel_.assign(channelDup);
+	watchChannel();
 	/* Requests may have been published before we waited: look once. */
 	asio::post(parts_.strand, [this] {
 		if (!stopped_)
@@ -140,6 +155,27 @@ void KshimFrontend::waitDoorbell()
 	});
 }
 
+void KshimFrontend::watchChannel()
+{
+	/*
+	 * The module detaches a channel on a protocol error, or when the device is removed by someone
+	 * else: the channel then polls POLLHUP and nothing will reach us through it again.
+	 */
+	channel_.async_wait(asio::posix::stream_descriptor::wait_read, [this](const boost::system::error_code &ec) {
+		if (ec || stopped_)
+			return;
+		pollfd p{ window_.fd(), POLLIN, 0 };
+		if (::poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR))) {
+			DEVEMU_LOG(Error, parts_.node.name, "the kernel shim detached {} (removed elsewhere, or a protocol error)",
+				   nodePath());
+			if (onEnd_)
+				onEnd_(-ENODEV);
+			return;
+		}
+		watchChannel();
+	});
+}
+
 void KshimFrontend::raiseInterrupt()
 {
 	/* The module's wait-queue callback runs inside this write and drains the completions. */
@@ -155,6 +191,7 @@ void KshimFrontend::stop()
 	stopped_ = true;
 	boost::system::error_code ec;
 	doorbell_.close(ec);
+	channel_.close(ec);
 	if (port_) {
 		parts_.core.removePort(*port_);
 		port_.reset();

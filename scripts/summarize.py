@@ -10,6 +10,10 @@ DOCTEST = re.compile(r"\[doctest\] test cases:\s*(\d+) \|\s*(\d+) passed \|\s*(\
 PYTEST = re.compile(r"^=*\s*((?:\d+ \w+(?:, )?)+) in [\d.]+s(?: \([^)]*\))?\s*=*$", re.M)
 
 
+# The plain line any runner of ours prints: "[word: ]N passed, N failed[, N skipped]"
+PLAIN = re.compile(r"^(?:\w+: )?(\d+) passed, (\d+) failed(?:, (\d+) skipped)?$", re.M)
+
+
 def pytest_counts(line):
     counts = {"passed": 0, "failed": 0, "skipped": 0}
     for n, word in re.findall(r"(\d+) (passed|failed|skipped|error|errors|xfailed|xpassed)", line):
@@ -32,6 +36,11 @@ def main(path):
             p += int(m.group(2))
             fl += int(m.group(3))
             s += int(m.group(4))
+        for m in PLAIN.finditer(out):
+            found = True
+            p += int(m.group(1))
+            fl += int(m.group(2))
+            s += int(m.group(3) or 0)
         for m in PYTEST.finditer(out):
             c = pytest_counts(m.group(1))
             if sum(c.values()):

@@ -7,12 +7,18 @@ namespace devemu {
 void registerLoopbackModel(ModelRegistry &registry);
 void registerZeroModel(ModelRegistry &registry);
 void registerRngModel(ModelRegistry &registry);
+void registerRtcModel(ModelRegistry &registry);
+void registerWatchdogModel(ModelRegistry &registry);
+void registerSerialModel(ModelRegistry &registry);
 
 void registerBuiltinModels(ModelRegistry &registry)
 {
 	registerLoopbackModel(registry);
 	registerZeroModel(registry);
 	registerRngModel(registry);
+	registerRtcModel(registry);
+	registerWatchdogModel(registry);
+	registerSerialModel(registry);
 }
 
 } // namespace devemu

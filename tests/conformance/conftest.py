@@ -243,19 +243,21 @@ class DaemonError(Exception):
 class Daemon:
     """One devemud process serving one or more devices."""
 
-    def __init__(self, cfg, devices, log_dir, tag):
+    def __init__(self, cfg, devices, log_dir, tag, transport=None, nodes=None):
         self.cfg = cfg
         self.devices = devices  # [(name, spec-after-=)]
+        self.transport = transport or cfg.transport
+        self.extra_nodes = nodes
         self.log_path = Path(log_dir) / f"devemud-{tag}.log"
         self.proc = None
         self.starts = 0
 
     @property
     def nodes(self):
-        return [f"/dev/{n}" for n, _ in self.devices]
+        return self.extra_nodes or [f"/dev/{n}" for n, _ in self.devices]
 
     def argv(self):
-        a = [self.cfg.devemud, "--foreground", "--transport", self.cfg.transport]
+        a = [self.cfg.devemud, "--foreground", "--transport", self.transport]
         for n, spec in self.devices:
             a += ["--device", f"{n}={spec}"]
         a += ["--log-level", self.cfg.log_level]
@@ -421,8 +423,8 @@ def make_daemon(cfg, log_dir):
     """Factory for daemons a test controls itself (kill, restart); stopped at teardown."""
     made = []
 
-    def make(devices, tag):
-        d = Daemon(cfg, devices, log_dir, tag)
+    def make(devices, tag, transport=None, nodes=None):
+        d = Daemon(cfg, devices, log_dir, tag, transport, nodes)
         made.append(d)
         return d
 

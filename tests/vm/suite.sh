@@ -1,17 +1,45 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# The vm suite, run inside the guest by tests/vm/run: conformance, any-program and service tests on real CUSE.
+# The vm suite, run inside the guest by tests/vm/run: conformance, any-program, service and device-class
+# tests on real CUSE nodes and, with devemu_kshim.ko loaded, on kernel-shim nodes.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 build=${1:-$repo/build}
+parts=${DEVEMU_VM_PARTS:-cuse kshim}
 cd "$repo"
 echo "vm suite: kernel $(uname -r), /dev/cuse: $(ls -l /dev/cuse 2>&1)"
 status=0
-pytest() { /usr/bin/python3 -m pytest -q -rs -p no:cacheprovider "$@" || status=1; }
+pytest() { echo "== pytest $*"; /usr/bin/python3 -m pytest -q -rs -p no:cacheprovider "$@" || status=1; }
+conformance() {
+	pytest "$repo/tests/conformance/test_node.py" --transport "$1" --devemud "$build/cuse_dev/devemud" \
+		--client "$build/tests/conformance/devemu_client" --check-dmesg
+}
+service() {
+	pytest "$repo/tests/service" --transport "$1" --devemud "$build/cuse_dev/devemud" \
+		--devemuctl "$build/cuse_dev/devemuctl" --build-dir "$build" --service-timeout 240 "${@:2}"
+}
+devices() {
+	pytest "$repo/tests/devices" --transport "$1" --devemud "$build/cuse_dev/devemud" \
+		--devemuctl "$build/cuse_dev/devemuctl"
+}
 
-pytest "$repo/tests/conformance/test_node.py" --transport cuse --devemud "$build/cuse_dev/devemud" \
-	--client "$build/tests/conformance/devemu_client" --check-dmesg
-pytest "$repo/tests/service" --transport cuse --devemud "$build/cuse_dev/devemud" \
-	--devemuctl "$build/cuse_dev/devemuctl" --build-dir "$build" --service-timeout 240
+if [[ " $parts " == *" cuse "* ]]; then
+	conformance cuse
+	service cuse
+	devices cuse
+fi
+if [[ " $parts " == *" kshim "* ]]; then
+	ko=$build/kshim/devemu_kshim.ko
+	if [[ ! -r $ko ]]; then
+		echo "FAIL: $ko was not built (kernel headers missing?)"
+		exit 1
+	fi
+	insmod "$ko" || { echo "FAIL: insmod $ko"; exit 1; }
+	conformance kshim
+	# The plugin build is transport-independent and slow here; it ran on CUSE above.
+	service kshim -k "not plugin"
+	devices kshim
+	rmmod devemu_kshim || { echo "FAIL: rmmod devemu_kshim after the suites"; status=1; }
+fi
 exit $status

@@ -1,0 +1,520 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * devemu_kshim: the client nodes /dev/NAME. Each file operation becomes a
+ * request in the device window, the same for every device model: open, read,
+ * write, ioctl (with retry rounds for arguments that hold pointers) and
+ * release; poll and FIONREAD are answered from the shadow registers.
+ *
+ * Files and epochs: a file belongs to the attach epoch it was opened in, and
+ * its state lives in that daemon. When the daemon goes away (NOSRV), and in
+ * every later epoch, each operation on the file except release fails with
+ * -EIO, and poll reports EPOLLERR | EPOLLHUP. Once the device is removed they
+ * fail with -ENODEV. New opens of a device without a daemon fail with -ENODEV.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/compat.h>
+#include <linux/cred.h>
+#include <linux/errno.h>
+#include <linux/kernel.h>
+#include <linux/overflow.h>
+#include <linux/pid.h>
+#include <linux/sched.h>
+#include <linux/sched/signal.h>
+#include <linux/slab.h>
+#include <linux/uaccess.h>
+#include <linux/uidgid.h>
+#include <asm/ioctls.h>
+
+#include "kshim.h"
+
+/* Retry rounds an ioctl may take before the daemon is considered broken. */
+#define KSHIM_IOCTL_ROUNDS 16
+
+/*
+ * The channel serving the file's epoch, with a reference. -ENODEV once the
+ * device is removed, -EIO when the file's daemon is gone.
+ */
+static struct kshim_channel *kshim_file_channel(struct kshim_file *kf)
+{
+	struct kshim_device *kdev = kf->kdev;
+	struct kshim_channel *ch;
+	unsigned long flags;
+
+	spin_lock_irqsave(&kdev->lock, flags);
+	ch = kdev->channel;
+	if (kdev->removed)
+		ch = ERR_PTR(-ENODEV);
+	else if (!ch || ch->epoch != kf->epoch)
+		ch = ERR_PTR(-EIO);
+	else
+		kref_get(&ch->ref);
+	spin_unlock_irqrestore(&kdev->lock, flags);
+	return ch;
+}
+
+static void kshim_req_init(struct kshim_req *req, struct kshim_channel *ch,
+			   struct file *file, u8 opcode, u32 tag, u32 fh)
+{
+	memset(req, 0, sizeof(*req));
+	init_waitqueue_head(&req->wait);
+	req->sqe.opcode = opcode;
+	req->sqe.tag = tag;
+	req->sqe.fh = fh;
+	req->sqe.open_flags = file->f_flags;
+	if (file->f_flags & O_NONBLOCK)
+		req->sqe.flags = DEVEMU_SQE_F_NONBLOCK;
+	/* The caller as the daemon sees it (CAP_SYS_ADMIN: initial user ns). */
+	req->sqe.pid = task_tgid_nr_ns(current, ch->pid_ns);
+	req->sqe.uid = from_kuid_munged(&init_user_ns, current_fsuid());
+	req->sqe.gid = from_kgid_munged(&init_user_ns, current_fsgid());
+}
+
+/* A daemon's errno if a caller may see it (not kernel-internal), else -EIO. */
+static int kshim_errno(struct kshim_device *kdev, s32 result)
+{
+	if (result < 0 && result > -ERESTARTSYS)
+		return result;
+	kshim_protocol_error(kdev, "invalid error code");
+	return -EIO;
+}
+
+static int kshim_open(struct inode *inode, struct file *file)
+{
+	struct kshim_device *kdev = container_of(inode->i_cdev,
+						 struct kshim_device, cdev);
+	struct kshim_channel *ch;
+	struct kshim_file *kf;
+	struct kshim_req req;
+	unsigned long flags;
+	u32 tag;
+	int ret;
+
+	kf = kzalloc(sizeof(*kf), GFP_KERNEL);
+	if (!kf)
+		return -ENOMEM;
+	kf->kdev = kdev;
+	INIT_LIST_HEAD(&kf->backlog);
+	init_waitqueue_head(&kf->poll_wq);
+
+	spin_lock_irqsave(&kdev->lock, flags);
+	ch = kdev->removed ? NULL : kdev->channel;
+	if (ch)
+		kref_get(&ch->ref);
+	spin_unlock_irqrestore(&kdev->lock, flags);
+	ret = -ENODEV;
+	if (!ch)
+		goto err_free_file;
+	kf->epoch = ch->epoch;
+
+	ret = kshim_tag_get(ch, &tag);
+	if (ret)
+		goto err_put_channel;
+	kshim_req_init(&req, ch, file, DEVEMU_OP_OPEN, tag, 0);
+	if (kshim_call(ch, &req)) {
+		/* Abandoned: if the core opens it anyway, it is released. */
+		ret = -EINTR;
+		goto err_put_channel;
+	}
+	kshim_tag_put(ch, tag);
+	if (req.result < 0) {
+		ret = kshim_errno(kdev, req.result);
+		goto err_put_channel;
+	}
+	if (req.result >= DEVEMU_MAX_FILES) {
+		kshim_protocol_error(kdev, "file handle out of range");
+		ret = -EIO;
+		goto err_put_channel;
+	}
+	kf->fh = req.result;
+	spin_lock_irqsave(&kdev->lock, flags);
+	kf->shadow_seq = READ_ONCE(ch->files[kf->fh].seq);
+	list_add_tail(&kf->node, &kdev->files);
+	spin_unlock_irqrestore(&kdev->lock, flags);
+	kshim_channel_put(ch);
+
+	get_device(&kdev->dev);
+	file->private_data = kf;
+	/* A stream: lseek, pread and pwrite fail with -ESPIPE. */
+	return stream_open(inode, file);
+
+err_put_channel:
+	kshim_channel_put(ch);
+err_free_file:
+	kfree(kf);
+	return ret;
+}
+
+/*
+ * No waiting: the RELEASE is queued for the core (see kshim_release_file).
+ * A file of a daemon that is gone has nothing left to release.
+ */
+static int kshim_release(struct inode *inode, struct file *file)
+{
+	struct kshim_file *kf = file->private_data;
+	struct kshim_device *kdev = kf->kdev;
+	struct kshim_channel *ch;
+	unsigned long flags;
+
+	spin_lock_irqsave(&kdev->lock, flags);
+	list_del(&kf->node);
+	spin_unlock_irqrestore(&kdev->lock, flags);
+	ch = kshim_file_channel(kf);
+	if (IS_ERR(ch)) {
+		kfree(kf);
+	} else {
+		kshim_release_file(ch, kf);
+		kshim_channel_put(ch);
+	}
+	put_device(&kdev->dev);
+	return 0;
+}
+
+/* One READ of at most a slot. */
+static ssize_t kshim_read(struct file *file, char __user *buf, size_t count,
+			  loff_t *ppos)
+{
+	struct kshim_file *kf = file->private_data;
+	struct kshim_channel *ch;
+	struct kshim_req req;
+	ssize_t ret;
+	u32 tag, len;
+
+	if (!count)
+		return 0;
+	ch = kshim_file_channel(kf);
+	if (IS_ERR(ch))
+		return PTR_ERR(ch);
+	ret = kshim_tag_get(ch, &tag);
+	if (ret)
+		goto out_put_channel;
+	len = min_t(size_t, count, ch->slot_size);
+	kshim_req_init(&req, ch, file, DEVEMU_OP_READ, tag, kf->fh);
+	req.sqe.len = len;
+	if (kshim_call(ch, &req)) {
+		ret = -EINTR;
+		goto out_put_channel;
+	}
+	if (req.result < 0) {
+		ret = kshim_errno(kf->kdev, req.result);
+	} else if ((u32)req.result > len) {
+		kshim_protocol_error(kf->kdev, "read returned more than asked");
+		ret = -EIO;
+	} else if (copy_to_user(buf, kshim_slot(ch, tag), req.result)) {
+		ret = -EFAULT;
+	} else {
+		ret = req.result;
+	}
+	kshim_tag_put(ch, tag);
+out_put_channel:
+	kshim_channel_put(ch);
+	return ret;
+}
+
+/*
+ * WRITEs of at most a slot each, like CUSE's max_write chunks: a chunk the
+ * core takes only in part (or a signal between chunks) ends the write with
+ * the count moved so far.
+ */
+static ssize_t kshim_write(struct file *file, const char __user *buf,
+			   size_t count, loff_t *ppos)
+{
+	struct kshim_file *kf = file->private_data;
+	struct kshim_channel *ch;
+	struct kshim_req req;
+	size_t done = 0;
+	ssize_t ret;
+	u32 tag, len;
+
+	if (!count)
+		return 0;
+	ch = kshim_file_channel(kf);
+	if (IS_ERR(ch))
+		return PTR_ERR(ch);
+	ret = kshim_tag_get(ch, &tag);
+	if (ret)
+		goto out_put_channel;
+	while (done < count) {
+		if (done && signal_pending(current))
+			break;
+		len = min_t(size_t, count - done, ch->slot_size);
+		if (copy_from_user(kshim_slot(ch, tag), buf + done, len)) {
+			ret = -EFAULT;
+			break;
+		}
+		kshim_req_init(&req, ch, file, DEVEMU_OP_WRITE, tag, kf->fh);
+		req.sqe.len = len;
+		if (kshim_call(ch, &req)) {
+			ret = -EINTR;
+			goto out_put_channel;
+		}
+		if (req.result < 0) {
+			ret = kshim_errno(kf->kdev, req.result);
+			break;
+		}
+		if ((u32)req.result > len) {
+			kshim_protocol_error(kf->kdev,
+					     "write took more than given");
+			ret = -EIO;
+			break;
+		}
+		done += req.result;
+		if ((u32)req.result < len)
+			break;
+	}
+	kshim_tag_put(ch, tag);
+out_put_channel:
+	kshim_channel_put(ch);
+	return done ? done : ret;
+}
+
+/* poll without the shadow: ask the core, which raises ISR_SHADOW on changes. */
+static __poll_t kshim_poll_call(struct kshim_channel *ch, struct kshim_file *kf,
+				struct file *file, poll_table *pt)
+{
+	struct kshim_req req;
+	__poll_t mask;
+	u32 tag;
+	int ret;
+
+	ret = kshim_tag_get(ch, &tag);
+	if (ret)
+		return ret == -ERESTARTSYS ? 0 : EPOLLERR | EPOLLHUP;
+	kshim_req_init(&req, ch, file, DEVEMU_OP_POLL, tag, kf->fh);
+	req.sqe.flags |= DEVEMU_SQE_F_POLL_ARM;
+	req.sqe.out_len = mangle_poll(poll_requested_events(pt));
+	if (kshim_call(ch, &req))
+		return 0;
+	if (req.result < 0)
+		mask = EPOLLERR;
+	else
+		mask = demangle_poll((u16)req.aux) & KSHIM_POLL_MASK;
+	kshim_tag_put(ch, tag);
+	return mask;
+}
+
+static __poll_t kshim_poll(struct file *file, poll_table *pt)
+{
+	struct kshim_file *kf = file->private_data;
+	struct kshim_channel *ch;
+	__poll_t mask;
+
+	poll_wait(file, &kf->poll_wq, pt);
+	ch = kshim_file_channel(kf);
+	if (IS_ERR(ch))
+		return EPOLLERR | EPOLLHUP;
+	if (ch->features & DEVEMU_F_SHADOW_POLL)
+		mask = kshim_shadow_read(ch, kf->fh, NULL);
+	else
+		mask = kshim_poll_call(ch, kf, file, pt);
+	kshim_channel_put(ch);
+	return mask;
+}
+
+/*
+ * A retry list from the core: copy it out of the slot, check it, and fetch
+ * its input ranges of the caller's memory, concatenated, into the slot.
+ * On success *retryp holds the list (its output ranges receive the result).
+ */
+static int kshim_ioctl_retry(struct kshim_channel *ch,
+			     struct kshim_device *kdev, u8 *slot,
+			     struct devemu_ioctl_retry **retryp,
+			     u32 *in_len, u32 *out_len)
+{
+	struct devemu_ioctl_retry hdr, *retry;
+	u64 in_total = 0, out_total = 0, len;
+	u32 count, i, off;
+	size_t size;
+
+	memcpy(&hdr, slot, sizeof(hdr));
+	if (hdr.in_count > DEVEMU_IOCTL_MAX_IOV ||
+	    hdr.out_count > DEVEMU_IOCTL_MAX_IOV ||
+	    hdr.in_count + hdr.out_count > DEVEMU_IOCTL_MAX_IOV)
+		goto err_protocol;
+	count = hdr.in_count + hdr.out_count;
+	size = struct_size(retry, iov, count);
+	if (size > ch->slot_size)
+		goto err_protocol;
+	retry = kmalloc(size, GFP_KERNEL);
+	if (!retry)
+		return -ENOMEM;
+	/* One copy; then only the copy and the counts checked above count. */
+	memcpy(retry, slot, size);
+	retry->in_count = hdr.in_count;
+	retry->out_count = hdr.out_count;
+	for (i = 0; i < count; i++) {
+		len = retry->iov[i].len;
+		if (len > ch->slot_size)
+			goto err_protocol_free;
+		if (i < hdr.in_count)
+			in_total += len;
+		else
+			out_total += len;
+	}
+	if (in_total > ch->slot_size || out_total > ch->slot_size)
+		goto err_protocol_free;
+
+	for (i = 0, off = 0; i < hdr.in_count; i++) {
+		len = retry->iov[i].len;
+		if (copy_from_user(slot + off,
+				   u64_to_user_ptr(retry->iov[i].base), len)) {
+			kfree(retry);
+			return -EFAULT;
+		}
+		off += len;
+	}
+	kfree(*retryp);
+	*retryp = retry;
+	*in_len = in_total;
+	*out_len = out_total;
+	return 0;
+
+err_protocol_free:
+	kfree(retry);
+err_protocol:
+	kshim_protocol_error(kdev, "bad ioctl retry list");
+	return -EIO;
+}
+
+/*
+ * The output bytes of the last round, to the output ranges of the last retry
+ * list, in order.
+ */
+static int kshim_ioctl_copy_out(const struct devemu_ioctl_retry *retry,
+				const u8 *slot, u32 len)
+{
+	u32 i, end, off = 0;
+	u64 n;
+
+	if (!retry)
+		return 0;
+	end = retry->in_count + retry->out_count;
+	for (i = retry->in_count; i < end && off < len; i++) {
+		n = min_t(u64, retry->iov[i].len, len - off);
+		if (copy_to_user(u64_to_user_ptr(retry->iov[i].base),
+				 slot + off, n))
+			return -EFAULT;
+		off += n;
+	}
+	return 0;
+}
+
+/*
+ * A generic ioctl. With DEVEMU_F_IOCTL_RETRY the first round carries nothing
+ * and the core asks for the caller's memory it needs (retry rounds); without
+ * it the argument is what _IOC_DIR/_IOC_SIZE of cmd say it is, at arg.
+ */
+static long kshim_ioctl_call(struct kshim_channel *ch, struct kshim_file *kf,
+			     struct file *file, unsigned int cmd,
+			     unsigned long arg)
+{
+	bool restricted = !(ch->features & DEVEMU_F_IOCTL_RETRY);
+	struct devemu_ioctl_retry *retry = NULL;
+	struct kshim_device *kdev = kf->kdev;
+	u32 tag, in_len = 0, out_len = 0;
+	void __user *argp = (void __user *)arg;
+	struct kshim_req req;
+	int round;
+	long ret;
+	u8 *slot;
+
+	ret = kshim_tag_get(ch, &tag);
+	if (ret)
+		return ret;
+	slot = kshim_slot(ch, tag);
+	if (restricted) {
+		ret = -EINVAL;
+		if (_IOC_SIZE(cmd) > ch->slot_size)
+			goto out_put_tag;
+		if (_IOC_DIR(cmd) & _IOC_WRITE) {
+			in_len = _IOC_SIZE(cmd);
+			ret = -EFAULT;
+			if (copy_from_user(slot, argp, in_len))
+				goto out_put_tag;
+		}
+		if (_IOC_DIR(cmd) & _IOC_READ)
+			out_len = _IOC_SIZE(cmd);
+	}
+
+	for (round = 0; round < KSHIM_IOCTL_ROUNDS; round++) {
+		kshim_req_init(&req, ch, file, DEVEMU_OP_IOCTL, tag, kf->fh);
+		if (restricted)
+			req.sqe.flags |= DEVEMU_SQE_F_IOCTL_RESTRICTED;
+		req.sqe.ioctl_cmd = cmd;
+		req.sqe.ioctl_arg = arg;
+		req.sqe.len = in_len;
+		req.sqe.out_len = out_len;
+		if (kshim_call(ch, &req)) {
+			ret = -EINTR;
+			goto out_free_retry;
+		}
+		if (req.result >= 0 && (req.flags & DEVEMU_CQE_F_IOCTL_RETRY)) {
+			ret = -EIO;
+			if (restricted)
+				kshim_protocol_error(kdev,
+					"ioctl retry on a restricted ioctl");
+			else
+				ret = kshim_ioctl_retry(ch, kdev, slot, &retry,
+							&in_len, &out_len);
+			if (ret)
+				goto out_put_tag;
+			continue;
+		}
+		if (req.result < 0) {
+			ret = kshim_errno(kdev, req.result);
+		} else if (req.aux > out_len) {
+			kshim_protocol_error(kdev,
+				"ioctl output larger than its room");
+			ret = -EIO;
+		} else {
+			if (restricted)
+				ret = copy_to_user(argp, slot, req.aux) ?
+				      -EFAULT : 0;
+			else
+				ret = kshim_ioctl_copy_out(retry, slot,
+							   req.aux);
+			if (!ret)
+				ret = req.result;
+		}
+		goto out_put_tag;
+	}
+	kshim_protocol_error(kdev, "too many ioctl retry rounds");
+	ret = -EIO;
+out_put_tag:
+	kshim_tag_put(ch, tag);
+out_free_retry:
+	kfree(retry);
+	return ret;
+}
+
+static long kshim_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
+{
+	struct kshim_file *kf = file->private_data;
+	struct kshim_channel *ch;
+	u32 readable;
+	long ret;
+
+	ch = kshim_file_channel(kf);
+	if (IS_ERR(ch))
+		return PTR_ERR(ch);
+	if (cmd == FIONREAD && (ch->features & DEVEMU_F_SHADOW_POLL)) {
+		kshim_shadow_read(ch, kf->fh, &readable);
+		ret = put_user(min_t(u32, readable, INT_MAX),
+			       (int __user *)arg);
+	} else {
+		ret = kshim_ioctl_call(ch, kf, file, cmd, arg);
+	}
+	kshim_channel_put(ch);
+	return ret;
+}
+
+const struct file_operations kshim_client_fops = {
+	.owner = THIS_MODULE,
+	.open = kshim_open,
+	.release = kshim_release,
+	.read = kshim_read,
+	.write = kshim_write,
+	.poll = kshim_poll,
+	.unlocked_ioctl = kshim_ioctl,
+	.compat_ioctl = compat_ptr_ioctl,
+};

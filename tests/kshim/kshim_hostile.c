@@ -1,0 +1,227 @@
+// SPDX-License-Identifier: MIT
+/*
+ * kshim_hostile: a daemon that breaks the kshim protocol on purpose, for the
+ * devemu_kshim.ko self-tests. The module must stay clean (no warning, oops or
+ * leak) and its callers must get errors, never hang. Modes:
+ *
+ *   garbage  every answer is preceded by completions with a bad tag, a wrong
+ *            epoch and a tag not in flight, and followed by a duplicate; the
+ *            answers themselves cycle through bad values (see selftest.py,
+ *            which drives the same sequence): file handles out of range,
+ *            kernel-internal errnos, reads longer than asked, ioctl retry lists
+ *            with huge counts/lengths/kernel addresses, endless retries, output
+ *            larger than its room; the shadow registers hold a seqlock that is
+ *            never stable and all-ones values
+ *   tail     on the first request, moves the completion tail 1000 entries
+ *            ahead; once detached (POLLHUP on the channel), ATTACHes again and
+ *            answers every OPEN with EACCES
+ *   stall    never answers anything, CANCEL included
+ *   hup      on the first request, closes the irq eventfd
+ *   die      on the first request, posts garbage and exits
+ *   flood    before each answer, posts a thousand rounds of completions with
+ *            random tags and wrong epochs
+ *
+ * Usage: kshim_hostile MODE NAME. Prints "ready" once serving.
+ */
+#include <signal.h>
+#include <stdbool.h>
+
+#include "kshim_server.h"
+
+static struct ks k;
+static const char *mode;
+static unsigned int n_open, n_read, n_write, n_ioctl;
+
+static void retry_list(struct devemu_sqe *sqe, uint32_t in_count, uint32_t out_count,
+		       const struct devemu_iovec *iov, uint32_t n)
+{
+	uint8_t *slot = ks_slot(&k, sqe->tag);
+	struct devemu_ioctl_retry hdr = { in_count, out_count };
+
+	memcpy(slot, &hdr, sizeof(hdr));
+	memcpy(slot + sizeof(hdr), iov, n * sizeof(*iov));
+	ks_complete(&k, sqe, 0, 0, DEVEMU_CQE_F_IOCTL_RETRY);
+}
+
+/* The bad answers of garbage mode, in the order selftest.py expects them. */
+static void garbage_answer(struct devemu_sqe *sqe)
+{
+	uint8_t *slot = ks_slot(&k, sqe->tag);
+	struct devemu_iovec iov[2];
+	unsigned int n;
+
+	switch (sqe->opcode) {
+	case DEVEMU_OP_OPEN:
+		n = n_open++;
+		if (n == 0)
+			return ks_complete(&k, sqe, 5000, 0, 0); /* fh >= max_files */
+		if (n == 1)
+			return ks_complete(&k, sqe, -512, 0, 0); /* -ERESTARTSYS */
+		if (n == 2)
+			return ks_complete(&k, sqe, -516, 0, 0); /* -ERESTART_RESTARTBLOCK */
+		if (n == 3)
+			return ks_complete(&k, sqe, -ENOENT, 0, 0);
+		return ks_complete(&k, sqe, (int32_t)(n % DEVEMU_MAX_FILES), 0, 0);
+	case DEVEMU_OP_READ:
+		n = n_read++;
+		if (n == 0)
+			return ks_complete(&k, sqe, (int32_t)sqe->len + 100, 0, 0);
+		if (n == 1)
+			return ks_complete(&k, sqe, -529, 0, 0); /* -EIOCBQUEUED */
+		if (n == 2)
+			return ks_complete(&k, sqe, 0x7fffffff, 0, 0);
+		memcpy(slot, "xyz", 3);
+		return ks_complete(&k, sqe, sqe->len < 3 ? (int32_t)sqe->len : 3, 0, 0);
+	case DEVEMU_OP_WRITE:
+		n = n_write++;
+		if (n == 0)
+			return ks_complete(&k, sqe, (int32_t)sqe->len + 1, 0, 0);
+		if (n == 1)
+			return ks_complete(&k, sqe, -4096, 0, 0); /* beyond every errno */
+		return ks_complete(&k, sqe, (int32_t)sqe->len, 0, 0);
+	case DEVEMU_OP_IOCTL:
+		n = n_ioctl++;
+		if (n == 0)
+			return retry_list(sqe, 0xffffffffu, 0, NULL, 0);
+		if (n == 1) {
+			iov[0] = (struct devemu_iovec){ sqe->ioctl_arg, 1ull << 40 };
+			return retry_list(sqe, 1, 0, iov, 1);
+		}
+		if (n == 2) {
+			iov[0] = (struct devemu_iovec){ 0xffffffff81000000ull, 8 };
+			return retry_list(sqe, 1, 0, iov, 1);
+		}
+		if (n == 3)
+			return retry_list(sqe, 200, 200, NULL, 0);
+		if (n == 4) {
+			iov[0] = (struct devemu_iovec){ sqe->ioctl_arg, 4 };
+			return retry_list(sqe, 1, 0, iov, 1);
+		}
+		if (n == 5)
+			return ks_complete(&k, sqe, 0, sqe->out_len + 1, 0);
+		if (n >= 6 && n < 6 + 16) { /* a retry that never ends */
+			iov[0] = (struct devemu_iovec){ sqe->ioctl_arg, 4 };
+			return retry_list(sqe, 1, 0, iov, 1);
+		}
+		if (n == 22) {
+			iov[0] = (struct devemu_iovec){ sqe->ioctl_arg, 4 };
+			return retry_list(sqe, 0, 1, iov, 1);
+		}
+		if (n == 23) {
+			memcpy(slot, "HOST", 4);
+			return ks_complete(&k, sqe, 42, 4, 0);
+		}
+		return ks_complete(&k, sqe, -ENOTTY, 0, 0);
+	default:
+		return ks_complete(&k, sqe, 0, 0, 0);
+	}
+}
+
+static void garbage(struct devemu_sqe *sqe)
+{
+	uint32_t t = sqe->tag;
+
+	if (sqe->opcode == DEVEMU_OP_CANCEL)
+		return;
+	ks_post(&k, k.depth + 3, sqe->epoch, 0, 0, 0);
+	ks_post(&k, t, sqe->epoch + 1, 0, 0, 0);
+	ks_post(&k, (t + 1) % k.depth, sqe->epoch, 1, 0, 0);
+	ks_interrupt(&k);
+	garbage_answer(sqe);
+	/* A duplicate, in the same batch: once the caller has its answer the tag may be reused. */
+	ks_post(&k, t, sqe->epoch, 0, 0, 0);
+	ks_interrupt(&k);
+}
+
+static void flood(struct devemu_sqe *sqe)
+{
+	if (sqe->opcode == DEVEMU_OP_CANCEL)
+		return;
+	for (int round = 0; round < 1000; round++) {
+		for (uint32_t i = 0; i < k.depth; i++)
+			ks_post(&k, (uint32_t)random() % (2 * k.depth), sqe->epoch + 1 + (uint32_t)random() % 1000,
+				(int32_t)random(), (uint32_t)random(), (uint16_t)random());
+		ks_interrupt(&k);
+	}
+	switch (sqe->opcode) {
+	case DEVEMU_OP_OPEN:
+		ks_complete(&k, sqe, (int32_t)(n_open++ % DEVEMU_MAX_FILES), 0, 0);
+		break;
+	default:
+		ks_complete(&k, sqe, 0, 0, 0);
+	}
+	ks_interrupt(&k);
+}
+
+static void wait_detached(void)
+{
+	struct pollfd p = { .fd = k.chan, .events = POLLIN };
+
+	if (poll(&p, 1, 5000) == 1 && (p.revents & POLLHUP))
+		printf("hup-seen\n");
+	else
+		printf("no-hup revents=%#x\n", p.revents);
+	fflush(stdout);
+}
+
+int main(int argc, char **argv)
+{
+	struct devemu_sqe sqe;
+	bool first = true;
+	int ret;
+
+	if (argc != 3) {
+		fprintf(stderr, "usage: kshim_hostile garbage|tail|stall|hup|die|flood NAME\n");
+		return 2;
+	}
+	mode = argv[1];
+	signal(SIGPIPE, SIG_IGN);
+	ret = ks_connect(&k, argv[2], 0, 8, 4096, DEVEMU_KSHIM_FEATURES, 0666);
+	if (ret < 0) {
+		fprintf(stderr, "kshim_hostile: ADD %s: %s\n", argv[2], strerror(-ret));
+		return 1;
+	}
+	if (!strcmp(mode, "garbage"))
+		for (uint32_t fh = 0; fh < DEVEMU_MAX_FILES; fh++) {
+			k.files[fh].seq = 1; /* an update forever in progress */
+			k.files[fh].revents = k.files[fh].readable = k.files[fh].writable = 0xffffffffu;
+		}
+	printf("ready\n");
+	fflush(stdout);
+
+	for (;;) {
+		if (!ks_next(&k, &sqe)) {
+			ks_wait(&k, -1);
+			continue;
+		}
+		if (!strcmp(mode, "garbage")) {
+			garbage(&sqe);
+		} else if (!strcmp(mode, "flood")) {
+			flood(&sqe);
+		} else if (!strcmp(mode, "stall")) {
+			continue;
+		} else if (!strcmp(mode, "die")) {
+			ks_post(&k, sqe.tag, sqe.epoch + 7, -1, ~0u, 0xffff);
+			ks_interrupt(&k);
+			_exit(3);
+		} else if (!strcmp(mode, "hup") && first) {
+			close(k.irq);
+			wait_detached();
+		} else if (!strcmp(mode, "tail") && first) {
+			k.cq_tail += 1000;
+			ks_store(&k.cq->tail, k.cq_tail);
+			k.isr |= DEVEMU_ISR_CQ;
+			ks_interrupt(&k);
+			wait_detached();
+			close(k.chan);
+			munmap(k.win, k.size);
+			ret = ks_connect(&k, argv[2], 1, 8, 4096, DEVEMU_KSHIM_FEATURES, 0);
+			printf("reattached %s epoch=%u\n", ret ? strerror(-ret) : "ok", k.epoch);
+			fflush(stdout);
+		} else if (!strcmp(mode, "tail") && sqe.opcode != DEVEMU_OP_CANCEL) {
+			ks_complete(&k, &sqe, sqe.opcode == DEVEMU_OP_OPEN ? -EACCES : -EIO, 0, 0);
+			ks_interrupt(&k);
+		}
+		first = false;
+	}
+}

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# run_selftest.sh [KO [BINDIR]]: the devemu_kshim.ko self-tests, as root on a throw-away kernel (tests/vm/run):
+# insmod KO, selftest.py against kshim_echo and kshim_hostile (and a chaos run with devemud if it is built),
+# rmmod refused while a daemon is attached or a client file is open and clean once they are gone, no window
+# left in /proc/vmallocinfo, no warning in the kernel log. Exit 0: all passed.
+#   KO      default: build/kshim/devemu_kshim.ko
+#   BINDIR  kshim_echo and kshim_hostile; default: build/tests/kshim, else compiled here with cc
+#   $DEVEMUD  devemud for the chaos test; default: build/cuse_dev/devemud if it exists
+# Example: tests/vm/run tests/kshim/run_selftest.sh
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+ko=${1:-$repo/build/kshim/devemu_kshim.ko}
+bin=${2:-$repo/build/tests/kshim}
+failures=0
+
+fail() {
+	echo "FAIL $*"
+	failures=$((failures + 1))
+}
+
+if [[ $EUID -ne 0 ]]; then
+	echo "SKIP: needs root (run it in tests/vm/run)"
+	exit 77
+fi
+[[ -r $ko ]] || { echo "FAIL no module at $ko"; exit 1; }
+if [[ ! -x $bin/kshim_echo || ! -x $bin/kshim_hostile ]]; then
+	bin=$(mktemp -d)
+	for p in kshim_echo kshim_hostile; do
+		cc -O2 -Wall -I"$repo/core/include" -o "$bin/$p" "$here/$p.c" || { echo "FAIL cannot build $p"; exit 1; }
+	done
+fi
+if lsmod | grep -q '^devemu_kshim '; then
+	echo "FAIL devemu_kshim is already loaded"
+	exit 1
+fi
+
+log_start=$(dmesg | wc -l)
+echo "== insmod $ko (kernel $(uname -r))"
+insmod "$ko" || { echo "FAIL insmod"; exit 1; }
+
+devemud=${DEVEMUD:-$repo/build/cuse_dev/devemud}
+[[ -x $devemud ]] && devemud_arg=(--devemud "$devemud") || devemud_arg=()
+/usr/bin/python3 "$here/selftest.py" --bin "$bin" "${devemud_arg[@]}" || fail "selftest.py"
+
+echo "== rmmod with a daemon attached, then with a client file open on a device whose daemon is gone"
+"$bin/kshim_echo" kst-rmmod >/dev/null 2>&1 &
+echo_pid=$!
+for _ in $(seq 100); do [[ -e /dev/kst-rmmod ]] && break; sleep 0.05; done
+sleep 0.2
+if rmmod devemu_kshim 2>/dev/null; then
+	fail "rmmod succeeded with a daemon attached"
+	exit 1
+fi
+echo "rmmod refused while a daemon is attached: ok"
+grep -q 'kshim_channel_create' /proc/vmallocinfo || fail "the window of a live channel is not in /proc/vmallocinfo (leak check blind)"
+exec 9<>/dev/kst-rmmod || fail "open /dev/kst-rmmod"
+kill -9 "$echo_pid"
+wait "$echo_pid" 2>/dev/null
+if rmmod devemu_kshim 2>/dev/null; then
+	fail "rmmod succeeded with a client file open"
+	exit 1
+fi
+echo "rmmod refused while /dev/kst-rmmod is open: ok"
+exec 9>&-
+if grep -q 'kshim_channel_create' /proc/vmallocinfo; then
+	fail "windows still allocated after every channel closed:"
+	grep kshim_channel_create /proc/vmallocinfo
+fi
+rmmod devemu_kshim || fail "rmmod after the last file closed"
+[[ -e /dev/kst-rmmod ]] && fail "/dev/kst-rmmod left after rmmod"
+[[ -e /dev/devemu-kshim ]] && fail "/dev/devemu-kshim left after rmmod"
+[[ -d /sys/class/devemu ]] && fail "/sys/class/devemu left after rmmod"
+echo "rmmod with a daemon-less device left: ok"
+
+echo "== kernel log"
+problems=$(dmesg | tail -n +"$((log_start + 1))" |
+	grep -E 'WARNING:|BUG:|BUG [^ ]+ \(|Oops|general protection|Call Trace:|list_(add|del) corruption|Poison overwritten|Redzone|blocked for more than|usercopy' || true)
+if [[ -n $problems ]]; then
+	fail "kernel log:"
+	echo "$problems"
+fi
+dmesg | tail -n +"$((log_start + 1))" | grep -E 'devemu' | sed 's/^/  /' | head -40
+
+if ((failures)); then
+	echo "run_selftest: $failures failure(s)"
+	exit 1
+fi
+echo "run_selftest: all passed"
