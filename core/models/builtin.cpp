@@ -10,6 +10,8 @@ void registerRngModel(ModelRegistry &registry);
 void registerRtcModel(ModelRegistry &registry);
 void registerWatchdogModel(ModelRegistry &registry);
 void registerSerialModel(ModelRegistry &registry);
+void registerI2cModel(ModelRegistry &registry);
+void registerEvdevModel(ModelRegistry &registry);
 
 void registerBuiltinModels(ModelRegistry &registry)
 {
@@ -19,6 +21,8 @@ void registerBuiltinModels(ModelRegistry &registry)
 	registerRtcModel(registry);
 	registerWatchdogModel(registry);
 	registerSerialModel(registry);
+	registerI2cModel(registry);
+	registerEvdevModel(registry);
 }
 
 } // namespace devemu

@@ -19,7 +19,8 @@ bool IoctlCall::rangeAllowed(uint64_t addr, size_t len, bool output) const
 	/* A restricted driver carries exactly _IOC_SIZE(cmd) bytes at arg, in the encoded direction. */
 	unsigned dir = _IOC_DIR(cmd_);
 	bool dirOk = output ? (dir & _IOC_READ) : (dir & _IOC_WRITE);
-	return dirOk && addr == arg_ && len == _IOC_SIZE(cmd_);
+	/* Output may be shorter (EVIOCGNAME answers with the string's length); input is all or nothing. */
+	return dirOk && addr == arg_ && (output ? len <= _IOC_SIZE(cmd_) : len == _IOC_SIZE(cmd_));
 }
 
 std::optional<std::span<const std::byte>> IoctlCall::readUser(uint64_t addr, size_t len)

@@ -1,0 +1,1334 @@
+// SPDX-License-Identifier: MIT
+// evdev: an input device as /dev/input/eventN presents it (<linux/input.h>): capabilities, state, per-open event queues.
+#include "devemu/log.h"
+#include "devemu/model_registry.h"
+#include "evdev_codes.h"
+
+#include <fmt/core.h>
+
+#include <linux/input.h>
+#include <poll.h>
+#include <time.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cstdlib>
+#include <deque>
+#include <string>
+#include <vector>
+
+namespace devemu {
+
+namespace {
+
+/* struct input_event of a 64-bit caller: struct timeval, type, code, value. */
+struct Event {
+	int64_t sec;
+	int64_t usec;
+	uint16_t type;
+	uint16_t code;
+	int32_t value;
+};
+static_assert(sizeof(Event) == 24);
+#if __SIZEOF_LONG__ == 8
+static_assert(sizeof(struct input_event) == sizeof(Event));
+#endif
+constexpr size_t kEventSize = sizeof(Event);
+static_assert(sizeof(struct input_absinfo) == 24 && sizeof(struct input_id) == 8);
+
+/* EVIOCGBIT(ev, len) and friends without their size field. */
+constexpr uint32_t withoutSize(uint32_t cmd)
+{
+	return cmd & ~(uint32_t(_IOC_SIZEMASK) << _IOC_SIZESHIFT);
+}
+
+/* A capability or state bitmap, laid out as the kernel's unsigned long arrays on a little-endian machine. */
+template<size_t Bits>
+class Bitmap
+{
+public:
+	bool test(unsigned bit) const { return bit < Bits && (bytes_[bit / 8] >> (bit % 8)) & 1; }
+	void set(unsigned bit, bool on = true)
+	{
+		if (bit >= Bits)
+			return;
+		if (on)
+			bytes_[bit / 8] = static_cast<uint8_t>(bytes_[bit / 8] | 1u << (bit % 8));
+		else
+			bytes_[bit / 8] = static_cast<uint8_t>(bytes_[bit / 8] & ~(1u << (bit % 8)));
+	}
+	bool any() const
+	{
+		return std::any_of(bytes_.begin(), bytes_.end(), [](uint8_t b) { return b != 0; });
+	}
+	/* What bits_to_user() copies for maxbit: BITS_TO_LONGS(maxbit) longs. */
+	std::vector<std::byte> bytes(unsigned maxbit) const
+	{
+		size_t len = std::min<size_t>((maxbit + 63) / 64 * 8, bytes_.size());
+		auto b = std::as_bytes(std::span(bytes_)).first(len);
+		return { b.begin(), b.end() };
+	}
+	/* bits_from_user(): up to len bytes, the rest cleared. */
+	void assign(std::span<const std::byte> in)
+	{
+		bytes_.fill(0);
+		std::memcpy(bytes_.data(), in.data(), std::min(in.size(), bytes_.size()));
+	}
+	void fill(bool on) { bytes_.fill(on ? 0xff : 0); }
+
+private:
+	std::array<uint8_t, (Bits + 63) / 64 * 8> bytes_{};
+};
+
+/* The input device: identity, capabilities, state (struct input_dev). */
+struct InputDevice {
+	std::string name;
+	std::string phys; /* empty: none (ENOENT) */
+	std::string uniq; /* empty: none (ENOENT) */
+	input_id id{};
+	Bitmap<EV_CNT> evBits;
+	Bitmap<KEY_CNT> keyBits;
+	Bitmap<REL_CNT> relBits;
+	Bitmap<ABS_CNT> absBits;
+	Bitmap<MSC_CNT> mscBits;
+	Bitmap<LED_CNT> ledBits;
+	Bitmap<SND_CNT> sndBits;
+	Bitmap<FF_CNT> ffBits;
+	Bitmap<SW_CNT> swBits;
+	Bitmap<INPUT_PROP_CNT> props;
+	/* State. */
+	Bitmap<KEY_CNT> key;
+	Bitmap<LED_CNT> led;
+	Bitmap<SND_CNT> snd;
+	Bitmap<SW_CNT> sw;
+	bool hasAbsInfo = false;
+	std::array<input_absinfo, ABS_CNT> abs{};
+	std::array<int32_t, REP_CNT> rep{};
+	bool softRepeat = false;
+	/* Scancode (index) -> keycode; empty: the device has no keymap. */
+	std::vector<uint16_t> keymap;
+};
+
+/* One open file: its own queue of events (struct evdev_client). */
+struct Client final : FileState {
+	std::deque<Event> queue;
+	size_t packetEnd = 0; /* events at the front up to the last SYN_REPORT: what read() may return */
+	clockid_t clock = CLOCK_REALTIME;
+	bool revoked = false;
+	/* EVIOCSMASK masks by type (index 0: the types); empty: everything passes. */
+	std::array<std::vector<std::byte>, EV_CNT> masks;
+};
+
+struct Value {
+	uint16_t type;
+	uint16_t code;
+	int32_t value;
+};
+
+/* evdev_get_mask_cnt(): how many codes a type's event mask covers. */
+unsigned maskCount(unsigned type)
+{
+	switch (type) {
+	case 0:
+		return EV_CNT;
+	case EV_KEY:
+		return KEY_CNT;
+	case EV_REL:
+		return REL_CNT;
+	case EV_ABS:
+		return ABS_CNT;
+	case EV_MSC:
+		return MSC_CNT;
+	case EV_SW:
+		return SW_CNT;
+	case EV_LED:
+		return LED_CNT;
+	case EV_SND:
+		return SND_CNT;
+	case EV_FF:
+		return FF_CNT;
+	default:
+		return 0;
+	}
+}
+
+bool maskTest(const std::vector<std::byte> &mask, unsigned bit)
+{
+	return bit / 8 < mask.size() && (static_cast<uint8_t>(mask[bit / 8]) >> (bit % 8)) & 1;
+}
+
+std::string codeName(unsigned type, unsigned code)
+{
+	for (const auto &n : evdev::kCodeNames)
+		if (n.type == type && n.code == code && !(type == 0 && std::string_view(n.name).substr(0, 3) == "EV_"))
+			return n.name;
+	return fmt::format("{}", code);
+}
+
+std::string typeName(unsigned type)
+{
+	for (const auto &n : evdev::kCodeNames)
+		if (n.type == 0 && n.code == type && std::string_view(n.name).substr(0, 3) == "EV_")
+			return n.name;
+	return fmt::format("{}", type);
+}
+
+std::optional<long> parseInt(const std::string &s)
+{
+	if (s.empty())
+		return std::nullopt;
+	char *end = nullptr;
+	errno = 0;
+	long v = std::strtol(s.c_str(), &end, 0);
+	if (errno || *end)
+		return std::nullopt;
+	return v;
+}
+
+/* A type by name (EV_KEY) or number. */
+std::optional<uint16_t> parseType(const std::string &s)
+{
+	for (const auto &n : evdev::kCodeNames)
+		if (n.type == 0 && s == n.name && s.substr(0, 3) == "EV_")
+			return n.code;
+	auto v = parseInt(s);
+	if (v && *v >= 0 && *v <= EV_MAX)
+		return static_cast<uint16_t>(*v);
+	return std::nullopt;
+}
+
+/* A code of the given type by name (KEY_A, BTN_LEFT, ABS_X) or number. */
+std::optional<uint16_t> parseCode(uint16_t type, const std::string &s)
+{
+	for (const auto &n : evdev::kCodeNames)
+		if (n.type == type && s == n.name && !(type == 0 && s.substr(0, 3) == "EV_"))
+			return n.code;
+	auto v = parseInt(s);
+	if (v && *v >= 0 && *v <= KEY_MAX)
+		return static_cast<uint16_t>(*v);
+	return std::nullopt;
+}
+
+/* input_defuzz_abs_event(): small moves around the last value are noise. */
+int32_t defuzz(int32_t value, int32_t old, int32_t fuzz)
+{
+	if (fuzz) {
+		if (value > old - fuzz / 2 && value < old + fuzz / 2)
+			return old;
+		if (value > old - fuzz && value < old + fuzz)
+			return (old * 3 + value) / 4;
+		if (value > old - fuzz * 2 && value < old + fuzz * 2)
+			return (old + value) / 2;
+	}
+	return value;
+}
+
+/* A US layout: the key and whether shift is held, for `type TEXT`. */
+std::optional<std::pair<uint16_t, bool>> keyForChar(char c)
+{
+	static constexpr std::string_view kPlain = "-=[];'`\\,./";
+	static constexpr std::string_view kShifted = "_+{}:\"~|<>?";
+	static constexpr uint16_t kPunct[] = { KEY_MINUS, KEY_EQUAL, KEY_LEFTBRACE, KEY_RIGHTBRACE, KEY_SEMICOLON, KEY_APOSTROPHE,
+					       KEY_GRAVE, KEY_BACKSLASH, KEY_COMMA, KEY_DOT, KEY_SLASH };
+	static constexpr std::string_view kDigitsShifted = ")!@#$%^&*(";
+	static constexpr uint16_t kDigits[] = { KEY_0, KEY_1, KEY_2, KEY_3, KEY_4, KEY_5, KEY_6, KEY_7, KEY_8, KEY_9 };
+	if (c >= 'a' && c <= 'z')
+		return std::pair{ *parseCode(EV_KEY, fmt::format("KEY_{}", char(c - 'a' + 'A'))), false };
+	if (c >= 'A' && c <= 'Z')
+		return std::pair{ *parseCode(EV_KEY, fmt::format("KEY_{}", c)), true };
+	if (c >= '0' && c <= '9')
+		return std::pair{ kDigits[c - '0'], false };
+	if (auto i = kDigitsShifted.find(c); i != std::string_view::npos)
+		return std::pair{ kDigits[i], true };
+	if (auto i = kPlain.find(c); i != std::string_view::npos)
+		return std::pair{ kPunct[i], false };
+	if (auto i = kShifted.find(c); i != std::string_view::npos)
+		return std::pair{ kPunct[i], true };
+	if (c == ' ')
+		return std::pair{ uint16_t(KEY_SPACE), false };
+	if (c == '\t')
+		return std::pair{ uint16_t(KEY_TAB), false };
+	if (c == '\n')
+		return std::pair{ uint16_t(KEY_ENTER), false };
+	return std::nullopt;
+}
+
+class EvdevModel final : public Model
+{
+public:
+	EvdevModel(DeviceContext &ctx, InputDevice dev, size_t queueSize, bool scan)
+		: ctx_(ctx), dev_(std::move(dev)), queueSize_(queueSize), scan_(scan), repeatTimer_(ctx.strand())
+	{
+		size_t perPacket = eventsPerPacket();
+		maxVals_ = perPacket + 2;
+		if (queueSize_ == 0) {
+			/* evdev_compute_buffer_size(): room for 8 packets, at least 64 events, a power of two. */
+			queueSize_ = 64;
+			while (queueSize_ < perPacket * 8)
+				queueSize_ *= 2;
+		}
+	}
+
+	int open(OpenFile &f) override
+	{
+		auto c = std::make_unique<Client>();
+		clients_.push_back(c.get());
+		f.state = std::move(c);
+		return 0;
+	}
+
+	void release(OpenFile &f) override
+	{
+		auto *c = &client(f);
+		if (grab_ == c)
+			grab_ = nullptr;
+		clients_.erase(std::remove(clients_.begin(), clients_.end(), c), clients_.end());
+	}
+
+	/* Whole events of complete packets (up to a SYN_REPORT); a buffer smaller than one event is EINVAL. */
+	ssize_t read(OpenFile &f, std::span<std::byte> out) override
+	{
+		auto &c = client(f);
+		if (!out.empty() && out.size() < kEventSize)
+			return -EINVAL;
+		if (c.revoked)
+			return -ENODEV;
+		if (out.empty())
+			return 0;
+		if (c.packetEnd == 0)
+			return -EAGAIN;
+		size_t n = std::min(out.size() / kEventSize, c.packetEnd);
+		for (size_t i = 0; i < n; i++) {
+			std::memcpy(out.data() + i * kEventSize, &c.queue.front(), kEventSize);
+			c.queue.pop_front();
+		}
+		c.packetEnd -= n;
+		return static_cast<ssize_t>(n * kEventSize);
+	}
+
+	/* Events written are injected into the device, as if it had produced them (input_inject_event). */
+	ssize_t write(OpenFile &f, std::span<const std::byte> in) override
+	{
+		auto &c = client(f);
+		if (!in.empty() && in.size() < kEventSize)
+			return -EINVAL;
+		if (c.revoked)
+			return -ENODEV;
+		size_t n = in.size() / kEventSize;
+		for (size_t i = 0; i < n; i++) {
+			Event e;
+			std::memcpy(&e, in.data() + i * kEventSize, kEventSize);
+			handleEvent(e.type, e.code, e.value);
+		}
+		wakeReaders();
+		return static_cast<ssize_t>(n * kEventSize);
+	}
+
+	IoctlResult ioctl(OpenFile &f, IoctlCall &call) override
+	{
+		auto &c = client(f);
+		if (c.revoked)
+			return IoctlResult::error(-ENODEV);
+		uint32_t cmd = call.cmd();
+		uint64_t arg = call.arg();
+
+		switch (cmd) {
+		case EVIOCGVERSION:
+			return call.replyArg(int{ EV_VERSION });
+		case EVIOCGID:
+			return call.replyArg(dev_.id);
+		case EVIOCGREP:
+			if (!dev_.evBits.test(EV_REP))
+				return IoctlResult::error(-ENOSYS);
+			return call.replyArg(std::array<uint32_t, 2>{ static_cast<uint32_t>(dev_.rep[REP_DELAY]),
+								      static_cast<uint32_t>(dev_.rep[REP_PERIOD]) });
+		case EVIOCSREP: {
+			if (!dev_.evBits.test(EV_REP))
+				return IoctlResult::error(-ENOSYS);
+			auto v = call.argIn<std::array<uint32_t, 2>>();
+			if (!v)
+				return call.done();
+			handleEvent(EV_REP, REP_DELAY, static_cast<int32_t>((*v)[0]));
+			handleEvent(EV_REP, REP_PERIOD, static_cast<int32_t>((*v)[1]));
+			wakeReaders();
+			return call.done(0);
+		}
+		case EVIOCRMFF:
+			return IoctlResult::error(-ENOSYS); /* no force feedback */
+		case EVIOCGEFFECTS:
+			return call.replyArg(int{ 0 });
+		case EVIOCGRAB:
+			/* The argument is the value itself, not a pointer. */
+			return call.done(arg ? grab(c) : ungrab(c));
+		case EVIOCREVOKE:
+			if (arg)
+				return IoctlResult::error(-EINVAL);
+			c.revoked = true;
+			ungrab(c);
+			ctx_.notify(POLLHUP); /* blocked readers return ENODEV */
+			return call.done(0);
+		case EVIOCGMASK:
+			return getMask(c, call);
+		case EVIOCSMASK:
+			return setMask(c, call);
+		case EVIOCSCLOCKID: {
+			auto id = call.argIn<int>();
+			if (!id)
+				return call.done();
+			return call.done(setClock(c, *id));
+		}
+		case EVIOCGKEYCODE:
+			return getKeycode(call, false);
+		case EVIOCGKEYCODE_V2:
+			return getKeycode(call, true);
+		case EVIOCSKEYCODE:
+			return setKeycode(call, false);
+		case EVIOCSKEYCODE_V2:
+			return setKeycode(call, true);
+		}
+
+		/* Commands with the length in their size field. */
+		uint32_t size = _IOC_SIZE(cmd);
+		switch (withoutSize(cmd)) {
+		case withoutSize(EVIOCGPROP(0)):
+			return bitsToUser(call, dev_.props.bytes(INPUT_PROP_MAX), size);
+		case withoutSize(EVIOCGMTSLOTS(0)): {
+			/* The kernel reads the code first; no multi-touch slots here. */
+			auto code = call.argIn<uint32_t>();
+			if (!code)
+				return call.done();
+			return IoctlResult::error(-EINVAL);
+		}
+		case withoutSize(EVIOCGKEY(0)):
+			return getState(c, call, EV_KEY, dev_.key.bytes(KEY_MAX), size);
+		case withoutSize(EVIOCGLED(0)):
+			return getState(c, call, EV_LED, dev_.led.bytes(LED_MAX), size);
+		case withoutSize(EVIOCGSND(0)):
+			return getState(c, call, EV_SND, dev_.snd.bytes(SND_MAX), size);
+		case withoutSize(EVIOCGSW(0)):
+			return getState(c, call, EV_SW, dev_.sw.bytes(SW_MAX), size);
+		case withoutSize(EVIOCGNAME(0)):
+			return stringToUser(call, dev_.name, size);
+		case withoutSize(EVIOCGPHYS(0)):
+			return stringToUser(call, dev_.phys, size);
+		case withoutSize(EVIOCGUNIQ(0)):
+			return stringToUser(call, dev_.uniq, size);
+		case withoutSize(EVIOCSFF): {
+			if (size != sizeof(struct ff_effect))
+				return IoctlResult::error(-EFAULT);
+			if (!call.readUser(arg, size))
+				return call.done();
+			return IoctlResult::error(-ENOSYS);
+		}
+		}
+
+		if (_IOC_TYPE(cmd) != 'E')
+			return IoctlResult::error(-EINVAL);
+		unsigned nr = _IOC_NR(cmd);
+		if (_IOC_DIR(cmd) == _IOC_READ) {
+			if ((nr & ~EV_MAX) == _IOC_NR(EVIOCGBIT(0, 0)))
+				return getBits(call, nr & EV_MAX, size);
+			if ((nr & ~ABS_MAX) == _IOC_NR(EVIOCGABS(0))) {
+				if (!dev_.hasAbsInfo)
+					return IoctlResult::error(-EINVAL);
+				auto b = std::as_bytes(std::span(&dev_.abs[nr & ABS_MAX], 1));
+				putBytes(call, b.first(std::min<size_t>(size, b.size())));
+				return call.done(0);
+			}
+		}
+		if (_IOC_DIR(cmd) == _IOC_WRITE) {
+			if ((nr & ~ABS_MAX) == _IOC_NR(EVIOCSABS(0))) {
+				if (!dev_.hasAbsInfo)
+					return IoctlResult::error(-EINVAL);
+				size_t len = std::min<size_t>(size, sizeof(input_absinfo));
+				auto in = call.readUser(arg, len);
+				if (!in)
+					return call.done();
+				unsigned axis = nr & ABS_MAX;
+				if (axis == ABS_MT_SLOT)
+					return IoctlResult::error(-EINVAL);
+				input_absinfo info{};
+				std::memcpy(&info, in->data(), len);
+				dev_.abs[axis] = info;
+				return call.done(0);
+			}
+		}
+		return IoctlResult::error(-EINVAL);
+	}
+
+	uint32_t poll(const OpenFile &f) override
+	{
+		const auto &c = f.stateAs<Client>();
+		if (c.revoked)
+			return POLLHUP | POLLERR;
+		return POLLOUT | POLLWRNORM | (c.packetEnd ? POLLIN | POLLRDNORM : 0);
+	}
+
+	uint32_t readable(const OpenFile &f) override
+	{
+		return static_cast<uint32_t>(f.stateAs<Client>().packetEnd * kEventSize);
+	}
+	uint32_t writable(const OpenFile &) override { return UINT32_MAX; }
+	uint64_t dropped() const override { return dropped_; }
+
+	int inject(const std::vector<std::string> &args, std::string &reply) override
+	{
+		static constexpr const char *kVerbs =
+			"verbs: key CODE VALUE, tap CODE..., type TEXT, scan SCANCODE VALUE, abs AXIS VALUE, rel AXIS VALUE, "
+			"event TYPE CODE VALUE, syn, state";
+		if (args.empty()) {
+			reply = kVerbs;
+			return -EINVAL;
+		}
+		const std::string &verb = args[0];
+		size_t before = delivered_;
+		int ret;
+		if (verb == "key" || verb == "abs" || verb == "rel") {
+			uint16_t type = verb == "key" ? EV_KEY : verb == "abs" ? EV_ABS : EV_REL;
+			if (args.size() != 3) {
+				reply = fmt::format("{} CODE VALUE", verb);
+				return -EINVAL;
+			}
+			ret = injectOne(type, args[1], args[2], reply);
+		} else if (verb == "event") {
+			auto type = args.size() == 4 ? parseType(args[1]) : std::nullopt;
+			if (!type) {
+				reply = "event TYPE CODE VALUE (TYPE: EV_KEY... or a number)";
+				return -EINVAL;
+			}
+			ret = injectOne(*type, args[2], args[3], reply);
+		} else if (verb == "syn") {
+			if (args.size() != 1) {
+				reply = "syn takes no arguments";
+				return -EINVAL;
+			}
+			size_t pending = pending_.size();
+			handleEvent(EV_SYN, SYN_REPORT, 0);
+			reply = pending ? "" : "nothing pending: an empty report is not delivered\n";
+			ret = 0;
+		} else if (verb == "tap" || verb == "type") {
+			ret = injectTaps(args, reply);
+		} else if (verb == "scan") {
+			ret = injectScan(args, reply);
+		} else if (verb == "state") {
+			reply = describe();
+			return 0;
+		} else {
+			reply = fmt::format("unknown verb '{}' ({})", verb, kVerbs);
+			return -EINVAL;
+		}
+		if (ret < 0)
+			return ret;
+		wakeReaders();
+		if (!pending_.empty())
+			reply += fmt::format("{} event(s) pending until syn\n", pending_.size());
+		reply += fmt::format("{} event(s) delivered to {} open file(s)", delivered_ - before, clients_.size());
+		return 0;
+	}
+
+private:
+	static Client &client(OpenFile &f) { return f.stateAs<Client>(); }
+
+	/* input_estimate_events_per_packet(): sizes the queues and the packet limit. */
+	size_t eventsPerPacket() const
+	{
+		size_t events = 1; /* SYN_REPORT */
+		if (dev_.evBits.test(EV_ABS))
+			for (unsigned i = 0; i < ABS_CNT; i++)
+				events += dev_.absBits.test(i);
+		if (dev_.evBits.test(EV_REL))
+			for (unsigned i = 0; i < REL_CNT; i++)
+				events += dev_.relBits.test(i);
+		return events + 7; /* room for KEY and MSC events */
+	}
+
+	/* input_handle_event(): filter by capability and state, collect the packet, flush it at SYN_REPORT. */
+	void handleEvent(uint16_t type, uint16_t code, int32_t value)
+	{
+		if (!dev_.evBits.test(type))
+			return;
+		bool pass = false, flush = false;
+		switch (type) {
+		case EV_SYN:
+			pass = code == SYN_REPORT || code == SYN_CONFIG || code == SYN_MT_REPORT;
+			flush = code == SYN_REPORT;
+			break;
+		case EV_KEY:
+			if (dev_.keyBits.test(code)) {
+				if (value == 2) {
+					pass = true; /* autorepeat bypasses the state */
+				} else if (dev_.key.test(code) != (value != 0)) {
+					dev_.key.set(code, value != 0);
+					pass = true;
+				}
+			}
+			break;
+		case EV_SW:
+			if (dev_.swBits.test(code) && dev_.sw.test(code) != (value != 0)) {
+				dev_.sw.set(code, value != 0);
+				pass = true;
+			}
+			break;
+		case EV_ABS:
+			if (dev_.absBits.test(code)) {
+				input_absinfo &a = dev_.abs[code];
+				value = defuzz(value, a.value, a.fuzz);
+				pass = a.value != value;
+				a.value = value;
+			}
+			break;
+		case EV_REL:
+			pass = dev_.relBits.test(code) && value;
+			break;
+		case EV_MSC:
+			pass = dev_.mscBits.test(code);
+			break;
+		case EV_LED:
+			if (dev_.ledBits.test(code) && dev_.led.test(code) != (value != 0)) {
+				dev_.led.set(code, value != 0);
+				pass = true;
+			}
+			break;
+		case EV_SND:
+			if (dev_.sndBits.test(code) && dev_.snd.test(code) != (value != 0)) {
+				dev_.snd.set(code, value != 0);
+				pass = true;
+			}
+			break;
+		case EV_REP:
+			if (code <= REP_MAX && value >= 0 && dev_.rep[code] != value) {
+				dev_.rep[code] = value;
+				pass = true;
+			}
+			break;
+		case EV_FF:
+			pass = value >= 0;
+			break;
+		case EV_PWR:
+			pass = true;
+			break;
+		}
+		if (pass)
+			pending_.push_back({ type, code, value });
+		if (flush) {
+			if (pending_.size() >= 2)
+				passValues(pending_);
+			pending_.clear();
+		} else if (pending_.size() >= maxVals_ - 2) {
+			/* A packet longer than the device's estimate is cut with a SYN_REPORT. */
+			pending_.push_back({ EV_SYN, SYN_REPORT, 1 });
+			passValues(pending_);
+			pending_.clear();
+		}
+	}
+
+	/* input_pass_values(): to the grabbing file only, else to every open file; then autorepeat. */
+	void passValues(std::span<const Value> vals)
+	{
+		std::array<timespec, 3> now{};
+		clock_gettime(CLOCK_REALTIME, &now[0]);
+		clock_gettime(CLOCK_MONOTONIC, &now[1]);
+		clock_gettime(CLOCK_BOOTTIME, &now[2]);
+		if (grab_) {
+			deliver(*grab_, vals, now);
+		} else {
+			for (Client *c : clients_)
+				deliver(*c, vals, now);
+		}
+		for (const auto &v : vals)
+			if (v.type == EV_KEY && v.value != 2 && dev_.evBits.test(EV_REP)) {
+				if (v.value)
+					startRepeat(v.code);
+				else
+					repeatTimer_.cancel();
+			}
+	}
+
+	/* evdev_pass_values(): stamp with the file's clock, filter by its masks, queue. */
+	void deliver(Client &c, std::span<const Value> vals, const std::array<timespec, 3> &now)
+	{
+		if (c.revoked)
+			return;
+		const timespec &ts = now[c.clock == CLOCK_MONOTONIC ? 1 : c.clock == CLOCK_BOOTTIME ? 2 : 0];
+		for (const auto &v : vals) {
+			if (filtered(c, v.type, v.code))
+				continue;
+			if (v.type == EV_SYN && v.code == SYN_REPORT && c.packetEnd == c.queue.size())
+				continue; /* an empty report */
+			passEvent(c, { ts.tv_sec, ts.tv_nsec / 1000, v.type, v.code, v.value });
+			delivered_++;
+		}
+	}
+
+	static bool filtered(const Client &c, unsigned type, unsigned code)
+	{
+		if (type == EV_SYN)
+			return false;
+		if (!c.masks[0].empty() && !maskTest(c.masks[0], type))
+			return true;
+		unsigned count = maskCount(type);
+		if (!count || code >= count)
+			return false;
+		return !c.masks[type].empty() && !maskTest(c.masks[type], code);
+	}
+
+	/* __pass_event(): a full queue drops everything but the newest event, behind a SYN_DROPPED. */
+	void passEvent(Client &c, const Event &e)
+	{
+		c.queue.push_back(e);
+		if (c.queue.size() >= queueSize_) {
+			dropped_ += c.queue.size() - 1;
+			c.queue.clear();
+			c.queue.push_back({ e.sec, e.usec, EV_SYN, SYN_DROPPED, 0 });
+			c.queue.push_back(e);
+			c.packetEnd = 0;
+		}
+		if (e.type == EV_SYN && e.code == SYN_REPORT)
+			c.packetEnd = c.queue.size();
+	}
+
+	/* __evdev_queue_syn_dropped(): readable only once the next packet completes. */
+	void queueSynDropped(Client &c)
+	{
+		timespec ts{};
+		clock_gettime(c.clock, &ts);
+		c.queue.push_back({ ts.tv_sec, ts.tv_nsec / 1000, EV_SYN, SYN_DROPPED, 0 });
+		if (c.queue.size() >= queueSize_) {
+			c.queue.erase(c.queue.begin(), c.queue.end() - 1);
+			c.packetEnd = 0;
+		}
+	}
+
+	/* __evdev_flush_queue(): drop queued events of a type, and the reports left empty. */
+	static void flushQueue(Client &c, uint16_t type)
+	{
+		std::deque<Event> kept;
+		size_t packetEnd = 0;
+		unsigned num = 1; /* a leading SYN_REPORT is kept */
+		for (const Event &e : c.queue) {
+			bool report = e.type == EV_SYN && e.code == SYN_REPORT;
+			if (e.type == type || (report && num == 0))
+				continue;
+			kept.push_back(e);
+			num++;
+			if (report) {
+				num = 0;
+				packetEnd = kept.size();
+			}
+		}
+		c.queue = std::move(kept);
+		c.packetEnd = packetEnd;
+	}
+
+	void wakeReaders()
+	{
+		if (delivered_ != notified_) {
+			notified_ = delivered_;
+			ctx_.notify(POLLIN);
+		}
+	}
+
+	/* The input core's software autorepeat: value 2 after rep[REP_DELAY] ms, then every rep[REP_PERIOD] ms. */
+	void startRepeat(uint16_t code)
+	{
+		if (!dev_.softRepeat || !dev_.rep[REP_PERIOD] || !dev_.rep[REP_DELAY])
+			return;
+		repeatKey_ = code;
+		armRepeat(dev_.rep[REP_DELAY]);
+	}
+	void armRepeat(int ms)
+	{
+		repeatTimer_.expires_after(std::chrono::milliseconds(ms));
+		repeatTimer_.async_wait([this](const boost::system::error_code &ec) {
+			if (ec)
+				return; /* cancelled, or the model is gone */
+			if (!dev_.key.test(repeatKey_) || !dev_.keyBits.test(repeatKey_))
+				return;
+			handleEvent(EV_KEY, repeatKey_, 2);
+			handleEvent(EV_SYN, SYN_REPORT, 1);
+			wakeReaders();
+			if (dev_.rep[REP_PERIOD])
+				armRepeat(dev_.rep[REP_PERIOD]);
+		});
+	}
+
+	int grab(Client &c)
+	{
+		if (grab_)
+			return -EBUSY;
+		grab_ = &c;
+		return 0;
+	}
+	int ungrab(Client &c)
+	{
+		if (grab_ != &c)
+			return -EINVAL;
+		grab_ = nullptr;
+		return 0;
+	}
+
+	int setClock(Client &c, int id)
+	{
+		if (id != CLOCK_REALTIME && id != CLOCK_MONOTONIC && id != CLOCK_BOOTTIME)
+			return -EINVAL;
+		if (c.clock != id) {
+			c.clock = id;
+			/* Events stamped with the old clock are flushed, and the reader told so. */
+			if (!c.queue.empty()) {
+				c.queue.clear();
+				c.packetEnd = 0;
+				queueSynDropped(c);
+			}
+		}
+		return 0;
+	}
+
+	/*
+	 * Copies bytes to the caller's argument as the kernel does: exactly as
+	 * many as there are. A restricted (FUSE) driver carries exactly
+	 * _IOC_SIZE(cmd) bytes, so there they are padded with zeros to it.
+	 */
+	static bool putBytes(IoctlCall &call, std::span<const std::byte> bytes)
+	{
+		if (call.restricted()) {
+			std::vector<std::byte> padded(_IOC_SIZE(call.cmd()));
+			std::copy_n(bytes.begin(), std::min(bytes.size(), padded.size()), padded.begin());
+			return call.writeUser(call.arg(), padded);
+		}
+		if (bytes.empty())
+			return true;
+		return call.writeUser(call.arg(), bytes);
+	}
+
+	/* bits_to_user(): BITS_TO_LONGS(maxbit) longs cut to the asked length; returns the length. */
+	static IoctlResult bitsToUser(IoctlCall &call, const std::vector<std::byte> &bits, uint32_t size)
+	{
+		size_t len = std::min<size_t>(bits.size(), size);
+		putBytes(call, std::span(bits).first(len));
+		return call.done(static_cast<int>(len));
+	}
+
+	/* str_to_user(): the string with its NUL, cut to the asked length; ENOENT when the device has none. */
+	static IoctlResult stringToUser(IoctlCall &call, const std::string &s, uint32_t size)
+	{
+		if (s.empty())
+			return IoctlResult::error(-ENOENT);
+		size_t len = std::min<size_t>(s.size() + 1, size);
+		putBytes(call, std::as_bytes(std::span(s.c_str(), len)));
+		return call.done(static_cast<int>(len));
+	}
+
+	/* handle_eviocgbit(): the capability bits of one event type (type 0: the types). */
+	IoctlResult getBits(IoctlCall &call, unsigned type, uint32_t size)
+	{
+		switch (type) {
+		case 0:
+			return bitsToUser(call, dev_.evBits.bytes(EV_MAX), size);
+		case EV_KEY:
+			return bitsToUser(call, dev_.keyBits.bytes(KEY_MAX), size);
+		case EV_REL:
+			return bitsToUser(call, dev_.relBits.bytes(REL_MAX), size);
+		case EV_ABS:
+			return bitsToUser(call, dev_.absBits.bytes(ABS_MAX), size);
+		case EV_MSC:
+			return bitsToUser(call, dev_.mscBits.bytes(MSC_MAX), size);
+		case EV_LED:
+			return bitsToUser(call, dev_.ledBits.bytes(LED_MAX), size);
+		case EV_SND:
+			return bitsToUser(call, dev_.sndBits.bytes(SND_MAX), size);
+		case EV_FF:
+			return bitsToUser(call, dev_.ffBits.bytes(FF_MAX), size);
+		case EV_SW:
+			return bitsToUser(call, dev_.swBits.bytes(SW_MAX), size);
+		default:
+			return IoctlResult::error(-EINVAL);
+		}
+	}
+
+	/* evdev_handle_get_val(): the state bits; the file's queued events of that type are dropped (they are stale now). */
+	IoctlResult getState(Client &c, IoctlCall &call, uint16_t type, const std::vector<std::byte> &bits, uint32_t size)
+	{
+		size_t len = std::min<size_t>(bits.size(), size);
+		putBytes(call, std::span(bits).first(len));
+		if (call.needsRetry())
+			return call.done();
+		flushQueue(c, type);
+		return call.done(static_cast<int>(len));
+	}
+
+	/* EVIOCGMASK: struct input_mask {type, codes_size, codes_ptr}; the mask bytes, the rest of the buffer cleared. */
+	IoctlResult getMask(const Client &c, IoctlCall &call)
+	{
+		auto m = call.argIn<input_mask>();
+		if (!m)
+			return call.done();
+		unsigned count = maskCount(m->type);
+		size_t size = (count + 63) / 64 * 8;
+		size_t min = std::min<size_t>(m->codes_size, size);
+		std::vector<std::byte> out(m->codes_size);
+		if (count > 0) {
+			const auto &mask = c.masks[m->type];
+			for (size_t i = 0; i < min; i++)
+				out[i] = mask.empty() ? std::byte{ 0xff } : (i < mask.size() ? mask[i] : std::byte{ 0 });
+		}
+		if (!out.empty())
+			call.writeUser(m->codes_ptr, out);
+		return call.done(0);
+	}
+
+	/* EVIOCSMASK: unknown types are accepted and ignored (forward compatibility). */
+	IoctlResult setMask(Client &c, IoctlCall &call)
+	{
+		auto m = call.argIn<input_mask>();
+		if (!m)
+			return call.done();
+		unsigned count = maskCount(m->type);
+		if (count == 0)
+			return call.done(0);
+		size_t len = std::min<size_t>((count - 1 + 63) / 64 * 8, m->codes_size);
+		std::vector<std::byte> mask((count + 63) / 64 * 8);
+		if (len) {
+			auto in = call.readUser(m->codes_ptr, len);
+			if (!in)
+				return call.done();
+			std::copy(in->begin(), in->end(), mask.begin());
+		}
+		c.masks[m->type] = std::move(mask);
+		return call.done(0);
+	}
+
+	/* input_scancode_to_scalar() and the default keymap lookup; -EINVAL without a keymap or out of range. */
+	int keymapIndex(const input_keymap_entry &ke, unsigned &index) const
+	{
+		if (dev_.keymap.empty())
+			return -EINVAL;
+		if (ke.flags & INPUT_KEYMAP_BY_INDEX) {
+			index = ke.index;
+		} else {
+			switch (ke.len) {
+			case 1:
+				index = ke.scancode[0];
+				break;
+			case 2: {
+				uint16_t v;
+				std::memcpy(&v, ke.scancode, 2);
+				index = v;
+				break;
+			}
+			case 4: {
+				uint32_t v;
+				std::memcpy(&v, ke.scancode, 4);
+				index = v;
+				break;
+			}
+			default:
+				return -EINVAL;
+			}
+		}
+		return index < dev_.keymap.size() ? 0 : -EINVAL;
+	}
+
+	IoctlResult getKeycode(IoctlCall &call, bool v2)
+	{
+		input_keymap_entry ke{};
+		if (v2) {
+			auto in = call.argIn<input_keymap_entry>();
+			if (!in)
+				return call.done();
+			ke = *in;
+		} else {
+			auto scancode = call.argIn<uint32_t>();
+			if (!scancode)
+				return call.done();
+			ke.len = sizeof(uint32_t);
+			std::memcpy(ke.scancode, &*scancode, sizeof(uint32_t));
+		}
+		unsigned index = 0;
+		if (int err = keymapIndex(ke, index))
+			return IoctlResult::error(err);
+		ke.keycode = dev_.keymap[index];
+		ke.index = static_cast<uint16_t>(index);
+		ke.len = sizeof(index);
+		std::memset(ke.scancode, 0, sizeof(ke.scancode));
+		std::memcpy(ke.scancode, &index, sizeof(index));
+		if (v2)
+			call.writeUser(call.arg(), ke);
+		else
+			call.writeUser(call.arg() + sizeof(uint32_t), static_cast<uint32_t>(ke.keycode));
+		return call.done(0);
+	}
+
+	IoctlResult setKeycode(IoctlCall &call, bool v2)
+	{
+		input_keymap_entry ke{};
+		if (v2) {
+			auto in = call.argIn<input_keymap_entry>();
+			if (!in)
+				return call.done();
+			ke = *in;
+			if (ke.len > sizeof(ke.scancode))
+				return IoctlResult::error(-EINVAL);
+		} else {
+			auto pair = call.argIn<std::array<uint32_t, 2>>();
+			if (!pair)
+				return call.done();
+			ke.len = sizeof(uint32_t);
+			std::memcpy(ke.scancode, &(*pair)[0], sizeof(uint32_t));
+			ke.keycode = (*pair)[1];
+		}
+		if (ke.keycode > KEY_MAX)
+			return IoctlResult::error(-EINVAL);
+		unsigned index = 0;
+		if (int err = keymapIndex(ke, index))
+			return IoctlResult::error(err);
+		uint16_t old = dev_.keymap[index];
+		dev_.keymap[index] = static_cast<uint16_t>(ke.keycode);
+		dev_.keyBits.set(old, std::find(dev_.keymap.begin(), dev_.keymap.end(), old) != dev_.keymap.end());
+		dev_.keyBits.set(ke.keycode);
+		dev_.keyBits.set(KEY_RESERVED, false);
+		/* A key that left the keymap while held is released. */
+		if (!dev_.keyBits.test(old) && dev_.key.test(old)) {
+			dev_.key.set(old, false);
+			std::array<Value, 2> up{ Value{ EV_KEY, old, 0 }, Value{ EV_SYN, SYN_REPORT, 0 } };
+			passValues(up);
+			wakeReaders();
+		}
+		return call.done(0);
+	}
+
+	/* The scancode the keyboard sends for a key (the first keymap entry), if it has one. */
+	std::optional<uint32_t> scancodeOf(uint16_t keycode) const
+	{
+		auto it = std::find(dev_.keymap.begin(), dev_.keymap.end(), keycode);
+		if (it == dev_.keymap.end())
+			return std::nullopt;
+		return static_cast<uint32_t>(it - dev_.keymap.begin());
+	}
+
+	/* A key change as the keyboard reports it: MSC_SCAN first when the device reports scancodes. */
+	void keyEvent(uint16_t code, int32_t value)
+	{
+		if (scan_ && value != 2)
+			if (auto sc = scancodeOf(code))
+				handleEvent(EV_MSC, MSC_SCAN, static_cast<int32_t>(*sc));
+		handleEvent(EV_KEY, code, value);
+	}
+
+	int injectOne(uint16_t type, const std::string &codeText, const std::string &valueText, std::string &reply)
+	{
+		auto code = parseCode(type, codeText);
+		auto value = parseInt(valueText);
+		if (!code || !value || *value < INT32_MIN || *value > INT32_MAX) {
+			reply = fmt::format("'{} {}' is not a {} code and a value", codeText, valueText, typeName(type));
+			return -EINVAL;
+		}
+		if (!supported(type, *code)) {
+			reply = fmt::format("this device has no {} {}", typeName(type), codeText);
+			return -EINVAL;
+		}
+		if (type == EV_KEY)
+			keyEvent(*code, static_cast<int32_t>(*value));
+		else
+			handleEvent(type, *code, static_cast<int32_t>(*value));
+		return 0;
+	}
+
+	bool supported(uint16_t type, uint16_t code) const
+	{
+		if (!dev_.evBits.test(type))
+			return false;
+		switch (type) {
+		case EV_KEY:
+			return dev_.keyBits.test(code);
+		case EV_ABS:
+			return dev_.absBits.test(code);
+		case EV_REL:
+			return dev_.relBits.test(code);
+		case EV_MSC:
+			return dev_.mscBits.test(code);
+		case EV_LED:
+			return dev_.ledBits.test(code);
+		case EV_SND:
+			return dev_.sndBits.test(code);
+		case EV_SW:
+			return dev_.swBits.test(code);
+		case EV_REP:
+			return code <= REP_MAX;
+		default:
+			return true;
+		}
+	}
+
+	/* tap KEY...: press, report, release, report, for each; type TEXT: the same for characters (US layout). */
+	int injectTaps(const std::vector<std::string> &args, std::string &reply)
+	{
+		std::vector<std::pair<uint16_t, bool>> keys;
+		if (args[0] == "tap") {
+			for (size_t i = 1; i < args.size(); i++) {
+				auto code = parseCode(EV_KEY, args[i]);
+				if (!code || !dev_.keyBits.test(*code)) {
+					reply = fmt::format("this device has no key {}", args[i]);
+					return -EINVAL;
+				}
+				keys.push_back({ *code, false });
+			}
+		} else {
+			std::string text;
+			for (size_t i = 1; i < args.size(); i++)
+				text += (i > 1 ? " " : "") + args[i];
+			for (char ch : text) {
+				auto k = keyForChar(ch);
+				if (!k || !dev_.keyBits.test(k->first) || (k->second && !dev_.keyBits.test(KEY_LEFTSHIFT))) {
+					reply = fmt::format("cannot type '{}' on this device", ch);
+					return -EINVAL;
+				}
+				keys.push_back(*k);
+			}
+		}
+		if (keys.empty()) {
+			reply = fmt::format("{} needs at least one {}", args[0], args[0] == "tap" ? "key" : "character");
+			return -EINVAL;
+		}
+		for (auto [code, shift] : keys) {
+			if (shift) {
+				keyEvent(KEY_LEFTSHIFT, 1);
+				handleEvent(EV_SYN, SYN_REPORT, 0);
+			}
+			keyEvent(code, 1);
+			handleEvent(EV_SYN, SYN_REPORT, 0);
+			keyEvent(code, 0);
+			handleEvent(EV_SYN, SYN_REPORT, 0);
+			if (shift) {
+				keyEvent(KEY_LEFTSHIFT, 0);
+				handleEvent(EV_SYN, SYN_REPORT, 0);
+			}
+		}
+		return 0;
+	}
+
+	/* scan SCANCODE VALUE: what the keyboard hardware sends; the keymap turns it into a key. */
+	int injectScan(const std::vector<std::string> &args, std::string &reply)
+	{
+		auto sc = args.size() == 3 ? parseInt(args[1]) : std::nullopt;
+		auto value = args.size() == 3 ? parseInt(args[2]) : std::nullopt;
+		if (dev_.keymap.empty()) {
+			reply = "this device has no keymap";
+			return -EINVAL;
+		}
+		long index = sc.value_or(-1);
+		if (!value || index < 0 || static_cast<size_t>(index) >= dev_.keymap.size()) {
+			reply = fmt::format("scan SCANCODE VALUE, SCANCODE from 0 to {:#x}", dev_.keymap.size() - 1);
+			return -EINVAL;
+		}
+		if (scan_)
+			handleEvent(EV_MSC, MSC_SCAN, static_cast<int32_t>(index));
+		if (uint16_t code = dev_.keymap[static_cast<size_t>(index)])
+			handleEvent(EV_KEY, code, static_cast<int32_t>(*value));
+		return 0;
+	}
+
+	std::string describe() const
+	{
+		std::string out = fmt::format("\"{}\" bus 0x{:04x} vendor 0x{:04x} product 0x{:04x} version 0x{:04x}\n", dev_.name,
+					      dev_.id.bustype, dev_.id.vendor, dev_.id.product, dev_.id.version);
+		std::string keys;
+		for (unsigned k = 0; k < KEY_CNT; k++)
+			if (dev_.key.test(k))
+				keys += " " + codeName(EV_KEY, k);
+		out += fmt::format("keys down:{}\n", keys.empty() ? " none" : keys);
+		if (dev_.evBits.test(EV_LED)) {
+			std::string leds;
+			for (unsigned l = 0; l < LED_CNT; l++)
+				if (dev_.led.test(l))
+					leds += " " + codeName(EV_LED, l);
+			out += fmt::format("leds on:{}\n", leds.empty() ? " none" : leds);
+		}
+		for (unsigned a = 0; a < ABS_CNT; a++)
+			if (dev_.absBits.test(a)) {
+				const auto &i = dev_.abs[a];
+				out += fmt::format("{} value {} min {} max {} fuzz {} flat {} resolution {}\n", codeName(EV_ABS, a),
+						   i.value, i.minimum, i.maximum, i.fuzz, i.flat, i.resolution);
+			}
+		if (dev_.evBits.test(EV_REP))
+			out += fmt::format("repeat delay {} ms period {} ms\n", dev_.rep[REP_DELAY], dev_.rep[REP_PERIOD]);
+		size_t revoked = std::count_if(clients_.begin(), clients_.end(), [](const Client *c) { return c->revoked; });
+		out += fmt::format("open files {} (revoked {}), grabbed {}, queue {} events, dropped {}\n", clients_.size(),
+				   revoked, grab_ ? "yes" : "no", queueSize_, dropped_);
+		return out;
+	}
+
+	DeviceContext &ctx_;
+	InputDevice dev_;
+	size_t queueSize_;
+	bool scan_;
+	size_t maxVals_ = 0;
+	std::vector<Client *> clients_;
+	Client *grab_ = nullptr;
+	std::vector<Value> pending_; /* the packet being collected until SYN_REPORT */
+	uint64_t delivered_ = 0;
+	uint64_t notified_ = 0;
+	uint64_t dropped_ = 0;
+	uint16_t repeatKey_ = 0;
+	asio::steady_timer repeatTimer_;
+};
+
+/* The keyboard's keymap: XT scancode set 1 (e0-prefixed codes at 0x80 | code) to key codes; a 105-key PC keyboard. */
+std::vector<uint16_t> pcKeymap()
+{
+	std::vector<uint16_t> map(256, KEY_RESERVED);
+	for (uint16_t sc = 0x01; sc <= 0x53; sc++)
+		map[sc] = sc; /* the main block: Linux key codes are set-1 scancodes */
+	map[0x56] = KEY_102ND;
+	map[0x57] = KEY_F11;
+	map[0x58] = KEY_F12;
+	const std::pair<uint8_t, uint16_t> extended[] = {
+		{ 0x1c, KEY_KPENTER }, { 0x1d, KEY_RIGHTCTRL }, { 0x20, KEY_MUTE },	{ 0x2e, KEY_VOLUMEDOWN },
+		{ 0x30, KEY_VOLUMEUP }, { 0x35, KEY_KPSLASH },	{ 0x37, KEY_SYSRQ },	{ 0x38, KEY_RIGHTALT },
+		{ 0x45, KEY_PAUSE },	{ 0x47, KEY_HOME },	{ 0x48, KEY_UP },	{ 0x49, KEY_PAGEUP },
+		{ 0x4b, KEY_LEFT },	{ 0x4d, KEY_RIGHT },	{ 0x4f, KEY_END },	{ 0x50, KEY_DOWN },
+		{ 0x51, KEY_PAGEDOWN }, { 0x52, KEY_INSERT },	{ 0x53, KEY_DELETE },	{ 0x5b, KEY_LEFTMETA },
+		{ 0x5c, KEY_RIGHTMETA }, { 0x5d, KEY_COMPOSE }, { 0x5e, KEY_POWER },
+	};
+	for (auto [sc, key] : extended)
+		map[0x80 | sc] = key;
+	return map;
+}
+
+/* "MIN:MAX" with signed numbers. */
+bool parseRange(const std::string &s, int32_t &min, int32_t &max)
+{
+	size_t colon = s.find(':');
+	if (colon == std::string::npos)
+		return false;
+	auto lo = parseInt(s.substr(0, colon)), hi = parseInt(s.substr(colon + 1));
+	if (!lo || !hi || *lo < INT32_MIN || *hi > INT32_MAX || *lo >= *hi)
+		return false;
+	min = static_cast<int32_t>(*lo);
+	max = static_cast<int32_t>(*hi);
+	return true;
+}
+
+std::unique_ptr<Model> makeEvdev(ModelOptions &opts, DeviceContext &ctx)
+{
+	std::string type = opts.choice("type", "keyboard", { "keyboard", "tablet", "joystick" });
+	InputDevice dev;
+	dev.name = opts.string("name", "devemu " + type);
+	dev.phys = opts.string("phys", "devemu/" + ctx.name() + "/input0");
+	dev.uniq = opts.string("uniq", "");
+	dev.id.bustype = static_cast<uint16_t>(opts.number("bus", BUS_VIRTUAL, 0, 0xffff));
+	dev.id.vendor = static_cast<uint16_t>(opts.number("vendor", 0, 0, 0xffff));
+	dev.id.product = static_cast<uint16_t>(opts.number("product", type == "keyboard" ? 1 : type == "tablet" ? 2 : 3, 0, 0xffff));
+	dev.id.version = static_cast<uint16_t>(opts.number("version", 1, 0, 0xffff));
+	dev.evBits.set(EV_SYN);
+	dev.evBits.set(EV_KEY);
+	bool scan = false;
+
+	if (type == "keyboard") {
+		for (const char *key : { "abs_x", "abs_y" })
+			if (opts.string(key, "") != "")
+				opts.fail(key, "only tablets and joysticks have axes");
+		scan = opts.flag("scan", true);
+		std::string repeat = opts.string("repeat", "250/33");
+		dev.keymap = pcKeymap();
+		for (uint16_t k : dev.keymap)
+			if (k)
+				dev.keyBits.set(k);
+		if (scan) {
+			dev.evBits.set(EV_MSC);
+			dev.mscBits.set(MSC_SCAN);
+		}
+		dev.evBits.set(EV_LED);
+		for (unsigned led : { LED_NUML, LED_CAPSL, LED_SCROLLL })
+			dev.ledBits.set(led);
+		if (repeat != "off") {
+			size_t slash = repeat.find('/');
+			auto delay = slash == std::string::npos ? std::nullopt : parseInt(repeat.substr(0, slash));
+			auto period = slash == std::string::npos ? std::nullopt : parseInt(repeat.substr(slash + 1));
+			if (!delay || !period || *delay < 1 || *period < 1 || *delay > 10000 || *period > 10000) {
+				opts.fail("repeat", fmt::format("'{}' is not DELAY/PERIOD in ms (e.g. 250/33) or off", repeat));
+				return nullptr;
+			}
+			dev.evBits.set(EV_REP);
+			dev.softRepeat = true;
+			dev.rep[REP_DELAY] = static_cast<int32_t>(*delay);
+			dev.rep[REP_PERIOD] = static_cast<int32_t>(*period);
+		}
+	} else {
+		for (const char *key : { "scan", "repeat" })
+			if (opts.string(key, "") != "")
+				opts.fail(key, "only keyboards have this option");
+		bool tablet = type == "tablet";
+		int32_t xmin = tablet ? 0 : -32768, xmax = tablet ? 32767 : 32767, ymin = xmin, ymax = xmax;
+		for (auto [key, lo, hi] : { std::tuple{ "abs_x", &xmin, &xmax }, std::tuple{ "abs_y", &ymin, &ymax } }) {
+			std::string text = opts.string(key, "");
+			if (!text.empty() && !parseRange(text, *lo, *hi)) {
+				opts.fail(key, fmt::format("'{}' is not MIN:MAX with MIN < MAX", text));
+				return nullptr;
+			}
+		}
+		dev.evBits.set(EV_ABS);
+		dev.hasAbsInfo = true;
+		auto axis = [&](unsigned code, int32_t min, int32_t max, int32_t fuzz, int32_t flat, int32_t res) {
+			dev.absBits.set(code);
+			dev.abs[code] = { 0, min, max, fuzz, flat, res };
+			if (min > 0 || max < 0)
+				dev.abs[code].value = min;
+		};
+		if (tablet) {
+			/* A pen tablet: tool, tip and barrel buttons, position and pressure. */
+			for (unsigned k : { BTN_TOOL_PEN, BTN_TOOL_RUBBER, BTN_TOUCH, BTN_STYLUS, BTN_STYLUS2 })
+				dev.keyBits.set(k);
+			axis(ABS_X, xmin, xmax, 0, 0, 100);
+			axis(ABS_Y, ymin, ymax, 0, 0, 100);
+			axis(ABS_PRESSURE, 0, 2047, 0, 0, 0);
+			dev.props.set(INPUT_PROP_POINTER);
+		} else {
+			/* A flight-style joystick: stick, throttle, hat and eight buttons. */
+			for (unsigned k = BTN_TRIGGER; k <= BTN_BASE2; k++)
+				dev.keyBits.set(k);
+			axis(ABS_X, xmin, xmax, 16, 128, 0);
+			axis(ABS_Y, ymin, ymax, 16, 128, 0);
+			axis(ABS_THROTTLE, 0, 255, 0, 0, 0);
+			axis(ABS_HAT0X, -1, 1, 0, 0, 0);
+			axis(ABS_HAT0Y, -1, 1, 0, 0, 0);
+		}
+	}
+
+	size_t queue = opts.number("queue", 0, 0, 65536);
+	if (queue && (queue < 8 || (queue & (queue - 1)))) {
+		opts.fail("queue", "a power of two from 8 to 65536 events");
+		return nullptr;
+	}
+	if (!opts.error().empty())
+		return nullptr;
+	return std::make_unique<EvdevModel>(ctx, std::move(dev), queue, scan);
+}
+
+} // namespace
+
+void registerEvdevModel(ModelRegistry &registry)
+{
+	registry.add({ "evdev", "input device as /dev/input/eventN: keyboard, pen tablet or joystick (<linux/input.h>)",
+		       "type=keyboard|tablet|joystick  what the device is (default keyboard)\n"
+		       "name=TEXT             EVIOCGNAME (default \"devemu TYPE\")\n"
+		       "phys=TEXT             EVIOCGPHYS (default devemu/NAME/input0)\n"
+		       "uniq=TEXT             EVIOCGUNIQ (default none: ENOENT)\n"
+		       "bus=N vendor=N product=N version=N  EVIOCGID (default BUS_VIRTUAL, 0, 1/2/3 by type, 1)\n"
+		       "abs_x=MIN:MAX abs_y=MIN:MAX  axis ranges of a tablet (0:32767) or joystick (-32768:32767)\n"
+		       "repeat=DELAY/PERIOD|off  keyboard autorepeat in ms (default 250/33; off: no EV_REP)\n"
+		       "scan=true|false       keyboard reports MSC_SCAN before each key (default true)\n"
+		       "queue=EVENTS          per-open event queue, a power of two (default like the kernel: 64 or 128)\n",
+		       makeEvdev,
+		       "key CODE VALUE        a key or button change (KEY_A 1); held in the packet until syn\n"
+		       "tap CODE...           press and release each key, each with SYN_REPORT\n"
+		       "type TEXT             tap the keys that type TEXT (US layout)\n"
+		       "scan SCANCODE VALUE   a keyboard scancode, through the keymap (EVIOCSKEYCODE remaps it)\n"
+		       "abs AXIS VALUE        an absolute axis (ABS_X 100); held until syn\n"
+		       "rel AXIS VALUE        a relative axis; held until syn\n"
+		       "event TYPE CODE VALUE any event, through the input core's filters\n"
+		       "syn                   SYN_REPORT: deliver the packet to every open file (or the grabbing one)\n"
+		       "state                 keys down, LEDs, axes, open files, grab\n" });
+}
+
+} // namespace devemu
