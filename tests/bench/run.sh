@@ -3,7 +3,7 @@
 # run.sh: runs the benchmark matrix on every available target and prints one table with ratios to /dev/zero and to the bare CUSE responder.
 #
 # Usage: tests/bench/run.sh [--targets LIST] [--skip LIST] [--seconds S] [--pin CPUS|none] [--raw FILE]
-#   LIST is comma-separated from: kernel bare-cuse devemu-cuse devemu-kshim devemu-fuse
+#   LIST is comma-separated from: kernel bare-cuse devemu-cuse devemu-kshim devemu-kshim-poll devemu-fuse
 #   (default: all; a target whose prerequisites are missing is skipped with a note).
 # Environment:
 #   BENCH_SECONDS   run time of one cell in one round (default 0.5)
@@ -40,7 +40,7 @@ start_timeout=${BENCH_START_TIMEOUT:-30}
 if [[ ${DEVEMU_IN_VM:-} == 1 ]]; then pin=${BENCH_PIN:-0}; else pin=${BENCH_PIN:-none}; fi
 read -r -a devemud_args <<<"${DEVEMUD_ARGS:-}"
 
-all_targets=(kernel bare-cuse devemu-cuse devemu-kshim devemu-fuse)
+all_targets=(kernel bare-cuse devemu-cuse devemu-kshim devemu-kshim-poll devemu-fuse)
 targets=("${all_targets[@]}")
 skip=()
 raw_out=
@@ -156,12 +156,12 @@ stop_daemon() {
 	return 0
 }
 
-# start_devemud TARGET TRANSPORT: devemud's zero model as /dev/bench_<transport>_<pid>.
+# start_devemud TARGET TRANSPORT [ARGS...]: devemud's zero model as /dev/bench_<target>_<pid>.
 start_devemud() {
-	local name=bench_$2_$$
+	local name=bench_${1//-/_}_$$
 	[[ -x $DEVEMUD ]] || { skip_note[$1]="no devemud at $DEVEMUD"; return 1; }
-	start_daemon "$1" "/dev/$name" "$DEVEMUD" --foreground --transport "$2" \
-		--device "$name=zero" "${devemud_args[@]}"
+	start_daemon "$1" "/dev/$name" "$DEVEMUD" --foreground --transport "$2" --control none \
+		--device "$name=zero" "${devemud_args[@]}" "${@:3}"
 }
 
 setup_target() {
@@ -184,6 +184,12 @@ setup_target() {
 		# devemud then serves the same zero model with --transport kshim.
 		[[ -d /sys/module/devemu_kshim ]] || { skip_note[$1]="devemu_kshim.ko not loaded"; return 1; }
 		start_devemud "$1" kshim
+		;;
+	devemu-kshim-poll)
+		# The kernel path with the core busy-polling the ring for BENCH_BUSY_POLL us (default 200)
+		# after each doorbell instead of sleeping on the eventfd.
+		[[ -d /sys/module/devemu_kshim ]] || { skip_note[$1]="devemu_kshim.ko not loaded"; return 1; }
+		start_devemud "$1" kshim --busy-poll "${BENCH_BUSY_POLL:-200}"
 		;;
 	devemu-fuse)
 		[[ -c /dev/fuse ]] || { skip_note[$1]="no /dev/fuse"; return 1; }
@@ -427,6 +433,7 @@ summary() {
 summaries=$(for t in "${active[@]}"; do
 	[[ $t == kernel ]] && continue
 	[[ $t == devemu-* ]] && summary "$t" bare-cuse
+	[[ $t == devemu-kshim* ]] && summary "$t" devemu-cuse
 	summary "$t" kernel
 done)
 [[ -n $summaries ]] && printf '\n%s\n' "$summaries"
