@@ -106,10 +106,20 @@ int ControlServer::listen(const std::string &path, long gid, std::string &error)
 	std::string dir = path.substr(0, path.rfind('/'));
 	if (!dir.empty())
 		mkdir(dir.c_str(), 0755);
-	/* A socket left by a daemon that died: nobody answers on it. */
-	unlink(path.c_str());
 	boost::system::error_code ec;
 	asio::local::stream_protocol::endpoint endpoint(path);
+	{
+		/* Another devemud answering there keeps it; a socket left by a daemon that died goes. */
+		asio::local::stream_protocol::socket probe(io_);
+		probe.connect(endpoint, ec);
+		if (!ec) {
+			error = fmt::format("control socket {} is in use by another devemud (give this one --control PATH)",
+					    path);
+			return -EADDRINUSE;
+		}
+		ec.clear();
+	}
+	unlink(path.c_str());
 	acceptor_.open(endpoint.protocol(), ec);
 	if (!ec)
 		acceptor_.bind(endpoint, ec);

@@ -483,7 +483,12 @@ int Daemon::run(std::function<void()> onReady)
 		control_ = std::make_unique<ControlServer>(
 			io_, [this](const nlohmann::json &request, Reply reply) { control(request, std::move(reply)); });
 		std::string error;
-		if (control_->listen(config_.controlPath, config_.controlGid, error) < 0) {
+		int ret = control_->listen(config_.controlPath, config_.controlGid, error);
+		if (ret == -EADDRINUSE) {
+			/* Several daemons on one machine: the first keeps the default socket. */
+			DEVEMU_LOG(Warning, "daemon", "{}; this one serves without a control socket", error);
+			control_.reset();
+		} else if (ret < 0) {
 			DEVEMU_LOG(Error, "daemon", "{} (use --control PATH, or --control none)", error);
 			return 1;
 		}
