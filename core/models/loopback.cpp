@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
 // loopback: a bounded FIFO; what is written comes back on read, in order.
+#include "devemu/inject_text.h"
 #include "devemu/model_registry.h"
 
 #include <fmt/core.h>
@@ -12,83 +13,6 @@
 namespace devemu {
 
 namespace {
-
-/* "0a 0b0c" -> bytes; whitespace between bytes is allowed. */
-bool unhex(std::string_view text, std::vector<std::byte> &out, std::string &error)
-{
-	int high = -1;
-	for (char c : text) {
-		if (c == ' ' || c == ':')
-			continue;
-		int v = (c >= '0' && c <= '9') ? c - '0' : (c >= 'a' && c <= 'f') ? c - 'a' + 10 : (c >= 'A' && c <= 'F') ? c - 'A' + 10 : -1;
-		if (v < 0) {
-			error = fmt::format("'{}' is not a hex digit", c);
-			return false;
-		}
-		if (high < 0) {
-			high = v;
-		} else {
-			out.push_back(std::byte(high << 4 | v));
-			high = -1;
-		}
-	}
-	if (high >= 0) {
-		error = "an odd number of hex digits";
-		return false;
-	}
-	return true;
-}
-
-/* C-style escapes: \n \r \t \\ \xNN. */
-bool unescape(std::string_view text, std::vector<std::byte> &out, std::string &error)
-{
-	for (size_t i = 0; i < text.size(); i++) {
-		char c = text[i];
-		if (c != '\\') {
-			out.push_back(std::byte(c));
-			continue;
-		}
-		if (++i == text.size()) {
-			error = "a trailing backslash";
-			return false;
-		}
-		switch (text[i]) {
-		case 'n':
-			out.push_back(std::byte('\n'));
-			break;
-		case 'r':
-			out.push_back(std::byte('\r'));
-			break;
-		case 't':
-			out.push_back(std::byte('\t'));
-			break;
-		case '0':
-			out.push_back(std::byte(0));
-			break;
-		case '\\':
-			out.push_back(std::byte('\\'));
-			break;
-		case 'x': {
-			std::vector<std::byte> one;
-			if (i + 2 >= text.size() + 1) {
-				error = "\\x needs two hex digits";
-				return false;
-			}
-			if (!unhex(text.substr(i + 1, 2), one, error) || one.size() != 1) {
-				error = "\\x needs two hex digits";
-				return false;
-			}
-			out.push_back(one[0]);
-			i += 2;
-			break;
-		}
-		default:
-			error = fmt::format("unknown escape '\\{}'", text[i]);
-			return false;
-		}
-	}
-	return true;
-}
 
 class LoopbackModel final : public Model
 {
@@ -162,7 +86,7 @@ public:
 			reply = "verbs: data TEXT, hex BYTES, clear";
 			return -EINVAL;
 		}
-		std::vector<std::byte> bytes;
+		std::vector<uint8_t> bytes;
 		if (args[0] == "clear") {
 			reply = fmt::format("discarded {} bytes", size_);
 			head_ = size_ = 0;
@@ -173,7 +97,7 @@ public:
 			for (size_t i = 1; i < args.size(); i++)
 				joined += (i > 1 ? " " : "") + args[i];
 			std::string error;
-			if (!(args[0] == "data" ? unescape(joined, bytes, error) : unhex(joined, bytes, error))) {
+			if (!(args[0] == "data" ? parseEscapedBytes(joined, bytes, error) : parseHexBytes(joined, bytes, error))) {
 				reply = error;
 				return -EINVAL;
 			}
@@ -183,7 +107,7 @@ public:
 		}
 		/* Injected bytes arrive as if a writer sent them, but never block: what does not fit is dropped. */
 		size_t n = std::min(bytes.size(), buf_.size() - size_);
-		push(std::span(bytes).first(n));
+		push(std::as_bytes(std::span(bytes)).first(n));
 		dropped_ += bytes.size() - n;
 		if (n)
 			ctx_.notify(POLLIN);
