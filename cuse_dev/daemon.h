@@ -61,7 +61,8 @@ private:
 	nlohmann::json stats(const ServedDevice &dev) const;
 
 	DaemonConfig config_;
-	asio::io_context io_;
+	/* One thread runs the loop: with this hint, work posted from it needs no reactor wake-up (an epoll_ctl per post). */
+	asio::io_context io_{ 1 };
 	asio::signal_set signals_;
 	asio::signal_set hangup_;
 	std::unique_ptr<ControlServer> control_;

@@ -44,6 +44,7 @@ private:
 	UniqueFD irqFd_;
 	Window window_;
 	asio::posix::stream_descriptor doorbell_;
+	uint64_t doorbellCount_ = 0;
 	asio::posix::stream_descriptor channel_; /* polls POLLHUP when the module detaches us */
 	EndHandler onEnd_;
 	std::optional<unsigned> port_;
@@ -143,16 +144,23 @@ int KshimFrontend::start(ReadyHandler onReady, EndHandler onEnd, std::string &er
 
 void KshimFrontend::waitDoorbell()
 {
-	doorbell_.async_wait(asio::posix::stream_descriptor::wait_read, [this](const boost::system::error_code &ec) {
-		if (ec || stopped_)
-			return;
-		uint64_t count;
-		while (::read(doorbellFd_.get(), &count, sizeof(count)) == sizeof(count)) {
-		}
-		parts_.core.doorbell();
-		parts_.core.busyPoll(parts_.busyPoll);
-		waitDoorbell();
-	});
+	/*
+	 * The reactor reads the counter itself: tried at once when re-armed and otherwise on the next
+	 * edge, with no epoll re-registration (a readiness wait would cost an epoll_ctl per doorbell).
+	 * One read resets an eventfd, so a doorbell costs epoll_wait and read, plus one EAGAIN read
+	 * when the loop goes idle.
+	 */
+	doorbell_.async_read_some(asio::buffer(&doorbellCount_, sizeof(doorbellCount_)),
+				  [this](const boost::system::error_code &ec, size_t) {
+					  if (stopped_ || ec == asio::error::operation_aborted)
+						  return;
+					  if (ec)
+						  DEVEMU_LOG(Error, parts_.node.name, "doorbell read failed: {}", ec.message());
+					  parts_.core.doorbell();
+					  parts_.core.busyPoll(parts_.busyPoll);
+					  if (!ec)
+						  waitDoorbell();
+				  });
 }
 
 void KshimFrontend::watchChannel()

@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: MIT
-// SessionPump: drives a libfuse session from the Asio loop (wait on its fd, receive and process buffers).
+// SessionPump: drives a libfuse session from the Asio loop (the reactor reads requests, libfuse processes them).
 #pragma once
 
 #include "fuse_bridge.h"
 
 #include <functional>
+#include <memory>
 
 namespace devemu {
 
@@ -19,13 +20,15 @@ public:
 
 private:
 	void arm();
-	void drain();
+	void received(const boost::system::error_code &ec, size_t size);
+	void end(int err);
 
 	Strand strand_;
 	fuse_session *se_;
 	std::function<void(int)> onEnd_;
 	asio::posix::stream_descriptor sd_;
-	fuse_buf buf_{};
+	std::unique_ptr<char[]> buf_;
+	size_t bufSize_;
 	bool ended_ = false;
 };
 

@@ -335,6 +335,8 @@ machine() {
 echo "devemu benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), ${cell_seconds} s per cell and round, median of $rounds round(s)"
 machine
 [[ $pin != none ]] && echo "pinned: the bench and every daemon run on CPU(s) $pin (taskset)"
+[[ ${DEVEMU_BENCH_CLOCK:-} == icount ]] &&
+	echo "clock: QEMU -icount shift=0 (tests/bench/vm.sh --icount): guest time is guest instructions, 1 us = 1000 instructions (kernel and user); ratios are instruction-count ratios"
 [[ -n $clock_ns ]] && echo "clock read: ${clock_ns} ns (amortised in lat mean; included once in each lat p99 sample)"
 echo
 
