@@ -11,6 +11,8 @@
 #   BENCH_SIZES     read/write sizes in bytes (default "1 4096 131072")
 #   BENCH_THREADS   read/write thread counts (default "1 4")
 #   BENCH_START_TIMEOUT  seconds to wait for a daemon's node (default 30)
+#   BENCH_POLL_CPU  CPU of the busy-polling daemon (devemu-kshim-poll); default: another CPU
+#                   than the bench's when the bench is pinned to one CPU and there are two
 #   BENCH_PIN       CPU list for taskset, applied to the bench and every daemon, or "none";
 #                   default: "0" under tests/vm (DEVEMU_IN_VM=1), where wake-ups across emulated
 #                   CPUs cost milliseconds and swamp the per-op cost, "none" elsewhere (also --pin)
@@ -70,6 +72,13 @@ done
 	{ echo "run.sh: bad seconds '$cell_seconds'" >&2; exit 2; }
 [[ $rounds =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: bad BENCH_ROUNDS '$rounds'" >&2; exit 2; }
 
+# The busy-polling daemon's CPU: BENCH_POLL_CPU, or else, when the bench is pinned to one CPU
+# and there is another, the last CPU (or the first, if the bench has the last).
+poll_cpu=${BENCH_POLL_CPU:-}
+if [[ -z $poll_cpu && $pin =~ ^[0-9]+$ ]] && (($(nproc) >= 2)); then
+	poll_cpu=$(($(nproc) - 1))
+	((poll_cpu == pin)) && poll_cpu=0
+fi
 pinned=()
 if [[ $pin != none ]]; then
 	command -v taskset >/dev/null || { echo "run.sh: --pin needs taskset (util-linux)" >&2; exit 2; }
@@ -187,9 +196,17 @@ setup_target() {
 		;;
 	devemu-kshim-poll)
 		# The kernel path with the core busy-polling the ring for BENCH_BUSY_POLL us (default 200)
-		# after each doorbell instead of sleeping on the eventfd.
+		# after each doorbell instead of sleeping on the eventfd. Busy-polling is meant for a CPU
+		# of the daemon's own (as io_uring's SQPOLL thread): the daemon runs on poll_cpu when
+		# there is one, so a request reaches the core without waking it and without a context
+		# switch on the caller's CPU.
 		[[ -d /sys/module/devemu_kshim ]] || { skip_note[$1]="devemu_kshim.ko not loaded"; return 1; }
+		local -a saved=("${pinned[@]}")
+		[[ -n $poll_cpu ]] && pinned=(taskset -c "$poll_cpu")
 		start_devemud "$1" kshim --busy-poll "${BENCH_BUSY_POLL:-200}"
+		local ret=$?
+		pinned=("${saved[@]}")
+		return $ret
 		;;
 	devemu-fuse)
 		[[ -c /dev/fuse ]] || { skip_note[$1]="no /dev/fuse"; return 1; }
@@ -334,7 +351,9 @@ machine() {
 
 echo "devemu benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), ${cell_seconds} s per cell and round, median of $rounds round(s)"
 machine
-[[ $pin != none ]] && echo "pinned: the bench and every daemon run on CPU(s) $pin (taskset)"
+if [[ $pin != none ]]; then
+	echo "pinned: the bench and every daemon run on CPU(s) $pin (taskset)$(want devemu-kshim-poll && [[ -n $poll_cpu ]] && echo ", except the busy-polling daemon (devemu-kshim-poll): CPU $poll_cpu")"
+fi
 [[ ${DEVEMU_BENCH_CLOCK:-} == icount ]] &&
 	echo "clock: QEMU -icount shift=0 (tests/bench/vm.sh --icount): guest time is guest instructions, 1 us = 1000 instructions (kernel and user); ratios are instruction-count ratios"
 [[ -n $clock_ns ]] && echo "clock read: ${clock_ns} ns (amortised in lat mean; included once in each lat p99 sample)"
