@@ -330,13 +330,9 @@ ParseResult parseCommandLine(int argc, char **argv, DaemonConfig &config)
 		for (const auto &other : config.devices)
 			if (other.name == spec.name)
 				return { 2, fmt::format("devemud: device '{}' is given twice", spec.name) };
-		if (!ModelRegistry::builtin().find(spec.model)) {
-			std::string known;
-			for (const ModelInfo *m : ModelRegistry::builtin().list())
-				known += (known.empty() ? "" : ", ") + m->name;
+		if (!ModelRegistry::builtin().find(spec.model))
 			return { 2, fmt::format("devemud: device '{}': unknown model '{}' (models: {})", spec.name, spec.model,
-						known) };
-		}
+						knownModels()) };
 		config.devices.push_back(std::move(spec));
 	}
 	return {};

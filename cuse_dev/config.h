@@ -63,6 +63,8 @@ struct OptionCheck {
 	std::string key;
 };
 OptionCheck checkModelOptions(const DeviceSpec &spec);
+/* The built-in models' names, comma-separated (for error messages). */
+std::string knownModels();
 
 /* Outcome of parsing: run, or exit at once with a status (help/version/errors). */
 struct ParseResult {

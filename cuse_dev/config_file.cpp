@@ -175,6 +175,9 @@ public:
 		spec = {};
 		spec.fromFile = true;
 		std::string where = fmt::format("device[{}]", index);
+		/* Keys come in sorted order (group, mode, model before name): label them by name from the start. */
+		if (const toml::node *n = table.get("name"); n && n->is_string() && !n->as_string()->get().empty())
+			where = fmt::format("device '{}'", n->as_string()->get());
 		const toml::table *options = nullptr;
 		for (auto &&[k, v] : table) {
 			std::string_view key = k.str();
@@ -224,7 +227,7 @@ public:
 			return failAt(table.source(), fmt::format("device '{}'.model", spec.name), "missing: every [[device]] needs a model");
 		if (!ModelRegistry::builtin().find(spec.model))
 			return fail(*table.get("model"), fmt::format("device '{}'.model", spec.name),
-				    fmt::format("unknown model '{}'", spec.model));
+				    fmt::format("unknown model '{}' (models: {})", spec.model, knownModels()));
 		if (options) {
 			for (auto &&[k, v] : *options) {
 				std::string text;
@@ -246,6 +249,14 @@ private:
 };
 
 } // namespace
+
+std::string knownModels()
+{
+	std::string known;
+	for (const ModelInfo *m : ModelRegistry::builtin().list())
+		known += (known.empty() ? "" : ", ") + m->name;
+	return known;
+}
 
 OptionCheck checkModelOptions(const DeviceSpec &spec)
 {
