@@ -55,7 +55,8 @@ bool parseTransports(std::string_view text, Transports &transports, std::string 
 		else if (item == "kshim")
 			t = Transport::Kshim;
 		else {
-			error = fmt::format("'{}': expected auto, cuse, fuse, kshim, or a list such as cuse,kshim", item);
+			error = fmt::format("'{}': expected auto, cuse, fuse, kshim, or a list such as cuse,kshim",
+					    item);
 			return false;
 		}
 		if (std::find(out.begin(), out.end(), t) != out.end()) {
@@ -70,7 +71,8 @@ bool parseTransports(std::string_view text, Transports &transports, std::string 
 		text.remove_prefix(comma + 1);
 	}
 	if (userSpace > 1) {
-		error = "at most one of auto, cuse and fuse (they would both be /dev/NAME); add kshim for a second node";
+		error = "at most one of auto, cuse and fuse (they would both be /dev/NAME); add kshim for a second "
+			"node";
 		return false;
 	}
 	transports = std::move(out);
@@ -164,8 +166,9 @@ bool parseDeviceSpec(std::string_view text, DeviceSpec &spec, std::string &error
 		if (key == "mode") {
 			mode_t m;
 			if (!parseMode(value, m)) {
-				error = fmt::format("device '{}': option 'mode={}': expected an octal mode such as 0660",
-						    spec.name, value);
+				error = fmt::format(
+					"device '{}': option 'mode={}': expected an octal mode such as 0660", spec.name,
+					value);
 				return false;
 			}
 			spec.mode = m;
@@ -225,8 +228,10 @@ ParseResult parseCommandLine(int argc, char **argv, DaemonConfig &config)
 		"config,c", po::value(&configPath),
 		"devices and settings from a TOML file (default /etc/devemu/devemud.toml when it exists and no "
 		"--device is given); SIGHUP re-reads it")(
-		"control", po::value(&controlPath), "control socket for devemuctl (default /run/devemu/control; none: off)")(
-		"control-group", po::value(&controlGroup), "group allowed to use the control socket (default: root only)")(
+		"control", po::value(&controlPath),
+		"control socket for devemuctl (default /run/devemu/control; none: off)")(
+		"control-group", po::value(&controlGroup),
+		"group allowed to use the control socket (default: root only)")(
 		"user,u", po::value(&runUser), "drop to this user (and its group) once every node exists")(
 		"plugin", po::value(&plugins)->composing(), "load models from a plugin shared object (repeatable)")(
 		"busy-poll", po::value(&busyPollUs),
@@ -292,7 +297,8 @@ ParseResult parseCommandLine(int argc, char **argv, DaemonConfig &config)
 	if (!group.empty() && !resolveGroup(group, config.gid, error))
 		return { 2, fmt::format("devemud: --group: {}", error) };
 	if (vm.count("log-level") && !parseLogLevel(logLevel, config.logLevel))
-		return { 2, fmt::format("devemud: --log-level '{}': expected debug, info, warning or error", logLevel) };
+		return { 2,
+			 fmt::format("devemud: --log-level '{}': expected debug, info, warning or error", logLevel) };
 	if (!controlPath.empty())
 		config.controlPath = controlPath;
 	if (!controlGroup.empty()) {
@@ -331,8 +337,8 @@ ParseResult parseCommandLine(int argc, char **argv, DaemonConfig &config)
 			if (other.name == spec.name)
 				return { 2, fmt::format("devemud: device '{}' is given twice", spec.name) };
 		if (!ModelRegistry::builtin().find(spec.model))
-			return { 2, fmt::format("devemud: device '{}': unknown model '{}' (models: {})", spec.name, spec.model,
-						knownModels()) };
+			return { 2, fmt::format("devemud: device '{}': unknown model '{}' (models: {})", spec.name,
+						spec.model, knownModels()) };
 		config.devices.push_back(std::move(spec));
 	}
 	return {};

@@ -124,14 +124,20 @@ public:
 				if (!mode(v, "daemon.mode", config.mode))
 					return false;
 			} else if (key == "owner") {
-				if (!user(v, "daemon.owner", [&](const std::string &t, std::string &why) { return resolveUser(t, config.uid, why); }))
+				if (!user(v, "daemon.owner", [&](const std::string &t, std::string &why) {
+					    return resolveUser(t, config.uid, why);
+				    }))
 					return false;
 			} else if (key == "group") {
-				if (!user(v, "daemon.group", [&](const std::string &t, std::string &why) { return resolveGroup(t, config.gid, why); }))
+				if (!user(v, "daemon.group", [&](const std::string &t, std::string &why) {
+					    return resolveGroup(t, config.gid, why);
+				    }))
 					return false;
 			} else if (key == "user") {
 				uid_t uid;
-				if (!user(v, "daemon.user", [&](const std::string &t, std::string &why) { return resolveUser(t, uid, why); }))
+				if (!user(v, "daemon.user", [&](const std::string &t, std::string &why) {
+					    return resolveUser(t, uid, why);
+				    }))
 					return false;
 				config.runUid = uid;
 				if (passwd *pw = getpwuid(uid); pw && !config.runGid)
@@ -141,7 +147,9 @@ public:
 					return false;
 			} else if (key == "control_group") {
 				gid_t gid;
-				if (!user(v, "daemon.control_group", [&](const std::string &t, std::string &why) { return resolveGroup(t, gid, why); }))
+				if (!user(v, "daemon.control_group", [&](const std::string &t, std::string &why) {
+					    return resolveGroup(t, gid, why);
+				    }))
 					return false;
 				config.controlGid = gid;
 			} else if (key == "log_level") {
@@ -156,7 +164,8 @@ public:
 				for (const auto &item : *array) {
 					if (!string(item, "daemon.plugins", text))
 						return false;
-					if (std::find(config.plugins.begin(), config.plugins.end(), text) != config.plugins.end())
+					if (std::find(config.plugins.begin(), config.plugins.end(), text) !=
+					    config.plugins.end())
 						continue;
 					std::string why;
 					if (loadPlugin(text, ModelRegistry::builtin(), why) < 0)
@@ -164,7 +173,9 @@ public:
 					config.plugins.push_back(text);
 				}
 			} else {
-				return unknownIn(k, "daemon.", "[daemon]", "transport, mode, owner, group, user, control, control_group, log_level, plugins");
+				return unknownIn(k, "daemon.", "[daemon]",
+						 "transport, mode, owner, group, user, control, control_group, "
+						 "log_level, plugins");
 			}
 		}
 		return true;
@@ -201,12 +212,16 @@ public:
 				spec.mode = m;
 			} else if (key == "owner") {
 				uid_t uid;
-				if (!user(v, full, [&](const std::string &t, std::string &why) { return resolveUser(t, uid, why); }))
+				if (!user(v, full, [&](const std::string &t, std::string &why) {
+					    return resolveUser(t, uid, why);
+				    }))
 					return false;
 				spec.uid = uid;
 			} else if (key == "group") {
 				gid_t gid;
-				if (!user(v, full, [&](const std::string &t, std::string &why) { return resolveGroup(t, gid, why); }))
+				if (!user(v, full, [&](const std::string &t, std::string &why) {
+					    return resolveGroup(t, gid, why);
+				    }))
 					return false;
 				spec.gid = gid;
 			} else if (key == "options") {
@@ -214,17 +229,20 @@ public:
 				if (!options)
 					return fail(v, full, "expected a table of model options");
 			} else {
-				return unknownIn(k, where + ".", "[[device]]", "name, model, transport, mode, owner, group, options");
+				return unknownIn(k, where + ".", "[[device]]",
+						 "name, model, transport, mode, owner, group, options");
 			}
 		}
 		if (spec.name.empty())
-			return failAt(table.source(), fmt::format("device[{}].name", index), "missing: every [[device]] needs a name");
+			return failAt(table.source(), fmt::format("device[{}].name", index),
+				      "missing: every [[device]] needs a name");
 		std::string nameError;
 		DeviceSpec check;
 		if (!parseDeviceSpec(spec.name + "=x", check, nameError))
 			return fail(*table.get("name"), fmt::format("device[{}].name", index), nameError);
 		if (spec.model.empty())
-			return failAt(table.source(), fmt::format("device '{}'.model", spec.name), "missing: every [[device]] needs a model");
+			return failAt(table.source(), fmt::format("device '{}'.model", spec.name),
+				      "missing: every [[device]] needs a model");
 		if (!ModelRegistry::builtin().find(spec.model))
 			return fail(*table.get("model"), fmt::format("device '{}'.model", spec.name),
 				    fmt::format("unknown model '{}' (models: {})", spec.model, knownModels()));

@@ -27,8 +27,7 @@ class ControlServer::Session : public std::enable_shared_from_this<ControlServer
 public:
 	Session(asio::local::stream_protocol::socket socket, Handler &handler)
 		: socket_(std::move(socket)), handler_(handler), in_(kMaxRequest)
-	{
-	}
+	{}
 
 	void start() { readRequest(); }
 
@@ -49,7 +48,8 @@ private:
 		}
 		if (ec)
 			return; /* the client went away */
-		std::string line(asio::buffers_begin(in_.data()), asio::buffers_begin(in_.data()) + static_cast<ptrdiff_t>(n));
+		std::string line(asio::buffers_begin(in_.data()),
+				 asio::buffers_begin(in_.data()) + static_cast<ptrdiff_t>(n));
 		in_.consume(n);
 		/* Exactly one response per request, whether the handler answers or throws. */
 		auto replied = std::make_shared<bool>(false);
@@ -62,10 +62,12 @@ private:
 			nlohmann::json request = nlohmann::json::parse(line);
 			if (!request.is_object())
 				reply(controlError("a request is a JSON object"));
-			else if (request.contains("version") && (!request["version"].is_number_integer() ||
-								  request["version"].get<int>() != kControlProtocolVersion))
-				reply(controlError(fmt::format("protocol version {} is not supported (this daemon speaks {})",
-							       request["version"].dump(), kControlProtocolVersion)));
+			else if (request.contains("version") &&
+				 (!request["version"].is_number_integer() ||
+				  request["version"].get<int>() != kControlProtocolVersion))
+				reply(controlError(
+					fmt::format("protocol version {} is not supported (this daemon speaks {})",
+						    request["version"].dump(), kControlProtocolVersion)));
 			else
 				handler_(request, reply);
 		} catch (const nlohmann::json::exception &e) {
@@ -93,8 +95,7 @@ private:
 
 ControlServer::ControlServer(asio::io_context &io, Handler handler)
 	: io_(io), handler_(std::move(handler)), acceptor_(io)
-{
-}
+{}
 
 ControlServer::~ControlServer()
 {
@@ -113,8 +114,8 @@ int ControlServer::listen(const std::string &path, long gid, std::string &error)
 		asio::local::stream_protocol::socket probe(io_);
 		probe.connect(endpoint, ec);
 		if (!ec) {
-			error = fmt::format("control socket {} is in use by another devemud (give this one --control PATH)",
-					    path);
+			error = fmt::format(
+				"control socket {} is in use by another devemud (give this one --control PATH)", path);
 			return -EADDRINUSE;
 		}
 		ec.clear();
@@ -140,12 +141,13 @@ int ControlServer::listen(const std::string &path, long gid, std::string &error)
 
 void ControlServer::accept()
 {
-	acceptor_.async_accept([this](const boost::system::error_code &ec, asio::local::stream_protocol::socket socket) {
-		if (ec)
-			return;
-		std::make_shared<Session>(std::move(socket), handler_)->start();
-		accept();
-	});
+	acceptor_.async_accept(
+		[this](const boost::system::error_code &ec, asio::local::stream_protocol::socket socket) {
+			if (ec)
+				return;
+			std::make_shared<Session>(std::move(socket), handler_)->start();
+			accept();
+		});
 }
 
 void ControlServer::close()

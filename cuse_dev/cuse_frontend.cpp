@@ -62,7 +62,9 @@ CuseFrontend *self(fuse_req_t req)
 const cuse_lowlevel_ops kCuseOps = [] {
 	cuse_lowlevel_ops ops{};
 	ops.open = [](fuse_req_t req, fuse_file_info *fi) { self(req)->bridge().open(req, fi); };
-	ops.read = [](fuse_req_t req, size_t size, off_t, fuse_file_info *fi) { self(req)->bridge().read(req, size, fi); };
+	ops.read = [](fuse_req_t req, size_t size, off_t, fuse_file_info *fi) {
+		self(req)->bridge().read(req, size, fi);
+	};
 	ops.write = [](fuse_req_t req, const char *buf, size_t size, off_t, fuse_file_info *fi) {
 		self(req)->bridge().write(req, buf, size, fi);
 	};
@@ -73,7 +75,9 @@ const cuse_lowlevel_ops kCuseOps = [] {
 		       size_t inSize, size_t outSize) {
 		self(req)->bridge().ioctl(req, static_cast<unsigned>(cmd), arg, fi, flags, in, inSize, outSize);
 	};
-	ops.poll = [](fuse_req_t req, fuse_file_info *fi, fuse_pollhandle *ph) { self(req)->bridge().poll(req, fi, ph); };
+	ops.poll = [](fuse_req_t req, fuse_file_info *fi, fuse_pollhandle *ph) {
+		self(req)->bridge().poll(req, fi, ph);
+	};
 	return ops;
 }();
 
@@ -103,7 +107,8 @@ void CuseFrontend::applyNodeSettings(int attempt)
 			});
 			return;
 		}
-		onReady_(-ENOENT, fmt::format("CUSE accepted the device but {} never appeared (is devtmpfs mounted?)", path));
+		onReady_(-ENOENT,
+			 fmt::format("CUSE accepted the device but {} never appeared (is devtmpfs mounted?)", path));
 		return;
 	}
 	if (chown(path.c_str(), parts_.node.uid, parts_.node.gid) < 0 || chmod(path.c_str(), parts_.node.mode) < 0) {
@@ -131,8 +136,9 @@ int CuseFrontend::start(ReadyHandler onReady, EndHandler onEnd, std::string &err
 		if (err == EACCES || err == EPERM)
 			error = "permission denied opening /dev/cuse: devemud needs root (or access to /dev/cuse)";
 		else
-			error = fmt::format("cannot open /dev/cuse: {} (this kernel needs CONFIG_CUSE; try 'modprobe cuse')",
-					    strerror(err));
+			error = fmt::format(
+				"cannot open /dev/cuse: {} (this kernel needs CONFIG_CUSE; try 'modprobe cuse')",
+				strerror(err));
 		return -err;
 	}
 	std::string devname = "DEVNAME=" + parts_.node.name;
@@ -163,9 +169,9 @@ int CuseFrontend::start(ReadyHandler onReady, EndHandler onEnd, std::string &err
 	cuseFd.release(); /* the session owns it now */
 	pump_ = std::make_unique<SessionPump>(parts_.strand, se_, [this](int err) {
 		if (!ready_) {
-			onReady_(err ? err : -EEXIST,
-				 fmt::format("the kernel refused /dev/{} (is the name already taken by another CUSE device?)",
-					     parts_.node.name));
+			onReady_(err ? err : -EEXIST, fmt::format("the kernel refused /dev/{} (is the name already "
+								  "taken by another CUSE device?)",
+								  parts_.node.name));
 			return;
 		}
 		if (onEnd_)

@@ -20,11 +20,11 @@ namespace {
 
 /* errno names devemuctl accepts for --errno, besides numbers. */
 constexpr std::pair<const char *, int> kErrnoNames[] = {
-	{ "EPERM", EPERM },	{ "ENOENT", ENOENT },	  { "EINTR", EINTR },	    { "EIO", EIO },
-	{ "ENXIO", ENXIO },	{ "E2BIG", E2BIG },	  { "EBADF", EBADF },	    { "EAGAIN", EAGAIN },
-	{ "ENOMEM", ENOMEM },	{ "EACCES", EACCES },	  { "EFAULT", EFAULT },	    { "EBUSY", EBUSY },
-	{ "ENODEV", ENODEV },	{ "EINVAL", EINVAL },	  { "ENOSPC", ENOSPC },	    { "EPIPE", EPIPE },
-	{ "ENOTTY", ENOTTY },	{ "ETIMEDOUT", ETIMEDOUT }, { "EPROTO", EPROTO },   { "ECONNRESET", ECONNRESET },
+	{ "EPERM", EPERM },	    { "ENOENT", ENOENT },	{ "EINTR", EINTR },   { "EIO", EIO },
+	{ "ENXIO", ENXIO },	    { "E2BIG", E2BIG },		{ "EBADF", EBADF },   { "EAGAIN", EAGAIN },
+	{ "ENOMEM", ENOMEM },	    { "EACCES", EACCES },	{ "EFAULT", EFAULT }, { "EBUSY", EBUSY },
+	{ "ENODEV", ENODEV },	    { "EINVAL", EINVAL },	{ "ENOSPC", ENOSPC }, { "EPIPE", EPIPE },
+	{ "ENOTTY", ENOTTY },	    { "ETIMEDOUT", ETIMEDOUT }, { "EPROTO", EPROTO }, { "ECONNRESET", ECONNRESET },
 	{ "EOVERFLOW", EOVERFLOW }, { "EREMOTEIO", EREMOTEIO }, { "ENOSYS", ENOSYS }, { "EOPNOTSUPP", EOPNOTSUPP },
 };
 
@@ -53,10 +53,8 @@ nlohmann::json ok(nlohmann::json body = nlohmann::json::object())
 
 } // namespace
 
-Daemon::Daemon(DaemonConfig config)
-	: config_(std::move(config)), signals_(io_, SIGINT, SIGTERM), hangup_(io_, SIGHUP)
-{
-}
+Daemon::Daemon(DaemonConfig config) : config_(std::move(config)), signals_(io_, SIGINT, SIGTERM), hangup_(io_, SIGHUP)
+{}
 
 Daemon::~Daemon()
 {
@@ -118,9 +116,10 @@ int Daemon::addDevice(const DeviceSpec &spec, std::function<void(int, const std:
 		if (transport == Transport::Auto)
 			transport = cuseAvailable(why) ? Transport::Cuse : Transport::Fuse;
 		else if (transport == Transport::Cuse && !cuseAvailable(why))
-			return fail(-ENODEV, fmt::format("device '{}': --transport cuse: {}; use --transport fuse for the "
-							 "FUSE fallback",
-							 spec.name, why));
+			return fail(-ENODEV,
+				    fmt::format("device '{}': --transport cuse: {}; use --transport fuse for the "
+						"FUSE fallback",
+						spec.name, why));
 		/* Exposed through two drivers at once, the kernel shim's node is NAMEk. */
 		std::string nodeName = combined && transport == Transport::Kshim ? spec.name + "k" : spec.name;
 		NodeSettings node{ nodeName, spec.mode.value_or(config_.mode), spec.uid.value_or(config_.uid),
@@ -137,8 +136,10 @@ int Daemon::addDevice(const DeviceSpec &spec, std::function<void(int, const std:
 				break;
 			default:
 				frontend = makeFuseFrontend(parts);
-				DEVEMU_LOG(Warning, "daemon", "device '{}': serving through the FUSE fallback (/run/devemu/{}){}. {}",
-					   spec.name, nodeName, why.empty() ? "" : " because " + why, kFuseFallbackLimits);
+				DEVEMU_LOG(Warning, "daemon",
+					   "device '{}': serving through the FUSE fallback (/run/devemu/{}){}. {}",
+					   spec.name, nodeName, why.empty() ? "" : " because " + why,
+					   kFuseFallbackLimits);
 				break;
 			}
 		} catch (const std::exception &e) {
@@ -148,14 +149,15 @@ int Daemon::addDevice(const DeviceSpec &spec, std::function<void(int, const std:
 		dev.frontends.push_back(std::move(frontend));
 		dev.waiting++;
 		std::string startError;
-		int ret = f.start([this, id, &f](int err, const std::string &message) { nodeReady(id, f, err, message); },
-				  [this, id, &f](int err) {
-					  DEVEMU_LOG(Error, "daemon", "the kernel ended the session of {} ({})",
-						     f.nodePath(), strerror(-err));
-					  /* Not from inside the frontend's own callback: it is about to be destroyed. */
-					  asio::post(io_, [this, id] { eraseDevice(id, -ENODEV); });
-				  },
-				  startError);
+		int ret =
+			f.start([this, id, &f](int err, const std::string &message) { nodeReady(id, f, err, message); },
+				[this, id, &f](int err) {
+					DEVEMU_LOG(Error, "daemon", "the kernel ended the session of {} ({})",
+						   f.nodePath(), strerror(-err));
+					/* Not from inside the frontend's own callback: it is about to be destroyed. */
+					asio::post(io_, [this, id] { eraseDevice(id, -ENODEV); });
+				},
+				startError);
 		if (ret < 0)
 			return fail(ret, fmt::format("device '{}': {}", spec.name, startError));
 	}
@@ -330,12 +332,12 @@ nlohmann::json Daemon::stats(const ServedDevice &dev) const
 		for (size_t b = 0; b < DeviceStats::kLatencyBuckets; b++)
 			if (s.latency[op][b])
 				histogram.push_back({ { "below_us", b + 1 < DeviceStats::kLatencyBuckets
-									 ? nlohmann::json(uint64_t(1) << b)
-									 : nlohmann::json(nullptr) },
+									    ? nlohmann::json(uint64_t(1) << b)
+									    : nlohmann::json(nullptr) },
 						      { "count", s.latency[op][b] } });
-		ops[DeviceStats::opName(static_cast<DeviceStats::Op>(op))] = {
-			{ "requests", s.requests[op] }, { "errors", s.errors[op] }, { "latency", histogram }
-		};
+		ops[DeviceStats::opName(static_cast<DeviceStats::Op>(op))] = { { "requests", s.requests[op] },
+									       { "errors", s.errors[op] },
+									       { "latency", histogram } };
 	}
 	nlohmann::json faults = nlohmann::json::array();
 	for (const auto &f : dev.core->faults())
@@ -345,9 +347,15 @@ nlohmann::json Daemon::stats(const ServedDevice &dev) const
 				   { "short", f.shortLen ? nlohmann::json(*f.shortLen) : nlohmann::json(nullptr) },
 				   { "remaining", f.count },
 				   { "hits", f.hits } });
-	return { { "name", dev.spec.name },	 { "operations", ops },	       { "bytes_in", s.bytesIn },
-		 { "bytes_out", s.bytesOut },	 { "opens", s.opens },	       { "open_files", dev.core->openFiles() },
-		 { "waited", s.parked },	 { "cancelled", s.cancelled }, { "protocol_errors", s.protocolErrors },
+	return { { "name", dev.spec.name },
+		 { "operations", ops },
+		 { "bytes_in", s.bytesIn },
+		 { "bytes_out", s.bytesOut },
+		 { "opens", s.opens },
+		 { "open_files", dev.core->openFiles() },
+		 { "waited", s.parked },
+		 { "cancelled", s.cancelled },
+		 { "protocol_errors", s.protocolErrors },
 		 { "dropped", dev.core->model() ? dev.core->model()->dropped() : 0 },
 		 { "faults", faults } };
 }
@@ -420,15 +428,16 @@ void Daemon::control(const nlohmann::json &request, Reply reply)
 		while (op < DeviceStats::OpCount && opName != DeviceStats::opName(static_cast<DeviceStats::Op>(op)))
 			op++;
 		if (op >= DeviceStats::Poll + 1 || op == DeviceStats::Release)
-			return reply(controlError(fmt::format("op '{}': expected read, write, ioctl, open or poll", opName)));
+			return reply(controlError(
+				fmt::format("op '{}': expected read, write, ioctl, open or poll", opName)));
 		FaultSpec fault;
 		fault.op = static_cast<DeviceStats::Op>(op);
 		int kinds = 0;
 		if (request.contains("errno")) {
 			kinds++;
 			if (!parseErrno(request["errno"], fault.error))
-				return reply(controlError(fmt::format("errno {}: expected a name such as EIO or a number",
-								      request["errno"].dump())));
+				return reply(controlError(fmt::format(
+					"errno {}: expected a name such as EIO or a number", request["errno"].dump())));
 		}
 		if (request.contains("delay_ms")) {
 			kinds++;
@@ -451,8 +460,8 @@ void Daemon::control(const nlohmann::json &request, Reply reply)
 		dev->core->setFault(fault);
 		reply(ok({ { "device", dev->spec.name }, { "op", opName } }));
 	} else {
-		reply(controlError(fmt::format("unknown command '{}' (list, stats, add, remove, inject, fault, version)",
-					       command)));
+		reply(controlError(fmt::format(
+			"unknown command '{}' (list, stats, add, remove, inject, fault, version)", command)));
 	}
 }
 
@@ -461,7 +470,8 @@ void Daemon::waitSignals()
 	hangup_.async_wait([this](const boost::system::error_code &ec, int) {
 		if (ec)
 			return;
-		DEVEMU_LOG(Info, "daemon", "SIGHUP: re-reading {}", config_.configPath.empty() ? "(none)" : config_.configPath);
+		DEVEMU_LOG(Info, "daemon", "SIGHUP: re-reading {}",
+			   config_.configPath.empty() ? "(none)" : config_.configPath);
 		reload();
 		waitSignals();
 	});
@@ -480,8 +490,9 @@ int Daemon::run(std::function<void()> onReady)
 	waitSignals();
 
 	if (config_.controlPath != "none") {
-		control_ = std::make_unique<ControlServer>(
-			io_, [this](const nlohmann::json &request, Reply reply) { control(request, std::move(reply)); });
+		control_ = std::make_unique<ControlServer>(io_, [this](const nlohmann::json &request, Reply reply) {
+			control(request, std::move(reply));
+		});
 		std::string error;
 		int ret = control_->listen(config_.controlPath, config_.controlGid, error);
 		if (ret == -EADDRINUSE) {

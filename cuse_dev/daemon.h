@@ -19,8 +19,7 @@ namespace devemu {
 struct ServedDevice {
 	ServedDevice(asio::io_context &io, const DeviceSpec &spec, uint64_t id)
 		: spec(spec), id(id), strand(io.get_executor())
-	{
-	}
+	{}
 	DeviceSpec spec;
 	uint64_t id;
 	Strand strand;

@@ -113,10 +113,11 @@ void printList(const json &r)
 
 void printStats(const json &r)
 {
-	fmt::print("device {}: {} open files, {} opens, {} bytes in, {} bytes out, {} dropped, {} waited, {} cancelled\n",
-		   r["name"].get<std::string>(), r["open_files"].get<uint64_t>(), r["opens"].get<uint64_t>(),
-		   r["bytes_in"].get<uint64_t>(), r["bytes_out"].get<uint64_t>(), r["dropped"].get<uint64_t>(),
-		   r["waited"].get<uint64_t>(), r["cancelled"].get<uint64_t>());
+	fmt::print(
+		"device {}: {} open files, {} opens, {} bytes in, {} bytes out, {} dropped, {} waited, {} cancelled\n",
+		r["name"].get<std::string>(), r["open_files"].get<uint64_t>(), r["opens"].get<uint64_t>(),
+		r["bytes_in"].get<uint64_t>(), r["bytes_out"].get<uint64_t>(), r["dropped"].get<uint64_t>(),
+		r["waited"].get<uint64_t>(), r["cancelled"].get<uint64_t>());
 	fmt::print("{:<8} {:>10} {:>8}  latency (count below N us)\n", "OP", "REQUESTS", "ERRORS");
 	for (const auto &[op, s] : r["operations"].items()) {
 		std::string hist;
@@ -124,7 +125,8 @@ void printStats(const json &r)
 			hist += b["below_us"].is_null() ? fmt::format(" slower:{}", b["count"].get<uint64_t>())
 							: fmt::format(" <{}:{}", b["below_us"].get<uint64_t>(),
 								      b["count"].get<uint64_t>());
-		fmt::print("{:<8} {:>10} {:>8} {}\n", op, s["requests"].get<uint64_t>(), s["errors"].get<uint64_t>(), hist);
+		fmt::print("{:<8} {:>10} {:>8} {}\n", op, s["requests"].get<uint64_t>(), s["errors"].get<uint64_t>(),
+			   hist);
 	}
 	for (const auto &f : r["faults"])
 		fmt::print("fault: {} errno={} delay={}ms short={} remaining={} hits={}\n", f["op"].get<std::string>(),
@@ -159,7 +161,8 @@ int main(int argc, char **argv)
 	std::string op, errnoText, delay, shortText;
 	int64_t count = -1;
 	po::options_description desc("Options");
-	desc.add_options()("help,h", "show this help")("socket,s", po::value(&socketPath), "control socket (default /run/devemu/control)")(
+	desc.add_options()("help,h", "show this help")("socket,s", po::value(&socketPath),
+						       "control socket (default /run/devemu/control)")(
 		"json", "print the daemon's JSON response")("op", po::value(&op), "fault: read|write|ioctl|open|poll")(
 		"errno", po::value(&errnoText), "fault: fail with this errno (EIO, ENODEV... or a number)")(
 		"delay", po::value(&delay), "fault: hold each request this long (50ms, 2s)")(
@@ -210,22 +213,26 @@ int main(int argc, char **argv)
 			request["op"] = op;
 			if (!errnoText.empty()) {
 				int n = 0;
-				auto [p, ec] = std::from_chars(errnoText.data(), errnoText.data() + errnoText.size(), n);
-				request["errno"] = ec == std::errc() && p == errnoText.data() + errnoText.size() ? json(n)
-														 : json(errnoText);
+				auto [p, ec] =
+					std::from_chars(errnoText.data(), errnoText.data() + errnoText.size(), n);
+				request["errno"] = ec == std::errc() && p == errnoText.data() + errnoText.size()
+							   ? json(n)
+							   : json(errnoText);
 			}
 			if (!delay.empty()) {
 				int64_t ms;
 				if (!parseDelay(delay, ms))
-					return fail(fmt::format("--delay '{}': expected a duration such as 50ms or 2s", delay));
+					return fail(fmt::format("--delay '{}': expected a duration such as 50ms or 2s",
+								delay));
 				request["delay_ms"] = ms;
 			}
 			if (!shortText.empty()) {
 				uint32_t n = 0;
-				auto [p, ec] = std::from_chars(shortText.data(), shortText.data() + shortText.size(), n);
+				auto [p, ec] =
+					std::from_chars(shortText.data(), shortText.data() + shortText.size(), n);
 				if (ec != std::errc() || p != shortText.data() + shortText.size())
-					return fail(fmt::format("--short '{}': expected a byte count from 0 to {}", shortText,
-								UINT32_MAX));
+					return fail(fmt::format("--short '{}': expected a byte count from 0 to {}",
+								shortText, UINT32_MAX));
 				request["short"] = n;
 			}
 			if (count != -1)
@@ -259,6 +266,7 @@ int main(int argc, char **argv)
 	else if (command == "fault")
 		fmt::print("{}\n", vm.count("clear") ? "faults cleared" : "fault set");
 	else if (command == "version")
-		fmt::print("devemud {} (protocol {})\n", response["version"].get<std::string>(), response["protocol"].get<int>());
+		fmt::print("devemud {} (protocol {})\n", response["version"].get<std::string>(),
+			   response["protocol"].get<int>());
 	return 0;
 }

@@ -16,8 +16,7 @@ namespace devemu {
 
 FuseBridge::FuseBridge(Strand strand, Window &window, WindowDriver &driver, bool restrictedIoctls)
 	: strand_(std::move(strand)), window_(window), driver_(driver), restricted_(restrictedIoctls)
-{
-}
+{}
 
 FuseBridge::~FuseBridge()
 {
@@ -145,9 +144,8 @@ void FuseBridge::release(fuse_req_t req, fuse_file_info *fi)
 		devemu_sqe sqe = baseSqe(req, DEVEMU_OP_RELEASE, fi);
 		sqe.flags &= ~DEVEMU_SQE_F_NONBLOCK;
 		disarm(sqe.fh);
-		driver_.submit(sqe, {}, [req](const devemu_cqe &, std::span<const std::byte>) {
-			fuse_reply_err(req, 0);
-		});
+		driver_.submit(sqe, {},
+			       [req](const devemu_cqe &, std::span<const std::byte>) { fuse_reply_err(req, 0); });
 	} catch (...) {
 		fuse_reply_err(req, 0);
 	}

@@ -117,9 +117,8 @@ const fuse_lowlevel_ops kFuseOps = [] {
 	ops.release = [](fuse_req_t req, fuse_ino_t, fuse_file_info *fi) { self(req)->bridge().release(req, fi); };
 	ops.fsync = [](fuse_req_t req, fuse_ino_t, int, fuse_file_info *) { fuse_reply_err(req, 0); };
 	ops.ioctl = [](fuse_req_t req, fuse_ino_t, unsigned int cmd, void *arg, fuse_file_info *fi, unsigned flags,
-		       const void *in, size_t inSize, size_t outSize) {
-		self(req)->bridge().ioctl(req, cmd, arg, fi, flags, in, inSize, outSize);
-	};
+		       const void *in, size_t inSize,
+		       size_t outSize) { self(req)->bridge().ioctl(req, cmd, arg, fi, flags, in, inSize, outSize); };
 	ops.poll = [](fuse_req_t req, fuse_ino_t, fuse_file_info *fi, fuse_pollhandle *ph) {
 		self(req)->bridge().poll(req, fi, ph);
 	};
@@ -157,7 +156,8 @@ int FuseFrontend::start(ReadyHandler onReady, EndHandler onEnd, std::string &err
 		}
 		/* Our link: is a live mount behind it (another devemud), or is it left over? */
 		struct stat live, parent;
-		if (stat(mountPath_.c_str(), &live) == 0 && stat(kRunDir, &parent) == 0 && live.st_dev != parent.st_dev) {
+		if (stat(mountPath_.c_str(), &live) == 0 && stat(kRunDir, &parent) == 0 &&
+		    live.st_dev != parent.st_dev) {
 			error = fmt::format("{} is already served by another devemud", link);
 			return -EEXIST;
 		}

@@ -24,8 +24,7 @@ class KshimFrontend final : public Frontend
 public:
 	explicit KshimFrontend(FrontendParts parts)
 		: parts_(std::move(parts)), doorbell_(parts_.strand), channel_(parts_.strand)
-	{
-	}
+	{}
 	~KshimFrontend() override { stop(); }
 
 	int start(ReadyHandler onReady, EndHandler onEnd, std::string &error) override;
@@ -58,9 +57,10 @@ int KshimFrontend::start(ReadyHandler onReady, EndHandler onEnd, std::string &er
 	if (!control_.isValid()) {
 		int err = errno;
 		if (err == ENOENT || err == ENODEV || err == ENXIO)
-			error = fmt::format("{} is missing: load the kernel shim first (insmod build/kshim/devemu_kshim.ko, "
-					    "or modprobe devemu_kshim)",
-					    kControlPath);
+			error = fmt::format(
+				"{} is missing: load the kernel shim first (insmod build/kshim/devemu_kshim.ko, "
+				"or modprobe devemu_kshim)",
+				kControlPath);
 		else
 			error = fmt::format("cannot open {}: {}", kControlPath, strerror(err));
 		return -err;
@@ -111,7 +111,8 @@ int KshimFrontend::start(ReadyHandler onReady, EndHandler onEnd, std::string &er
 	}
 	port_ = parts_.core.addPort(window_, [this](uint32_t) { raiseInterrupt(); });
 	if (reattached)
-		DEVEMU_LOG(Info, parts_.node.name, "re-attached to {} (epoch {})", nodePath(), window_.regs().attach_epoch);
+		DEVEMU_LOG(Info, parts_.node.name, "re-attached to {} (epoch {})", nodePath(),
+			   window_.regs().attach_epoch);
 
 	int dupFd = fcntl(doorbellFd_.get(), F_DUPFD_CLOEXEC, 3);
 	if (dupFd < 0) {
@@ -155,7 +156,8 @@ void KshimFrontend::waitDoorbell()
 					  if (stopped_ || ec == asio::error::operation_aborted)
 						  return;
 					  if (ec)
-						  DEVEMU_LOG(Error, parts_.node.name, "doorbell read failed: {}", ec.message());
+						  DEVEMU_LOG(Error, parts_.node.name, "doorbell read failed: {}",
+							     ec.message());
 					  parts_.core.doorbell();
 					  parts_.core.busyPoll(parts_.busyPoll);
 					  if (!ec)
@@ -174,8 +176,8 @@ void KshimFrontend::watchChannel()
 			return;
 		pollfd p{ window_.fd(), POLLIN, 0 };
 		if (::poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR))) {
-			DEVEMU_LOG(Error, parts_.node.name, "the kernel shim detached {} (removed elsewhere, or a protocol error)",
-				   nodePath());
+			DEVEMU_LOG(Error, parts_.node.name,
+				   "the kernel shim detached {} (removed elsewhere, or a protocol error)", nodePath());
 			if (onEnd_)
 				onEnd_(-ENODEV);
 			return;

@@ -27,8 +27,7 @@ size_t requestBufferSize()
 
 SessionPump::SessionPump(Strand strand, fuse_session *se, std::function<void(int)> onEnd)
 	: strand_(strand), se_(se), onEnd_(std::move(onEnd)), sd_(strand), bufSize_(requestBufferSize())
-{
-}
+{}
 
 SessionPump::~SessionPump()
 {

@@ -229,8 +229,9 @@ std::optional<std::pair<uint16_t, bool>> keyForChar(char c)
 {
 	static constexpr std::string_view kPlain = "-=[];'`\\,./";
 	static constexpr std::string_view kShifted = "_+{}:\"~|<>?";
-	static constexpr uint16_t kPunct[] = { KEY_MINUS, KEY_EQUAL, KEY_LEFTBRACE, KEY_RIGHTBRACE, KEY_SEMICOLON, KEY_APOSTROPHE,
-					       KEY_GRAVE, KEY_BACKSLASH, KEY_COMMA, KEY_DOT, KEY_SLASH };
+	static constexpr uint16_t kPunct[] = { KEY_MINUS,     KEY_EQUAL,      KEY_LEFTBRACE, KEY_RIGHTBRACE,
+					       KEY_SEMICOLON, KEY_APOSTROPHE, KEY_GRAVE,     KEY_BACKSLASH,
+					       KEY_COMMA,     KEY_DOT,	      KEY_SLASH };
 	static constexpr std::string_view kDigitsShifted = ")!@#$%^&*(";
 	static constexpr uint16_t kDigits[] = { KEY_0, KEY_1, KEY_2, KEY_3, KEY_4, KEY_5, KEY_6, KEY_7, KEY_8, KEY_9 };
 	if (c >= 'a' && c <= 'z')
@@ -474,9 +475,9 @@ public:
 
 	int inject(const std::vector<std::string> &args, std::string &reply) override
 	{
-		static constexpr const char *kVerbs =
-			"verbs: key CODE VALUE, tap CODE..., type TEXT, scan SCANCODE VALUE, abs AXIS VALUE, rel AXIS VALUE, "
-			"event TYPE CODE VALUE, syn, state";
+		static constexpr const char *kVerbs = "verbs: key CODE VALUE, tap CODE..., type TEXT, scan SCANCODE "
+						      "VALUE, abs AXIS VALUE, rel AXIS VALUE, "
+						      "event TYPE CODE VALUE, syn, state";
 		if (args.empty()) {
 			reply = kVerbs;
 			return -EINVAL;
@@ -847,7 +848,8 @@ private:
 	}
 
 	/* evdev_handle_get_val(): the state bits; the file's queued events of that type are dropped (they are stale now). */
-	IoctlResult getState(Client &c, IoctlCall &call, uint16_t type, const std::vector<std::byte> &bits, uint32_t size)
+	IoctlResult getState(Client &c, IoctlCall &call, uint16_t type, const std::vector<std::byte> &bits,
+			     uint32_t size)
 	{
 		size_t len = std::min<size_t>(bits.size(), size);
 		putBytes(call, std::span(bits).first(len));
@@ -870,7 +872,8 @@ private:
 		if (count > 0) {
 			const auto &mask = c.masks[m->type];
 			for (size_t i = 0; i < min; i++)
-				out[i] = mask.empty() ? std::byte{ 0xff } : (i < mask.size() ? mask[i] : std::byte{ 0 });
+				out[i] =
+					mask.empty() ? std::byte{ 0xff } : (i < mask.size() ? mask[i] : std::byte{ 0 });
 		}
 		if (!out.empty())
 			call.writeUser(m->codes_ptr, out);
@@ -1020,7 +1023,8 @@ private:
 		auto code = parseCode(type, codeText);
 		auto value = parseInt(valueText);
 		if (!code || !value || *value < INT32_MIN || *value > INT32_MAX) {
-			reply = fmt::format("'{} {}' is not a {} code and a value", codeText, valueText, typeName(type));
+			reply = fmt::format("'{} {}' is not a {} code and a value", codeText, valueText,
+					    typeName(type));
 			return -EINVAL;
 		}
 		if (!supported(type, *code)) {
@@ -1079,7 +1083,8 @@ private:
 				text += (i > 1 ? " " : "") + args[i];
 			for (char ch : text) {
 				auto k = keyForChar(ch);
-				if (!k || !dev_.keyBits.test(k->first) || (k->second && !dev_.keyBits.test(KEY_LEFTSHIFT))) {
+				if (!k || !dev_.keyBits.test(k->first) ||
+				    (k->second && !dev_.keyBits.test(KEY_LEFTSHIFT))) {
 					reply = fmt::format("cannot type '{}' on this device", ch);
 					return -EINVAL;
 				}
@@ -1087,7 +1092,8 @@ private:
 			}
 		}
 		if (keys.empty()) {
-			reply = fmt::format("{} needs at least one {}", args[0], args[0] == "tap" ? "key" : "character");
+			reply = fmt::format("{} needs at least one {}", args[0],
+					    args[0] == "tap" ? "key" : "character");
 			return -EINVAL;
 		}
 		for (auto [code, shift] : keys) {
@@ -1130,8 +1136,9 @@ private:
 
 	std::string describe() const
 	{
-		std::string out = fmt::format("\"{}\" bus 0x{:04x} vendor 0x{:04x} product 0x{:04x} version 0x{:04x}\n", dev_.name,
-					      dev_.id.bustype, dev_.id.vendor, dev_.id.product, dev_.id.version);
+		std::string out =
+			fmt::format("\"{}\" bus 0x{:04x} vendor 0x{:04x} product 0x{:04x} version 0x{:04x}\n",
+				    dev_.name, dev_.id.bustype, dev_.id.vendor, dev_.id.product, dev_.id.version);
 		std::string keys;
 		for (unsigned k = 0; k < KEY_CNT; k++)
 			if (dev_.key.test(k))
@@ -1147,14 +1154,17 @@ private:
 		for (unsigned a = 0; a < ABS_CNT; a++)
 			if (dev_.absBits.test(a)) {
 				const auto &i = dev_.abs[a];
-				out += fmt::format("{} value {} min {} max {} fuzz {} flat {} resolution {}\n", codeName(EV_ABS, a),
-						   i.value, i.minimum, i.maximum, i.fuzz, i.flat, i.resolution);
+				out += fmt::format("{} value {} min {} max {} fuzz {} flat {} resolution {}\n",
+						   codeName(EV_ABS, a), i.value, i.minimum, i.maximum, i.fuzz, i.flat,
+						   i.resolution);
 			}
 		if (dev_.evBits.test(EV_REP))
-			out += fmt::format("repeat delay {} ms period {} ms\n", dev_.rep[REP_DELAY], dev_.rep[REP_PERIOD]);
-		size_t revoked = std::count_if(clients_.begin(), clients_.end(), [](const Client *c) { return c->revoked; });
-		out += fmt::format("open files {} (revoked {}), grabbed {}, queue {} events, dropped {}\n", clients_.size(),
-				   revoked, grab_ ? "yes" : "no", queueSize_, dropped_);
+			out += fmt::format("repeat delay {} ms period {} ms\n", dev_.rep[REP_DELAY],
+					   dev_.rep[REP_PERIOD]);
+		size_t revoked =
+			std::count_if(clients_.begin(), clients_.end(), [](const Client *c) { return c->revoked; });
+		out += fmt::format("open files {} (revoked {}), grabbed {}, queue {} events, dropped {}\n",
+				   clients_.size(), revoked, grab_ ? "yes" : "no", queueSize_, dropped_);
 		return out;
 	}
 
@@ -1183,12 +1193,12 @@ std::vector<uint16_t> pcKeymap()
 	map[0x57] = KEY_F11;
 	map[0x58] = KEY_F12;
 	const std::pair<uint8_t, uint16_t> extended[] = {
-		{ 0x1c, KEY_KPENTER }, { 0x1d, KEY_RIGHTCTRL }, { 0x20, KEY_MUTE },	{ 0x2e, KEY_VOLUMEDOWN },
-		{ 0x30, KEY_VOLUMEUP }, { 0x35, KEY_KPSLASH },	{ 0x37, KEY_SYSRQ },	{ 0x38, KEY_RIGHTALT },
-		{ 0x45, KEY_PAUSE },	{ 0x47, KEY_HOME },	{ 0x48, KEY_UP },	{ 0x49, KEY_PAGEUP },
-		{ 0x4b, KEY_LEFT },	{ 0x4d, KEY_RIGHT },	{ 0x4f, KEY_END },	{ 0x50, KEY_DOWN },
-		{ 0x51, KEY_PAGEDOWN }, { 0x52, KEY_INSERT },	{ 0x53, KEY_DELETE },	{ 0x5b, KEY_LEFTMETA },
-		{ 0x5c, KEY_RIGHTMETA }, { 0x5d, KEY_COMPOSE }, { 0x5e, KEY_POWER },
+		{ 0x1c, KEY_KPENTER },	 { 0x1d, KEY_RIGHTCTRL }, { 0x20, KEY_MUTE },	{ 0x2e, KEY_VOLUMEDOWN },
+		{ 0x30, KEY_VOLUMEUP },	 { 0x35, KEY_KPSLASH },	  { 0x37, KEY_SYSRQ },	{ 0x38, KEY_RIGHTALT },
+		{ 0x45, KEY_PAUSE },	 { 0x47, KEY_HOME },	  { 0x48, KEY_UP },	{ 0x49, KEY_PAGEUP },
+		{ 0x4b, KEY_LEFT },	 { 0x4d, KEY_RIGHT },	  { 0x4f, KEY_END },	{ 0x50, KEY_DOWN },
+		{ 0x51, KEY_PAGEDOWN },	 { 0x52, KEY_INSERT },	  { 0x53, KEY_DELETE }, { 0x5b, KEY_LEFTMETA },
+		{ 0x5c, KEY_RIGHTMETA }, { 0x5d, KEY_COMPOSE },	  { 0x5e, KEY_POWER },
 	};
 	for (auto [sc, key] : extended)
 		map[0x80 | sc] = key;
@@ -1218,7 +1228,11 @@ std::unique_ptr<Model> makeEvdev(ModelOptions &opts, DeviceContext &ctx)
 	dev.uniq = opts.string("uniq", "");
 	dev.id.bustype = static_cast<uint16_t>(opts.number("bus", BUS_VIRTUAL, 0, 0xffff));
 	dev.id.vendor = static_cast<uint16_t>(opts.number("vendor", 0, 0, 0xffff));
-	dev.id.product = static_cast<uint16_t>(opts.number("product", type == "keyboard" ? 1 : type == "tablet" ? 2 : 3, 0, 0xffff));
+	dev.id.product = static_cast<uint16_t>(opts.number("product",
+							   type == "keyboard" ? 1
+							   : type == "tablet" ? 2
+									      : 3,
+							   0, 0xffff));
 	dev.id.version = static_cast<uint16_t>(opts.number("version", 1, 0, 0xffff));
 	dev.evBits.set(EV_SYN);
 	dev.evBits.set(EV_KEY);
@@ -1246,7 +1260,8 @@ std::unique_ptr<Model> makeEvdev(ModelOptions &opts, DeviceContext &ctx)
 			auto delay = slash == std::string::npos ? std::nullopt : parseInt(repeat.substr(0, slash));
 			auto period = slash == std::string::npos ? std::nullopt : parseInt(repeat.substr(slash + 1));
 			if (!delay || !period || *delay < 1 || *period < 1 || *delay > 10000 || *period > 10000) {
-				opts.fail("repeat", fmt::format("'{}' is not DELAY/PERIOD in ms (e.g. 250/33) or off", repeat));
+				opts.fail("repeat",
+					  fmt::format("'{}' is not DELAY/PERIOD in ms (e.g. 250/33) or off", repeat));
 				return nullptr;
 			}
 			dev.evBits.set(EV_REP);
@@ -1260,7 +1275,8 @@ std::unique_ptr<Model> makeEvdev(ModelOptions &opts, DeviceContext &ctx)
 				opts.fail(key, "only keyboards have this option");
 		bool tablet = type == "tablet";
 		int32_t xmin = tablet ? 0 : -32768, xmax = tablet ? 32767 : 32767, ymin = xmin, ymax = xmax;
-		for (auto [key, lo, hi] : { std::tuple{ "abs_x", &xmin, &xmax }, std::tuple{ "abs_y", &ymin, &ymax } }) {
+		for (auto [key, lo, hi] :
+		     { std::tuple{ "abs_x", &xmin, &xmax }, std::tuple{ "abs_y", &ymin, &ymax } }) {
 			std::string text = opts.string(key, "");
 			if (!text.empty() && !parseRange(text, *lo, *hi)) {
 				opts.fail(key, fmt::format("'{}' is not MIN:MAX with MIN < MAX", text));
@@ -1309,26 +1325,27 @@ std::unique_ptr<Model> makeEvdev(ModelOptions &opts, DeviceContext &ctx)
 
 void registerEvdevModel(ModelRegistry &registry)
 {
-	registry.add({ "evdev", "input device as /dev/input/eventN: keyboard, pen tablet or joystick (<linux/input.h>)",
-		       "type=keyboard|tablet|joystick  what the device is (default keyboard)\n"
-		       "name=TEXT             EVIOCGNAME (default \"devemu TYPE\")\n"
-		       "phys=TEXT             EVIOCGPHYS (default devemu/NAME/input0)\n"
-		       "uniq=TEXT             EVIOCGUNIQ (default none: ENOENT)\n"
-		       "bus=N vendor=N product=N version=N  EVIOCGID (default BUS_VIRTUAL, 0, 1/2/3 by type, 1)\n"
-		       "abs_x=MIN:MAX abs_y=MIN:MAX  axis ranges of a tablet (0:32767) or joystick (-32768:32767)\n"
-		       "repeat=DELAY/PERIOD|off  keyboard autorepeat in ms (default 250/33; off: no EV_REP)\n"
-		       "scan=true|false       keyboard reports MSC_SCAN before each key (default true)\n"
-		       "queue=EVENTS          per-open event queue, a power of two (default like the kernel: 64 or 128)\n",
-		       makeEvdev,
-		       "key CODE VALUE        a key or button change (KEY_A 1); held in the packet until syn\n"
-		       "tap CODE...           press and release each key, each with SYN_REPORT\n"
-		       "type TEXT             tap the keys that type TEXT (US layout)\n"
-		       "scan SCANCODE VALUE   a keyboard scancode, through the keymap (EVIOCSKEYCODE remaps it)\n"
-		       "abs AXIS VALUE        an absolute axis (ABS_X 100); held until syn\n"
-		       "rel AXIS VALUE        a relative axis; held until syn\n"
-		       "event TYPE CODE VALUE any event, through the input core's filters\n"
-		       "syn                   SYN_REPORT: deliver the packet to every open file (or the grabbing one)\n"
-		       "state                 keys down, LEDs, axes, open files, grab\n" });
+	registry.add(
+		{ "evdev", "input device as /dev/input/eventN: keyboard, pen tablet or joystick (<linux/input.h>)",
+		  "type=keyboard|tablet|joystick  what the device is (default keyboard)\n"
+		  "name=TEXT             EVIOCGNAME (default \"devemu TYPE\")\n"
+		  "phys=TEXT             EVIOCGPHYS (default devemu/NAME/input0)\n"
+		  "uniq=TEXT             EVIOCGUNIQ (default none: ENOENT)\n"
+		  "bus=N vendor=N product=N version=N  EVIOCGID (default BUS_VIRTUAL, 0, 1/2/3 by type, 1)\n"
+		  "abs_x=MIN:MAX abs_y=MIN:MAX  axis ranges of a tablet (0:32767) or joystick (-32768:32767)\n"
+		  "repeat=DELAY/PERIOD|off  keyboard autorepeat in ms (default 250/33; off: no EV_REP)\n"
+		  "scan=true|false       keyboard reports MSC_SCAN before each key (default true)\n"
+		  "queue=EVENTS          per-open event queue, a power of two (default like the kernel: 64 or 128)\n",
+		  makeEvdev,
+		  "key CODE VALUE        a key or button change (KEY_A 1); held in the packet until syn\n"
+		  "tap CODE...           press and release each key, each with SYN_REPORT\n"
+		  "type TEXT             tap the keys that type TEXT (US layout)\n"
+		  "scan SCANCODE VALUE   a keyboard scancode, through the keymap (EVIOCSKEYCODE remaps it)\n"
+		  "abs AXIS VALUE        an absolute axis (ABS_X 100); held until syn\n"
+		  "rel AXIS VALUE        a relative axis; held until syn\n"
+		  "event TYPE CODE VALUE any event, through the input core's filters\n"
+		  "syn                   SYN_REPORT: deliver the packet to every open file (or the grabbing one)\n"
+		  "state                 keys down, LEDs, axes, open files, grab\n" });
 }
 
 } // namespace devemu

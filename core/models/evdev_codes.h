@@ -15,6 +15,8 @@ struct CodeName {
 };
 
 /* In header order; range markers (BTN_MISC, BTN_MOUSE...) are left out so a code's first name is its own. */
+/* A table laid out by hand: clang-format would put one entry per line. */
+// clang-format off
 inline constexpr CodeName kCodeNames[] = {
 	{ "EV_SYN", 0, EV_SYN }, { "EV_KEY", 0, EV_KEY }, { "EV_REL", 0, EV_REL }, { "EV_ABS", 0, EV_ABS },
 	{ "EV_MSC", 0, EV_MSC }, { "EV_SW", 0, EV_SW }, { "EV_LED", 0, EV_LED }, { "EV_SND", 0, EV_SND },
@@ -356,5 +358,6 @@ inline constexpr CodeName kCodeNames[] = {
 	{ "REP_DELAY", EV_REP, REP_DELAY }, { "REP_PERIOD", EV_REP, REP_PERIOD }, { "SND_CLICK", EV_SND, SND_CLICK },
 	{ "SND_BELL", EV_SND, SND_BELL }, { "SND_TONE", EV_SND, SND_TONE },
 };
+// clang-format on
 
 } // namespace devemu::evdev

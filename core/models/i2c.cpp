@@ -46,7 +46,8 @@ struct UserSmbus {
 	uint64_t data;
 };
 #if __SIZEOF_POINTER__ == 8
-static_assert(sizeof(UserI2cMsg) == sizeof(struct i2c_msg) && offsetof(struct i2c_msg, buf) == offsetof(UserI2cMsg, buf));
+static_assert(sizeof(UserI2cMsg) == sizeof(struct i2c_msg) &&
+	      offsetof(struct i2c_msg, buf) == offsetof(UserI2cMsg, buf));
 static_assert(sizeof(UserRdwr) == sizeof(struct i2c_rdwr_ioctl_data));
 static_assert(sizeof(UserSmbus) == sizeof(struct i2c_smbus_ioctl_data) &&
 	      offsetof(struct i2c_smbus_ioctl_data, size) == offsetof(UserSmbus, size) &&
@@ -157,7 +158,8 @@ public:
 	}
 	std::string describe() const override
 	{
-		std::string out = fmt::format("24C02 EEPROM, address counter 0x{:02x}, {} page writes\n", counter_, pagesWritten_);
+		std::string out = fmt::format("24C02 EEPROM, address counter 0x{:02x}, {} page writes\n", counter_,
+					      pagesWritten_);
 		out += "     0  1  2  3  4  5  6  7  8  9  a  b  c  d  e  f\n";
 		for (size_t row = 0; row < kSize; row += 16) {
 			out += fmt::format("{:02x}:", row);
@@ -254,10 +256,11 @@ public:
 	std::string describe() const override
 	{
 		bool pin = os_ == bool(conf_ & kOsActiveHigh);
-		return fmt::format("LM75 sensor, ambient {} degC; temp 0x{:04x} ({} degC) conf 0x{:02x} thyst 0x{:04x} ({} degC) "
-				   "tos 0x{:04x} ({} degC) pointer {}; OS {} (pin {})\n",
-				   ambient_ / 2.0, temp_, celsius(temp_), conf_, thyst_, celsius(thyst_), tos_, celsius(tos_),
-				   pointer_, os_ ? "active" : "inactive", pin ? "high" : "low");
+		return fmt::format(
+			"LM75 sensor, ambient {} degC; temp 0x{:04x} ({} degC) conf 0x{:02x} thyst 0x{:04x} ({} degC) "
+			"tos 0x{:04x} ({} degC) pointer {}; OS {} (pin {})\n",
+			ambient_ / 2.0, temp_, celsius(temp_), conf_, thyst_, celsius(thyst_), tos_, celsius(tos_),
+			pointer_, os_ ? "active" : "inactive", pin ? "high" : "low");
 	}
 
 	/* What the next conversion measures; in shutdown the temp register keeps its last value. */
@@ -276,7 +279,8 @@ private:
 	void convert()
 	{
 		temp_ = static_cast<uint16_t>(ambient_ * 128);
-		int16_t t = static_cast<int16_t>(temp_), hyst = static_cast<int16_t>(thyst_), os = static_cast<int16_t>(tos_);
+		int16_t t = static_cast<int16_t>(temp_), hyst = static_cast<int16_t>(thyst_),
+			os = static_cast<int16_t>(tos_);
 		if (conf_ & kInterruptMode) {
 			/* Interrupt mode: crossing above Tos, then back below Thyst, each latch OS until a read. */
 			if (!armedLow_ && t > os) {
@@ -358,7 +362,8 @@ public:
 				break;
 			}
 			if (!read) {
-				if (!std::all_of(m.buf.begin(), m.buf.end(), [&](uint8_t b) { return chip->writeByte(b); })) {
+				if (!std::all_of(m.buf.begin(), m.buf.end(),
+						 [&](uint8_t b) { return chip->writeByte(b); })) {
 					ret = -EIO;
 					break;
 				}
@@ -390,7 +395,8 @@ public:
 	{
 		uint16_t flags = ten ? I2C_M_TEN : 0;
 		bool read = readWrite == I2C_SMBUS_READ;
-		std::vector<I2cMessage> msg{ { addr, flags, { command } }, { addr, static_cast<uint16_t>(flags | I2C_M_RD), {} } };
+		std::vector<I2cMessage> msg{ { addr, flags, { command } },
+					     { addr, static_cast<uint16_t>(flags | I2C_M_RD), {} } };
 		size_t nmsgs = read ? 2 : 1;
 		bool wantsPec = usePec && size != I2C_SMBUS_QUICK && size != I2C_SMBUS_I2C_BLOCK_DATA;
 
@@ -460,7 +466,9 @@ public:
 
 		uint8_t partialPec = 0;
 		if (wantsPec) {
-			auto addrByte = [](const I2cMessage &m) { return static_cast<uint8_t>(m.addr << 1 | (m.flags & I2C_M_RD)); };
+			auto addrByte = [](const I2cMessage &m) {
+				return static_cast<uint8_t>(m.addr << 1 | (m.flags & I2C_M_RD));
+			};
 			if (!(msg[0].flags & I2C_M_RD)) {
 				uint8_t a = addrByte(msg[0]);
 				uint8_t crc = pec(pec(0, { &a, 1 }), msg[0].buf);
@@ -551,7 +559,8 @@ public:
 	{
 		auto &c = f.stateAs<I2cClient>();
 		size_t n = std::min<size_t>(out.size(), kMaxMessage);
-		I2cMessage m{ c.addr, static_cast<uint16_t>(I2C_M_RD | (c.tenBit ? I2C_M_TEN : 0)), std::vector<uint8_t>(n) };
+		I2cMessage m{ c.addr, static_cast<uint16_t>(I2C_M_RD | (c.tenBit ? I2C_M_TEN : 0)),
+			      std::vector<uint8_t>(n) };
 		int ret = bus_.transfer({ &m, 1 });
 		if (ret < 0)
 			return ret;
@@ -614,15 +623,16 @@ public:
 
 	int inject(const std::vector<std::string> &args, std::string &reply) override
 	{
-		static constexpr const char *kVerbs = "verbs: temp ADDR [CELSIUS], eeprom ADDR dump|fill BYTE|write OFFSET BYTE..., slaves";
+		static constexpr const char *kVerbs =
+			"verbs: temp ADDR [CELSIUS], eeprom ADDR dump|fill BYTE|write OFFSET BYTE..., slaves";
 		if (args.empty()) {
 			reply = kVerbs;
 			return -EINVAL;
 		}
 		const std::string &verb = args[0];
 		if (verb == "slaves") {
-			reply = fmt::format("adapter: functionality 0x{:08x}, retries {}, timeout {} ms\n", kFunctionality,
-					    retries_, timeoutMs_);
+			reply = fmt::format("adapter: functionality 0x{:08x}, retries {}, timeout {} ms\n",
+					    kFunctionality, retries_, timeoutMs_);
 			for (const auto &[addr, s] : bus_.slaves())
 				reply += fmt::format("0x{:02x} {}\n", addr, s->kind());
 			return 0;
@@ -633,7 +643,8 @@ public:
 		}
 		auto addr = args.size() > 1 ? parseUnsigned(args[1]) : std::nullopt;
 		if (!addr) {
-			reply = fmt::format("{} needs a slave address (e.g. {} 0x{:02x})", verb, verb, verb == "temp" ? 0x48 : 0x50);
+			reply = fmt::format("{} needs a slave address (e.g. {} 0x{:02x})", verb, verb,
+					    verb == "temp" ? 0x48 : 0x50);
 			return -EINVAL;
 		}
 		auto it = bus_.slaves().find(static_cast<uint16_t>(*addr));
@@ -751,10 +762,11 @@ private:
 		if (usesData) {
 			if (!a->data)
 				return IoctlResult::error(-EINVAL);
-			dataSize = (size == I2C_SMBUS_BYTE || size == I2C_SMBUS_BYTE_DATA) ? 1
+			dataSize = (size == I2C_SMBUS_BYTE || size == I2C_SMBUS_BYTE_DATA)	  ? 1
 				   : (size == I2C_SMBUS_WORD_DATA || size == I2C_SMBUS_PROC_CALL) ? 2
-												    : kSmbusDataSize;
-			if (size == I2C_SMBUS_PROC_CALL || size == I2C_SMBUS_BLOCK_PROC_CALL || size == I2C_SMBUS_I2C_BLOCK_DATA || !read) {
+												  : kSmbusDataSize;
+			if (size == I2C_SMBUS_PROC_CALL || size == I2C_SMBUS_BLOCK_PROC_CALL ||
+			    size == I2C_SMBUS_I2C_BLOCK_DATA || !read) {
 				auto in = call.readUser(a->data, dataSize);
 				if (!in) {
 					/* Ask for the room of the answer in the same round. */
@@ -857,7 +869,8 @@ bool parseSlaves(const std::string &spec, uint8_t fill, int halfDegrees, I2cBus 
 		}
 		uint64_t addr = *parsed;
 		if (addr < 0x03 || addr > 0x77) {
-			error = fmt::format("address 0x{:02x} of '{}' is outside 0x03..0x77 (7-bit, not reserved)", addr, item);
+			error = fmt::format("address 0x{:02x} of '{}' is outside 0x03..0x77 (7-bit, not reserved)",
+					    addr, item);
 			return false;
 		}
 		if (bus.slaves().count(static_cast<uint16_t>(addr))) {
@@ -886,7 +899,8 @@ bool parseSlaves(const std::string &spec, uint8_t fill, int halfDegrees, I2cBus 
 void registerI2cModel(ModelRegistry &registry)
 {
 	registry.add({ "i2c", "i2c-dev adapter with emulated chips on its bus (24C02 EEPROM, LM75 temperature sensor)",
-		       "slaves=KIND@ADDR+...  chips on the bus: eeprom (24C02) and lm75 at 7-bit addresses (default eeprom@0x50+lm75@0x48; none: empty bus)\n"
+		       "slaves=KIND@ADDR+...  chips on the bus: eeprom (24C02) and lm75 at 7-bit addresses (default "
+		       "eeprom@0x50+lm75@0x48; none: empty bus)\n"
 		       "eeprom_fill=BYTE      initial EEPROM contents (default 0xff, erased)\n"
 		       "temp=CELSIUS          initial LM75 temperature, -55 to 125 (default 25)\n",
 		       [](ModelOptions &opts, DeviceContext &) -> std::unique_ptr<Model> {
@@ -896,7 +910,8 @@ void registerI2cModel(ModelRegistry &registry)
 			       char *end = nullptr;
 			       double celsius = std::strtod(tempText.c_str(), &end);
 			       if (!end || *end || tempText.empty() || !(celsius >= -55.0 && celsius <= 125.0)) {
-				       opts.fail("temp", fmt::format("'{}' is not a temperature from -55 to 125", tempText));
+				       opts.fail("temp",
+						 fmt::format("'{}' is not a temperature from -55 to 125", tempText));
 				       return nullptr;
 			       }
 			       I2cBus bus;
@@ -907,7 +922,8 @@ void registerI2cModel(ModelRegistry &registry)
 			       }
 			       return std::make_unique<I2cModel>(std::move(bus));
 		       },
-		       "temp ADDR CELSIUS     set the temperature the LM75 at ADDR measures (temp ADDR alone shows its registers)\n"
+		       "temp ADDR CELSIUS     set the temperature the LM75 at ADDR measures (temp ADDR alone shows its "
+		       "registers)\n"
 		       "eeprom ADDR dump      show the EEPROM at ADDR\n"
 		       "eeprom ADDR fill BYTE set every EEPROM byte\n"
 		       "eeprom ADDR write OFFSET BYTE...  set EEPROM bytes directly\n"

@@ -19,8 +19,7 @@ class LoopbackModel final : public Model
 public:
 	LoopbackModel(DeviceContext &ctx, size_t capacity, bool dropWhenFull)
 		: ctx_(ctx), buf_(capacity), dropWhenFull_(dropWhenFull)
-	{
-	}
+	{}
 
 	ssize_t read(OpenFile &, std::span<std::byte> out) override
 	{
@@ -97,7 +96,8 @@ public:
 			for (size_t i = 1; i < args.size(); i++)
 				joined += (i > 1 ? " " : "") + args[i];
 			std::string error;
-			if (!(args[0] == "data" ? parseEscapedBytes(joined, bytes, error) : parseHexBytes(joined, bytes, error))) {
+			if (!(args[0] == "data" ? parseEscapedBytes(joined, bytes, error)
+						: parseHexBytes(joined, bytes, error))) {
 				reply = error;
 				return -EINVAL;
 			}
@@ -142,17 +142,18 @@ private:
 
 void registerLoopbackModel(ModelRegistry &registry)
 {
-	registry.add({ "loopback", "bounded FIFO: bytes written are read back in order",
-		       "capacity=BYTES        FIFO size, 1 to 64M, k/M suffixes (default 64K)\n"
-		       "when_full=block|drop  a full FIFO blocks writers, or drops and counts the excess (default block)\n",
-		       [](ModelOptions &opts, DeviceContext &ctx) -> std::unique_ptr<Model> {
-			       size_t capacity = opts.number("capacity", 64 * 1024, 1, 64ULL << 20);
-			       bool drop = opts.choice("when_full", "block", { "block", "drop" }) == "drop";
-			       return std::make_unique<LoopbackModel>(ctx, capacity, drop);
-		       },
-		       "data TEXT             queue TEXT as if written (escapes \\n \\t \\xNN)\n"
-		       "hex BYTES             queue bytes given in hex (\"68 69 0a\")\n"
-		       "clear                 discard everything buffered\n" });
+	registry.add(
+		{ "loopback", "bounded FIFO: bytes written are read back in order",
+		  "capacity=BYTES        FIFO size, 1 to 64M, k/M suffixes (default 64K)\n"
+		  "when_full=block|drop  a full FIFO blocks writers, or drops and counts the excess (default block)\n",
+		  [](ModelOptions &opts, DeviceContext &ctx) -> std::unique_ptr<Model> {
+			  size_t capacity = opts.number("capacity", 64 * 1024, 1, 64ULL << 20);
+			  bool drop = opts.choice("when_full", "block", { "block", "drop" }) == "drop";
+			  return std::make_unique<LoopbackModel>(ctx, capacity, drop);
+		  },
+		  "data TEXT             queue TEXT as if written (escapes \\n \\t \\xNN)\n"
+		  "hex BYTES             queue bytes given in hex (\"68 69 0a\")\n"
+		  "clear                 discard everything buffered\n" });
 }
 
 } // namespace devemu

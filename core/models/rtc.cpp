@@ -144,8 +144,9 @@ RtcFields rtcSecondsToFields(int64_t seconds)
 	int64_t y;
 	unsigned m, d;
 	civilFromDays(days, y, m, d);
-	return { static_cast<int>(rem % 60), static_cast<int>(rem / 60 % 60), static_cast<int>(rem / 3600),
-		 static_cast<int>(d), static_cast<int>(m), static_cast<int>(y) };
+	return { static_cast<int>(rem % 60),   static_cast<int>(rem / 60 % 60),
+		 static_cast<int>(rem / 3600), static_cast<int>(d),
+		 static_cast<int>(m),	       static_cast<int>(y) };
 }
 
 int rtcWeekday(int64_t seconds)
@@ -231,8 +232,9 @@ void Mc146818::writeTimeRegister(uint8_t reg, uint8_t value, int64_t hostNs)
 		uint8_t reg;
 		int min, max;
 		const char *name;
-	} limits[] = { { kSeconds, 0, 59, "seconds" },	  { kMinutes, 0, 59, "minutes" }, { kHours, 0, 23, "hours" },
-		       { kDayOfMonth, 1, 31, "day of month" }, { kMonth, 1, 12, "month" },	{ kYear, 0, 99, "year" },
+	} limits[] = { { kSeconds, 0, 59, "seconds" }, { kMinutes, 0, 59, "minutes" },
+		       { kHours, 0, 23, "hours" },     { kDayOfMonth, 1, 31, "day of month" },
+		       { kMonth, 1, 12, "month" },     { kYear, 0, 99, "year" },
 		       { kCentury, 0, 99, "century" } };
 	if (reg == kDayOfWeek)
 		return; /* derived from the date here */
@@ -241,8 +243,8 @@ void Mc146818::writeTimeRegister(uint8_t reg, uint8_t value, int64_t hostNs)
 			continue;
 		auto v = decode(value, l.min, l.max);
 		if (!v) {
-			DEVEMU_LOG(Debug, "rtc", "MC146818: ignoring {} register value {:#04x} ({} mode)", l.name, value,
-				   (regB_ & kDmBinary) ? "binary" : "BCD");
+			DEVEMU_LOG(Debug, "rtc", "MC146818: ignoring {} register value {:#04x} ({} mode)", l.name,
+				   value, (regB_ & kDmBinary) ? "binary" : "BCD");
 			return;
 		}
 		if (!frozen_)
@@ -693,7 +695,8 @@ public:
 			case RTC_PARAM_FEATURES:
 				if (param->index != 0)
 					return IoctlResult::error(-EINVAL);
-				out.uvalue = config_.updateIrq ? kFeatures : kFeatures & ~(1u << RTC_FEATURE_UPDATE_INTERRUPT);
+				out.uvalue = config_.updateIrq ? kFeatures
+							       : kFeatures & ~(1u << RTC_FEATURE_UPDATE_INTERRUPT);
 				break;
 			default: /* no offset correction, no backup switch mode */
 				return IoctlResult::error(-EINVAL);
@@ -725,20 +728,25 @@ public:
 		if (args[0] == "status" && args.size() == 1) {
 			int64_t t = chip_.timeNs(host);
 			uint8_t b = chip_.peek(Mc146818::kRegB, host);
-			reply = fmt::format("time={} offset_ns={} uie={} pie={} aie={} freq={} alarm={} alarm_enabled={} "
-					    "irq_data={:#x} open={}",
-					    formatTime(floorDiv(t, kNsPerSec)), chip_.offsetNs(), (b & Mc146818::kUie) ? 1 : 0,
-					    (b & Mc146818::kPie) ? 1 : 0, (b & Mc146818::kAie) ? 1 : 0, chip_.periodicHz(),
-					    formatTime(alarmSec_), aieEnabled_ ? 1 : 0, irqData_, open_ ? 1 : 0);
+			reply = fmt::format(
+				"time={} offset_ns={} uie={} pie={} aie={} freq={} alarm={} alarm_enabled={} "
+				"irq_data={:#x} open={}",
+				formatTime(floorDiv(t, kNsPerSec)), chip_.offsetNs(), (b & Mc146818::kUie) ? 1 : 0,
+				(b & Mc146818::kPie) ? 1 : 0, (b & Mc146818::kAie) ? 1 : 0, chip_.periodicHz(),
+				formatTime(alarmSec_), aieEnabled_ ? 1 : 0, irqData_, open_ ? 1 : 0);
 			return 0;
 		}
 		if (args[0] == "regs" && args.size() == 1) {
-			static constexpr const char *names[] = { "seconds", "seconds_alarm", "minutes", "minutes_alarm",
-								 "hours",   "hours_alarm",   "day_of_week", "day_of_month",
-								 "month",   "year",	     "a",	    "b",
-								 "c",	    "d" };
+			static constexpr const char *names[] = { "seconds",	"seconds_alarm",
+								 "minutes",	"minutes_alarm",
+								 "hours",	"hours_alarm",
+								 "day_of_week", "day_of_month",
+								 "month",	"year",
+								 "a",		"b",
+								 "c",		"d" };
 			for (uint8_t r = 0; r <= Mc146818::kRegD; r++)
-				reply += fmt::format("{}{:#04x} {}={:#04x}", r ? "\n" : "", r, names[r], chip_.peek(r, host));
+				reply += fmt::format("{}{:#04x} {}={:#04x}", r ? "\n" : "", r, names[r],
+						     chip_.peek(r, host));
 			reply += fmt::format("\n{:#04x} century={:#04x}", Mc146818::kCentury,
 					     chip_.peek(Mc146818::kCentury, host));
 			return 0;
@@ -929,7 +937,8 @@ private:
 			return;
 		int64_t delay = std::max<int64_t>(*next - host, 0) + 20'000; /* just past the edge */
 		timer_.expires_after(std::chrono::nanoseconds(delay));
-		auto onTimer = [this, gen = generation_, alive = std::weak_ptr<int>(alive_)](const boost::system::error_code &ec) {
+		auto onTimer = [this, gen = generation_,
+				alive = std::weak_ptr<int>(alive_)](const boost::system::error_code &ec) {
 			if (ec || alive.expired() || gen != generation_)
 				return;
 			service(now());
@@ -1012,25 +1021,30 @@ std::unique_ptr<Model> makeRtcModel(DeviceContext &ctx, RtcConfig config, std::s
 
 void registerRtcModel(ModelRegistry &registry)
 {
-	registry.add({ "rtc", "MC146818 (PC CMOS) real-time clock behind <linux/rtc.h>: time, alarm, update and periodic interrupts",
-		       "state=PATH            keep the clock's offset from the host clock in this file (default: follow the host clock)\n"
-		       "uie=on|off            update interrupts (RTC_UIE_ON); off makes clients busy-wait on RTC_RD_TIME (default on)\n"
-		       "max_user_freq=HZ      highest periodic rate without CAP_SYS_RESOURCE, 1 to 8192 (default 64)\n",
-		       [](ModelOptions &opts, DeviceContext &ctx) -> std::unique_ptr<Model> {
-			       RtcConfig config;
-			       config.statePath = opts.string("state", "");
-			       config.updateIrq = opts.choice("uie", "on", { "on", "off" }) == "on";
-			       config.maxUserFreq = static_cast<unsigned>(opts.number("max_user_freq", 64, 1, RTC_MAX_FREQ));
-			       std::string error;
-			       auto model = makeRtcModel(ctx, std::move(config), error);
-			       if (!model)
-				       opts.fail("state", error);
-			       return model;
-		       },
-		       "status                time, offset, interrupt enables, periodic rate, alarm, pending irq data\n"
-		       "regs                  dump the MC146818 registers (0x00-0x0d, century at 0x32)\n"
-		       "peek REG              read a register as the CPU would (reading C clears it)\n"
-		       "poke REG VALUE        write a register as the CPU would (e.g. poke 0x0b 0x06: binary mode)\n" });
+	registry.add(
+		{ "rtc",
+		  "MC146818 (PC CMOS) real-time clock behind <linux/rtc.h>: time, alarm, update and periodic "
+		  "interrupts",
+		  "state=PATH            keep the clock's offset from the host clock in this file (default: follow the "
+		  "host clock)\n"
+		  "uie=on|off            update interrupts (RTC_UIE_ON); off makes clients busy-wait on RTC_RD_TIME "
+		  "(default on)\n"
+		  "max_user_freq=HZ      highest periodic rate without CAP_SYS_RESOURCE, 1 to 8192 (default 64)\n",
+		  [](ModelOptions &opts, DeviceContext &ctx) -> std::unique_ptr<Model> {
+			  RtcConfig config;
+			  config.statePath = opts.string("state", "");
+			  config.updateIrq = opts.choice("uie", "on", { "on", "off" }) == "on";
+			  config.maxUserFreq = static_cast<unsigned>(opts.number("max_user_freq", 64, 1, RTC_MAX_FREQ));
+			  std::string error;
+			  auto model = makeRtcModel(ctx, std::move(config), error);
+			  if (!model)
+				  opts.fail("state", error);
+			  return model;
+		  },
+		  "status                time, offset, interrupt enables, periodic rate, alarm, pending irq data\n"
+		  "regs                  dump the MC146818 registers (0x00-0x0d, century at 0x32)\n"
+		  "peek REG              read a register as the CPU would (reading C clears it)\n"
+		  "poke REG VALUE        write a register as the CPU would (e.g. poke 0x0b 0x06: binary mode)\n" });
 }
 
 } // namespace devemu

@@ -322,14 +322,14 @@ namespace fcrb = serial::fcr;
 
 /* ---- termios speed helpers (drivers/tty/tty_baudrate.c) ---- */
 
-constexpr std::array<speed_t, 31> kBaudTable = { 0,      50,      75,      110,     134,     150,     200,     300,
-						 600,    1200,    1800,    2400,    4800,    9600,    19200,   38400,
-						 57600,  115200,  230400,  460800,  500000,  576000,  921600,  1000000,
+constexpr std::array<speed_t, 31> kBaudTable = { 0,	  50,	   75,	    110,     134,     150,     200,    300,
+						 600,	  1200,	   1800,    2400,    4800,    9600,    19200,  38400,
+						 57600,	  115200,  230400,  460800,  500000,  576000,  921600, 1000000,
 						 1152000, 1500000, 2000000, 2500000, 3000000, 3500000, 4000000 };
-constexpr std::array<tcflag_t, 31> kBaudBits = { B0,      B50,      B75,      B110,     B134,     B150,    B200,
-						 B300,    B600,     B1200,    B1800,    B2400,    B4800,   B9600,
-						 B19200,  B38400,   B57600,   B115200,  B230400,  B460800, B500000,
-						 B576000, B921600,  B1000000, B1152000, B1500000, B2000000, B2500000,
+constexpr std::array<tcflag_t, 31> kBaudBits = { B0,	   B50,	     B75,      B110,	 B134,	   B150,     B200,
+						 B300,	   B600,     B1200,    B1800,	 B2400,	   B4800,    B9600,
+						 B19200,   B38400,   B57600,   B115200,	 B230400,  B460800,  B500000,
+						 B576000,  B921600,  B1000000, B1152000, B1500000, B2000000, B2500000,
 						 B3000000, B3500000, B4000000 };
 
 speed_t codeToBaud(tcflag_t cbaud, speed_t other)
@@ -514,16 +514,17 @@ protected:
 		inflight_.assign(out_.begin(), out_.begin() + static_cast<ptrdiff_t>(n));
 		out_.erase(out_.begin(), out_.begin() + static_cast<ptrdiff_t>(n));
 		auto self = std::static_pointer_cast<StreamFarEnd>(shared_from_this());
-		asio::async_write(*stream_, asio::buffer(inflight_), [self](const boost::system::error_code &ec, size_t) {
-			self->writing_ = false;
-			if (self->stopped_ || ec == asio::error::operation_aborted)
-				return;
-			if (ec) {
-				self->detach();
-				return;
-			}
-			self->writeNext();
-		});
+		asio::async_write(*stream_, asio::buffer(inflight_),
+				  [self](const boost::system::error_code &ec, size_t) {
+					  self->writing_ = false;
+					  if (self->stopped_ || ec == asio::error::operation_aborted)
+						  return;
+					  if (ec) {
+						  self->detach();
+						  return;
+					  }
+					  self->writeNext();
+				  });
 	}
 	void stopStream()
 	{
@@ -551,10 +552,11 @@ template<typename Protocol>
 class SocketFarEnd final : public StreamFarEnd<typename Protocol::socket>
 {
 public:
-	SocketFarEnd(const Strand &strand, typename Protocol::endpoint endpoint, std::string label, std::string unlinkPath)
-		: acceptor_(strand), endpoint_(std::move(endpoint)), label_(std::move(label)), unlink_(std::move(unlinkPath))
-	{
-	}
+	SocketFarEnd(const Strand &strand, typename Protocol::endpoint endpoint, std::string label,
+		     std::string unlinkPath)
+		: acceptor_(strand), endpoint_(std::move(endpoint)), label_(std::move(label)),
+		  unlink_(std::move(unlinkPath))
+	{}
 	/* Opens and binds; returns an error message or "". */
 	std::string listen()
 	{
@@ -706,7 +708,8 @@ public:
 		if (far_) {
 			far_->onData = [this](const uint8_t *p, size_t n) { fromFarEnd(p, n); };
 			far_->onPeer = [this](bool up) {
-				DEVEMU_LOG(Info, ctx_.name(), "far end {}: peer {}", far_->describe(), up ? "connected" : "gone");
+				DEVEMU_LOG(Info, ctx_.name(), "far end {}: peer {}", far_->describe(),
+					   up ? "connected" : "gone");
 			};
 			far_->start();
 		}
@@ -849,7 +852,8 @@ private:
 	winsize winsize_{};
 	std::deque<uint8_t> in_;
 	size_t committed_ = 0; /* canonical: bytes of in_ that belong to completed lines */
-	std::deque<std::pair<size_t, bool>> delims_; /* canonical: offsets (from in_ front) of line ends, true for EOF */
+	std::deque<std::pair<size_t, bool>>
+		delims_; /* canonical: offsets (from in_ front) of line ends, true for EOF */
 	bool lnext_ = false;
 	unsigned column_ = 0;
 	unsigned canonColumn_ = 0;
@@ -2016,7 +2020,9 @@ IoctlResult SerialModel::ioctlImpl(OpenFile &f, IoctlCall &call)
 		if (cmd == TCSBRK && value != 0)
 			return call.done(0);
 		if (!sf.breakUntil) {
-			unsigned ms = (cmd == TCSBRKP && value) ? static_cast<unsigned>(std::min<uint64_t>(value, 600)) * 100 : 250;
+			unsigned ms = (cmd == TCSBRKP && value)
+					      ? static_cast<unsigned>(std::min<uint64_t>(value, 600)) * 100
+					      : 250;
 			setBreak(true);
 			sf.breakUntil = now + std::chrono::milliseconds(ms);
 			scheduleWake(*sf.breakUntil);
@@ -2086,8 +2092,8 @@ std::string SerialModel::info() const
 	unsigned div = uart_.divisor() ? uart_.divisor() : 0x10000;
 	uint8_t l = uart_.lcrValue();
 	const char *parity = !(l & lcrb::PARITY) ? "none"
-			     : (l & lcrb::SPAR)  ? ((l & lcrb::EPAR) ? "space" : "mark")
-			     : (l & lcrb::EPAR)  ? "even"
+			     : (l & lcrb::SPAR)	 ? ((l & lcrb::EPAR) ? "space" : "mark")
+			     : (l & lcrb::EPAR)	 ? "even"
 						 : "odd";
 	std::string far = far_ ? far_->describe() : "loopback";
 	return fmt::format(
@@ -2105,7 +2111,8 @@ std::string SerialModel::info() const
 
 int SerialModel::inject(const std::vector<std::string> &args, std::string &reply)
 {
-	static const char *kVerbs = "verbs: data TEXT, hex BYTES, break, modem [cts=0|1] [dsr=0|1] [dcd=0|1] [ri=0|1], info";
+	static const char *kVerbs =
+		"verbs: data TEXT, hex BYTES, break, modem [cts=0|1] [dsr=0|1] [dcd=0|1] [ri=0|1], info";
 	if (args.empty()) {
 		reply = kVerbs;
 		return -EINVAL;
@@ -2148,11 +2155,11 @@ int SerialModel::inject(const std::vector<std::string> &args, std::string &reply
 			auto eq = a.find('=');
 			std::string key = a.substr(0, eq);
 			std::string val = eq == std::string::npos ? "" : a.substr(eq + 1);
-			uint8_t bit = key == "cts"			 ? msr::CTS
-				      : key == "dsr"			 ? msr::DSR
+			uint8_t bit = key == "cts"		      ? msr::CTS
+				      : key == "dsr"		      ? msr::DSR
 				      : (key == "dcd" || key == "cd") ? msr::DCD
-				      : key == "ri"			 ? msr::RI
-								 : 0;
+				      : key == "ri"		      ? msr::RI
+								      : 0;
 			if (!bit || (val != "0" && val != "1")) {
 				reply = fmt::format("'{}': expected cts=, dsr=, dcd= or ri= with 0 or 1", a);
 				return -EINVAL;
@@ -2163,8 +2170,8 @@ int SerialModel::inject(const std::vector<std::string> &args, std::string &reply
 		uart_.setModemInputs(lines);
 		service();
 		notify(POLLPRI);
-		reply = fmt::format("cts={} dsr={} dcd={} ri={}", (lines & msr::CTS) ? 1 : 0, (lines & msr::DSR) ? 1 : 0,
-				    (lines & msr::DCD) ? 1 : 0, (lines & msr::RI) ? 1 : 0);
+		reply = fmt::format("cts={} dsr={} dcd={} ri={}", (lines & msr::CTS) ? 1 : 0,
+				    (lines & msr::DSR) ? 1 : 0, (lines & msr::DCD) ? 1 : 0, (lines & msr::RI) ? 1 : 0);
 		return 0;
 	}
 	reply = fmt::format("unknown verb '{}' ({})", verb, kVerbs);
@@ -2179,11 +2186,13 @@ void registerSerialModel(ModelRegistry &registry)
 		{ "serial", "16550A UART tty: termios ioctls, modem lines, far end loopback/pty/tcp/unix",
 		  "far=loopback|pty|tcp:PORT|tcp:HOST:PORT|unix:PATH  the other end of the line (default loopback)\n"
 		  "clock=HZ              UART input clock; the top rate is HZ/16 (default 1843200: 115200 baud)\n"
-		  "pace=baud|none        characters take their time on the wire at the set rate, or none (default baud)\n",
+		  "pace=baud|none        characters take their time on the wire at the set rate, or none (default "
+		  "baud)\n",
 		  [](ModelOptions &opts, DeviceContext &ctx) -> std::unique_ptr<Model> {
 			  SerialConfig config;
 			  config.farSpec = opts.string("far", "loopback");
-			  config.clock = static_cast<uint32_t>(opts.number("clock", 1843200, 16 * 50, 64ULL * 1000 * 1000));
+			  config.clock =
+				  static_cast<uint32_t>(opts.number("clock", 1843200, 16 * 50, 64ULL * 1000 * 1000));
 			  config.paced = opts.choice("pace", "baud", { "baud", "none" }) == "baud";
 			  std::shared_ptr<FarEnd> far;
 			  const std::string &spec = config.farSpec;
@@ -2215,12 +2224,14 @@ void registerSerialModel(ModelRegistry &registry)
 					  error = fmt::format("'{}' is not an IP address", host);
 				  } else {
 					  auto sock = std::make_shared<SocketFarEnd<asio::ip::tcp>>(
-						  ctx.strand(), asio::ip::tcp::endpoint(addr, static_cast<uint16_t>(port)), spec, "");
+						  ctx.strand(),
+						  asio::ip::tcp::endpoint(addr, static_cast<uint16_t>(port)), spec, "");
 					  error = sock->listen();
 					  if (!error.empty())
 						  error = fmt::format("cannot listen on {}:{}: {}", host, port, error);
 					  else
-						  DEVEMU_LOG(Info, ctx.name(), "serial far end: listening on {}", sock->describe());
+						  DEVEMU_LOG(Info, ctx.name(), "serial far end: listening on {}",
+							     sock->describe());
 					  far = sock;
 				  }
 			  } else if (spec.rfind("unix:", 0) == 0 && spec.size() > 5) {
@@ -2235,7 +2246,8 @@ void registerSerialModel(ModelRegistry &registry)
 				  if (!error.empty())
 					  error = fmt::format("cannot listen on {}: {}", path, error);
 				  else
-					  DEVEMU_LOG(Info, ctx.name(), "serial far end: listening on {}", sock->describe());
+					  DEVEMU_LOG(Info, ctx.name(), "serial far end: listening on {}",
+						     sock->describe());
 				  far = sock;
 			  } else {
 				  error = "expected loopback, pty, tcp:PORT, tcp:HOST:PORT or unix:PATH";

@@ -26,10 +26,10 @@ enum Reg : unsigned {
 };
 
 namespace ier {
-constexpr uint8_t RDI = 0x01;  /* received data available (and character timeout) */
+constexpr uint8_t RDI = 0x01; /* received data available (and character timeout) */
 constexpr uint8_t THRI = 0x02; /* transmitter holding register empty */
 constexpr uint8_t RLSI = 0x04; /* receiver line status */
-constexpr uint8_t MSI = 0x08;  /* modem status */
+constexpr uint8_t MSI = 0x08; /* modem status */
 } // namespace ier
 namespace iir {
 constexpr uint8_t NO_INT = 0x01;
@@ -53,11 +53,11 @@ constexpr uint8_t TRIGGER_14 = 0xc0;
 } // namespace fcr
 namespace lcr {
 constexpr uint8_t WLEN_MASK = 0x03; /* 0: 5 bits ... 3: 8 bits */
-constexpr uint8_t STOP = 0x04;      /* 2 stop bits (1.5 with 5-bit words) */
+constexpr uint8_t STOP = 0x04; /* 2 stop bits (1.5 with 5-bit words) */
 constexpr uint8_t PARITY = 0x08;
 constexpr uint8_t EPAR = 0x10;
 constexpr uint8_t SPAR = 0x20; /* stick parity */
-constexpr uint8_t SBC = 0x40;  /* set break */
+constexpr uint8_t SBC = 0x40; /* set break */
 constexpr uint8_t DLAB = 0x80;
 } // namespace lcr
 namespace mcr {
@@ -176,7 +176,7 @@ private:
 	uint8_t scr_ = 0;
 	uint8_t dll_ = 0;
 	uint8_t dlm_ = 0;
-	bool overrun_ = false;     /* LSR.OE, cleared by reading LSR */
+	bool overrun_ = false; /* LSR.OE, cleared by reading LSR */
 	bool thriPending_ = false; /* THRE interrupt: cleared by reading IIR (when it
 				      is the source) or writing THR */
 	bool timeoutPending_ = false;

@@ -99,7 +99,8 @@ void WatchdogTimer::write(uint32_t offset, uint32_t value, int64_t nowNs)
 		status_ &= ~value;
 		return;
 	default:
-		DEVEMU_LOG(Debug, "watchdog", "timer: write of {:#x} to read-only or unknown register {:#x}", value, offset);
+		DEVEMU_LOG(Debug, "watchdog", "timer: write of {:#x} to read-only or unknown register {:#x}", value,
+			   offset);
 	}
 }
 
@@ -138,11 +139,11 @@ std::optional<int64_t> WatchdogTimer::nextEvent(int64_t) const
 
 namespace {
 
-constexpr uint32_t kOptions = WDIOF_SETTIMEOUT | WDIOF_MAGICCLOSE | WDIOF_KEEPALIVEPING | WDIOF_PRETIMEOUT |
-			      WDIOF_CARDRESET;
+constexpr uint32_t kOptions =
+	WDIOF_SETTIMEOUT | WDIOF_MAGICCLOSE | WDIOF_KEEPALIVEPING | WDIOF_PRETIMEOUT | WDIOF_CARDRESET;
 /* Boot status bits GETSTATUS repeats (watchdog_get_status() without a driver status op). */
-constexpr uint32_t kStatusFromBoot = WDIOF_CARDRESET | WDIOF_OVERHEAT | WDIOF_FANFAULT | WDIOF_EXTERN1 |
-				     WDIOF_EXTERN2 | WDIOF_POWERUNDER | WDIOF_POWEROVER;
+constexpr uint32_t kStatusFromBoot = WDIOF_CARDRESET | WDIOF_OVERHEAT | WDIOF_FANFAULT | WDIOF_EXTERN1 | WDIOF_EXTERN2 |
+				     WDIOF_POWERUNDER | WDIOF_POWEROVER;
 
 enum StatusWord : unsigned {
 	kWordState = 0, /* 0 stopped, 1 running */
@@ -314,11 +315,12 @@ public:
 		}
 		int64_t t = now();
 		if (args[0] == "status") {
-			reply = fmt::format("state={} timeleft={} timeout={} pretimeout={} expiries={} bootstatus={:#x} "
-					    "nowayout={} open={}",
-					    active_ ? "running" : "stopped", timeLeft(), timeout_, pretimeout_,
-					    chip_.read(WatchdogTimer::kResets, t), bootStatus(), config_.nowayout ? 1 : 0,
-					    open_ ? 1 : 0);
+			reply = fmt::format(
+				"state={} timeleft={} timeout={} pretimeout={} expiries={} bootstatus={:#x} "
+				"nowayout={} open={}",
+				active_ ? "running" : "stopped", timeLeft(), timeout_, pretimeout_,
+				chip_.read(WatchdogTimer::kResets, t), bootStatus(), config_.nowayout ? 1 : 0,
+				open_ ? 1 : 0);
 			return 0;
 		}
 		if (args[0] == "expire") {
@@ -334,20 +336,22 @@ public:
 			return 0;
 		}
 		if (args[0] == "clear") {
-			chip_.write(WatchdogTimer::kStatus, WatchdogTimer::kStatusTimeout | WatchdogTimer::kStatusPre, t);
+			chip_.write(WatchdogTimer::kStatus, WatchdogTimer::kStatusTimeout | WatchdogTimer::kStatusPre,
+				    t);
 			publish();
 			reply = "boot status cleared";
 			return 0;
 		}
 		if (args[0] == "regs") {
 			static constexpr std::pair<uint32_t, const char *> regs[] = {
-				{ WatchdogTimer::kLoad, "load" },     { WatchdogTimer::kValue, "value" },
+				{ WatchdogTimer::kLoad, "load" },	{ WatchdogTimer::kValue, "value" },
 				{ WatchdogTimer::kControl, "control" }, { WatchdogTimer::kPreload, "preload" },
-				{ WatchdogTimer::kStatus, "status" },   { WatchdogTimer::kResets, "resets" },
+				{ WatchdogTimer::kStatus, "status" },	{ WatchdogTimer::kResets, "resets" },
 				{ WatchdogTimer::kId, "id" },
 			};
 			for (const auto &[off, name] : regs)
-				reply += fmt::format("{}{:#04x} {}={:#x}", reply.empty() ? "" : "\n", off, name, chip_.read(off, t));
+				reply += fmt::format("{}{:#04x} {}={:#x}", reply.empty() ? "" : "\n", off, name,
+						     chip_.read(off, t));
 			return 0;
 		}
 		reply = fmt::format("unknown verb '{}' ({})", args[0], verbs);
@@ -360,13 +364,11 @@ private:
 	/* The driver reads the reset cause at probe time; here, whenever asked. */
 	uint32_t bootStatus()
 	{
-		return (chip_.read(WatchdogTimer::kStatus, now()) & WatchdogTimer::kStatusTimeout) ? WDIOF_CARDRESET : 0;
+		return (chip_.read(WatchdogTimer::kStatus, now()) & WatchdogTimer::kStatusTimeout) ? WDIOF_CARDRESET
+												   : 0;
 	}
 
-	unsigned timeLeft()
-	{
-		return chip_.read(WatchdogTimer::kValue, now()) / 1000;
-	}
+	unsigned timeLeft() { return chip_.read(WatchdogTimer::kValue, now()) / 1000; }
 
 	/* The driver's set_timeout/set_pretimeout: LOAD and PRELOAD in ms (a running count restarts). */
 	void programTimer()
@@ -390,7 +392,8 @@ private:
 		chip_.write(WatchdogTimer::kPreload, pretimeout_ * 1000, t);
 		chip_.write(WatchdogTimer::kLoad, timeout_ * 1000, t);
 		chip_.write(WatchdogTimer::kControl,
-			    WatchdogTimer::kEn | WatchdogTimer::kResEn | (pretimeout_ ? WatchdogTimer::kPreIntEn : 0), t);
+			    WatchdogTimer::kEn | WatchdogTimer::kResEn | (pretimeout_ ? WatchdogTimer::kPreIntEn : 0),
+			    t);
 		active_ = true;
 		DEVEMU_LOG(Debug, ctx_.name(), "watchdog started ({} s)", timeout_);
 		rearm();
@@ -448,8 +451,8 @@ private:
 		active_ = false;
 		uint32_t n = chip_.read(WatchdogTimer::kResets, now());
 		DEVEMU_LOG(Warning, ctx_.name(),
-			   "watchdog expired: no keepalive within {} s; the machine would reset now (expiry #{}){}", timeout_,
-			   n, config_.onExpiry.empty() ? "" : fmt::format(", running: {}", config_.onExpiry));
+			   "watchdog expired: no keepalive within {} s; the machine would reset now (expiry #{}){}",
+			   timeout_, n, config_.onExpiry.empty() ? "" : fmt::format(", running: {}", config_.onExpiry));
 		if (!config_.onExpiry.empty())
 			runCommand(n);
 		publish();
@@ -460,7 +463,8 @@ private:
 	{
 		std::vector<std::string> env;
 		for (char **e = environ; e && *e; e++)
-			if (std::strncmp(*e, "DEVEMU_DEVICE=", 14) != 0 && std::strncmp(*e, "DEVEMU_EXPIRIES=", 16) != 0)
+			if (std::strncmp(*e, "DEVEMU_DEVICE=", 14) != 0 &&
+			    std::strncmp(*e, "DEVEMU_EXPIRIES=", 16) != 0)
 				env.emplace_back(*e);
 		env.push_back("DEVEMU_DEVICE=" + ctx_.name());
 		env.push_back(fmt::format("DEVEMU_EXPIRIES={}", expiries));
@@ -509,8 +513,9 @@ private:
 					DEVEMU_LOG(Info, ctx_.name(), "on_expiry command (pid {}) finished", pid);
 				else
 					DEVEMU_LOG(Warning, ctx_.name(), "on_expiry command (pid {}) failed: {}", pid,
-						   WIFEXITED(status) ? fmt::format("exit status {}", WEXITSTATUS(status))
-								     : fmt::format("signal {}", WTERMSIG(status)));
+						   WIFEXITED(status)
+							   ? fmt::format("exit status {}", WEXITSTATUS(status))
+							   : fmt::format("signal {}", WTERMSIG(status)));
 			}
 			return true; /* done, or not ours to wait for (ECHILD) */
 		});
@@ -535,7 +540,8 @@ private:
 		if (!next)
 			return;
 		timer_.expires_after(std::chrono::nanoseconds(std::max<int64_t>(*next - t, 0) + 100'000));
-		auto onTimer = [this, gen = generation_, alive = std::weak_ptr<int>(alive_)](const boost::system::error_code &ec) {
+		auto onTimer = [this, gen = generation_,
+				alive = std::weak_ptr<int>(alive_)](const boost::system::error_code &ec) {
 			if (ec || alive.expired() || gen != generation_)
 				return;
 			check();
@@ -582,15 +588,20 @@ void registerWatchdogModel(ModelRegistry &registry)
 	registry.add({ "watchdog", "watchdog timer behind <linux/watchdog.h>: expiry is logged, never a reboot",
 		       "timeout=SECONDS       initial timeout, 1 to 65535 (default 60)\n"
 		       "pretimeout=SECONDS    initial pre-timeout, 0 (none) or below the timeout (default 0)\n"
-		       "nowayout=yes|no       once started it cannot be stopped, like the nowayout module parameter (default no)\n"
-		       "identity=TEXT         what WDIOC_GETSUPPORT reports, up to 31 characters (default \"devemu watchdog\")\n"
+		       "nowayout=yes|no       once started it cannot be stopped, like the nowayout module parameter "
+		       "(default no)\n"
+		       "identity=TEXT         what WDIOC_GETSUPPORT reports, up to 31 characters (default \"devemu "
+		       "watchdog\")\n"
 		       "on_expiry=COMMAND     run with /bin/sh -c on expiry, without waiting (default none)\n",
 		       [](ModelOptions &opts, DeviceContext &ctx) -> std::unique_ptr<Model> {
 			       WatchdogConfig config;
-			       config.timeout = static_cast<unsigned>(opts.number("timeout", 60, config.minTimeout, config.maxTimeout));
-			       config.pretimeout = static_cast<unsigned>(opts.number("pretimeout", 0, 0, config.maxTimeout));
+			       config.timeout = static_cast<unsigned>(
+				       opts.number("timeout", 60, config.minTimeout, config.maxTimeout));
+			       config.pretimeout =
+				       static_cast<unsigned>(opts.number("pretimeout", 0, 0, config.maxTimeout));
 			       if (config.pretimeout && config.pretimeout >= config.timeout)
-				       opts.fail("pretimeout", fmt::format("must be below the timeout ({} s)", config.timeout));
+				       opts.fail("pretimeout",
+						 fmt::format("must be below the timeout ({} s)", config.timeout));
 			       config.nowayout = opts.flag("nowayout", false);
 			       config.identity = opts.string("identity", config.identity);
 			       if (config.identity.size() > 31)
@@ -598,7 +609,8 @@ void registerWatchdogModel(ModelRegistry &registry)
 			       config.onExpiry = opts.string("on_expiry", "");
 			       return makeWatchdogModel(ctx, std::move(config));
 		       },
-		       "status                state=running|stopped timeleft= timeout= pretimeout= expiries= bootstatus= nowayout= open=\n"
+		       "status                state=running|stopped timeleft= timeout= pretimeout= expiries= "
+		       "bootstatus= nowayout= open=\n"
 		       "expire                let the running count run out now\n"
 		       "clear                 clear the boot status (the reset flag of a previous expiry)\n"
 		       "regs                  dump the timer block's registers\n" });

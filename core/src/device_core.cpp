@@ -277,7 +277,8 @@ void DeviceCore::process(unsigned index, const devemu_sqe &submitted, bool fault
 		port.openCount++;
 		stats_.opens++;
 		/* A fresh file starts with a clean shadow entry; publishShadows fills it. */
-		seqlockWrite(window.fileShadow(fh), [](devemu_shadow_file &s) { s.revents = s.readable = s.writable = 0; });
+		seqlockWrite(window.fileShadow(fh),
+			     [](devemu_shadow_file &s) { s.revents = s.readable = s.writable = 0; });
 		shadowDirty_ = true;
 		return complete(index, sqe, static_cast<int32_t>(fh));
 	}
@@ -350,7 +351,8 @@ bool DeviceCore::attempt(Request &req)
 			if (n == -EAGAIN || n == 0)
 				break;
 			if (n < 0) {
-				complete(req.port, sqe, req.progress ? static_cast<int32_t>(req.progress) : static_cast<int32_t>(n));
+				complete(req.port, sqe,
+					 req.progress ? static_cast<int32_t>(req.progress) : static_cast<int32_t>(n));
 				return true;
 			}
 			req.progress += static_cast<uint32_t>(n);
@@ -494,7 +496,8 @@ void DeviceCore::publishShadows()
 					});
 			}
 			devemu_shadow_file &s = port.window->fileShadow(f->fh);
-			if (s.revents == revents && s.readable == readable && s.writable == writable && !(pulse & revents))
+			if (s.revents == revents && s.readable == readable && s.writable == writable &&
+			    !(pulse & revents))
 				continue;
 			seqlockWrite(s, [&](devemu_shadow_file &b) {
 				b.revents = revents;
@@ -572,7 +575,8 @@ bool DeviceCore::applyFault(unsigned index, devemu_sqe &sqe)
 		t->async_wait([this, t](const boost::system::error_code &ec) {
 			if (ec)
 				return;
-			auto d = std::find_if(delayed_.begin(), delayed_.end(), [t](const Delayed &x) { return x.timer.get() == t; });
+			auto d = std::find_if(delayed_.begin(), delayed_.end(),
+					      [t](const Delayed &x) { return x.timer.get() == t; });
 			if (d == delayed_.end())
 				return;
 			released_.emplace_back(d->port, d->sqe);

@@ -9,8 +9,7 @@ namespace devemu {
 
 IoctlCall::IoctlCall(uint32_t cmd, uint64_t arg, std::span<const std::byte> in, size_t outRoom, bool restricted)
 	: cmd_(cmd), arg_(arg), in_(in), outRoom_(outRoom), restricted_(restricted)
-{
-}
+{}
 
 bool IoctlCall::rangeAllowed(uint64_t addr, size_t len, bool output) const
 {

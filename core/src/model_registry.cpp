@@ -11,8 +11,7 @@ namespace devemu {
 
 ModelOptions::ModelOptions(std::string device, std::string model, Pairs pairs)
 	: device_(std::move(device)), model_(std::move(model)), pairs_(std::move(pairs))
-{
-}
+{}
 
 const std::string *ModelOptions::find(std::string_view key)
 {
@@ -27,8 +26,8 @@ const std::string *ModelOptions::find(std::string_view key)
 void ModelOptions::bad(std::string_view key, std::string_view value, std::string_view expected)
 {
 	if (error_.empty()) {
-		error_ = fmt::format("device '{}': model '{}': option '{}={}': expected {}", device_, model_, key, value,
-				     expected);
+		error_ = fmt::format("device '{}': model '{}': option '{}={}': expected {}", device_, model_, key,
+				     value, expected);
 		errorKey_ = key;
 	}
 }

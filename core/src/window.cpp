@@ -24,7 +24,8 @@ WindowLayout WindowLayout::of(const WindowGeometry &g)
 {
 	WindowLayout l;
 	l.sqOffset = DEVEMU_RINGS_OFFSET;
-	l.cqOffset = pageAlign(l.sqOffset + DEVEMU_RING_ENTRIES_OFFSET + 2 * uint64_t(g.queueDepth) * sizeof(devemu_sqe));
+	l.cqOffset =
+		pageAlign(l.sqOffset + DEVEMU_RING_ENTRIES_OFFSET + 2 * uint64_t(g.queueDepth) * sizeof(devemu_sqe));
 	l.dataOffset = pageAlign(l.cqOffset + DEVEMU_RING_ENTRIES_OFFSET + uint64_t(g.queueDepth) * sizeof(devemu_cqe));
 	l.size = l.dataOffset + uint64_t(g.queueDepth) * g.slotSize;
 	return l;

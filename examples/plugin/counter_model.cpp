@@ -18,7 +18,8 @@ constexpr uint32_t COUNTER_ADD = _IOW('c', 2, uint64_t);
 class CounterModel final : public devemu::Model
 {
 public:
-	CounterModel(devemu::DeviceContext &ctx, uint64_t start, uint64_t step) : ctx_(ctx), value_(start), step_(step) {}
+	CounterModel(devemu::DeviceContext &ctx, uint64_t start, uint64_t step) : ctx_(ctx), value_(start), step_(step)
+	{}
 
 	/* Each read returns the current value as a line, then steps it. */
 	ssize_t read(devemu::OpenFile &, std::span<std::byte> out) override
@@ -84,7 +85,8 @@ private:
 void registerModels(devemu::ModelRegistry &registry)
 {
 	registry.add({ "counter", "counts reads; write a number to set it (example plugin)",
-		       "start=N               first value (default 0)\nstep=N                increment per read (default 1)\n",
+		       "start=N               first value (default 0)\nstep=N                increment per read "
+		       "(default 1)\n",
 		       [](devemu::ModelOptions &opts, devemu::DeviceContext &ctx) -> std::unique_ptr<devemu::Model> {
 			       uint64_t start = opts.number("start", 0, 0, UINT64_MAX);
 			       uint64_t step = opts.number("step", 1, 0, UINT64_MAX);

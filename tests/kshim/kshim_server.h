@@ -54,7 +54,7 @@ static inline uint64_t ks_align(uint64_t v)
 
 /* ADD (or ATTACH) NAME and map its window, checking it as the core does. Returns 0 or -errno. */
 static inline int ks_connect(struct ks *k, const char *name, int attach, uint32_t depth, uint32_t slot,
-		      uint64_t features, uint32_t mode)
+			     uint64_t features, uint32_t mode)
 {
 	struct devemu_kshim_add a;
 	struct devemu_regs regs;
@@ -93,11 +93,11 @@ static inline int ks_connect(struct ks *k, const char *name, int attach, uint32_
 	cq = ks_align(DEVEMU_RINGS_OFFSET + DEVEMU_RING_ENTRIES_OFFSET + 2ull * depth * 64);
 	data = ks_align(cq + DEVEMU_RING_ENTRIES_OFFSET + (uint64_t)depth * 16);
 	size = data + (uint64_t)depth * slot;
-	if (regs.magic != DEVEMU_MAGIC || regs.abi_version != DEVEMU_ABI_VERSION || !depth ||
-	    (depth & (depth - 1)) || depth > DEVEMU_MAX_QUEUE_DEPTH || regs.sq_offset != DEVEMU_RINGS_OFFSET ||
-	    regs.cq_offset != cq || regs.data_offset != data || regs.window_size != size ||
-	    regs.max_files != DEVEMU_MAX_FILES || regs.features_offered != DEVEMU_KSHIM_FEATURES ||
-	    strncmp(regs.name, name, sizeof(regs.name)) || regs.status != 0) {
+	if (regs.magic != DEVEMU_MAGIC || regs.abi_version != DEVEMU_ABI_VERSION || !depth || (depth & (depth - 1)) ||
+	    depth > DEVEMU_MAX_QUEUE_DEPTH || regs.sq_offset != DEVEMU_RINGS_OFFSET || regs.cq_offset != cq ||
+	    regs.data_offset != data || regs.window_size != size || regs.max_files != DEVEMU_MAX_FILES ||
+	    regs.features_offered != DEVEMU_KSHIM_FEATURES || strncmp(regs.name, name, sizeof(regs.name)) ||
+	    regs.status != 0) {
 		fprintf(stderr, "window registers do not match the layout\n");
 		return -EPROTO;
 	}

@@ -87,7 +87,8 @@ public:
 			/* READ returns result bytes, IOCTL aux bytes, a retry its whole list. */
 			size_t n = (cqe.flags & DEVEMU_CQE_F_IOCTL_RETRY)
 					   ? slot.size()
-					   : std::max<size_t>(cqe.result > 0 ? static_cast<size_t>(cqe.result) : 0, cqe.aux);
+					   : std::max<size_t>(cqe.result > 0 ? static_cast<size_t>(cqe.result) : 0,
+							      cqe.aux);
 			out->data.assign(slot.begin(), slot.begin() + static_cast<ptrdiff_t>(std::min(n, slot.size())));
 		});
 		if (id)
@@ -104,7 +105,8 @@ public:
 		REQUIRE(o->done);
 		return o->result;
 	}
-	std::shared_ptr<Outcome> read(uint32_t fh, uint32_t len, bool nonblock = false, WindowDriver::RequestId *id = nullptr)
+	std::shared_ptr<Outcome> read(uint32_t fh, uint32_t len, bool nonblock = false,
+				      WindowDriver::RequestId *id = nullptr)
 	{
 		devemu_sqe sqe{};
 		sqe.opcode = DEVEMU_OP_READ;
@@ -193,7 +195,8 @@ public:
 	}
 
 	/* Restricted (FUSE-style) ioctl: exactly _IOC_SIZE bytes, no retry. */
-	std::shared_ptr<Outcome> restrictedIoctl(uint32_t fh, uint32_t cmd, std::span<const std::byte> in, uint32_t outLen)
+	std::shared_ptr<Outcome> restrictedIoctl(uint32_t fh, uint32_t cmd, std::span<const std::byte> in,
+						 uint32_t outLen)
 	{
 		devemu_sqe sqe{};
 		sqe.opcode = DEVEMU_OP_IOCTL;

@@ -33,14 +33,15 @@ doctest::String toString(const Ev &e)
 }
 
 struct Input {
-	Input(std::initializer_list<std::pair<std::string, std::string>> options = {}) : h("evdev", ModelOptions::Pairs(options))
-	{
-	}
+	Input(std::initializer_list<std::pair<std::string, std::string>> options = {})
+		: h("evdev", ModelOptions::Pairs(options))
+	{}
 
 	uint32_t open() { return static_cast<uint32_t>(h.open()); }
 
 	/* An ioctl whose argument is a buffer of len bytes at kArg; the buffer comes back in out. */
-	int ioctl(uint32_t fh, uint32_t cmd, size_t len, std::vector<std::byte> *out = nullptr, std::vector<std::byte> in = {})
+	int ioctl(uint32_t fh, uint32_t cmd, size_t len, std::vector<std::byte> *out = nullptr,
+		  std::vector<std::byte> in = {})
 	{
 		in.resize(len, std::byte{ 0xaa });
 		mem.regions[kArg] = in;
@@ -102,7 +103,8 @@ const Ev kSyn{ EV_SYN, SYN_REPORT, 0 };
 
 std::vector<Ev> tap(uint16_t key, int scan)
 {
-	return { { EV_MSC, MSC_SCAN, scan }, { EV_KEY, key, 1 }, kSyn, { EV_MSC, MSC_SCAN, scan }, { EV_KEY, key, 0 }, kSyn };
+	return { { EV_MSC, MSC_SCAN, scan }, { EV_KEY, key, 1 }, kSyn,
+		 { EV_MSC, MSC_SCAN, scan }, { EV_KEY, key, 0 }, kSyn };
 }
 
 bool bit(const std::vector<std::byte> &bits, unsigned n)
@@ -413,7 +415,8 @@ TEST_CASE("evdev: a tablet reports its axes; EVIOCGABS/EVIOCSABS; keyboards have
 	in.inject({ "abs", "ABS_Y", "-7" });
 	in.inject({ "key", "BTN_TOUCH", "1" });
 	in.inject({ "syn" });
-	CHECK(in.events(fh) == std::vector<Ev>{ { EV_ABS, ABS_X, 100 }, { EV_ABS, ABS_Y, -7 }, { EV_KEY, BTN_TOUCH, 1 }, kSyn });
+	CHECK(in.events(fh) ==
+	      std::vector<Ev>{ { EV_ABS, ABS_X, 100 }, { EV_ABS, ABS_Y, -7 }, { EV_KEY, BTN_TOUCH, 1 }, kSyn });
 	CHECK(in.ioctlOut<input_absinfo>(fh, EVIOCGABS(ABS_X)).value == 100);
 	/* the same value again is no news */
 	in.inject({ "abs", "ABS_X", "100" });
@@ -452,7 +455,9 @@ TEST_CASE("evdev: a joystick's fuzz filters small moves like the input core")
 	CHECK(in.events(fh) == std::vector<Ev>{ { EV_ABS, ABS_X, 10 }, kSyn });
 	in.inject({ "abs", "ABS_X", "1000" });
 	in.inject({ "tap", "BTN_TRIGGER" });
-	CHECK(in.events(fh) == std::vector<Ev>{ { EV_ABS, ABS_X, 1000 }, { EV_KEY, BTN_TRIGGER, 1 }, kSyn, { EV_KEY, BTN_TRIGGER, 0 }, kSyn });
+	CHECK(in.events(fh) ==
+	      std::vector<Ev>{
+		      { EV_ABS, ABS_X, 1000 }, { EV_KEY, BTN_TRIGGER, 1 }, kSyn, { EV_KEY, BTN_TRIGGER, 0 }, kSyn });
 	CHECK(in.ioctl(fh, EVIOCGREP, 8) == -ENOSYS);
 }
 
@@ -603,8 +608,12 @@ TEST_CASE("evdev: type TEXT taps keys with shift for capitals")
 	for (auto e : evs)
 		if (e.type == EV_KEY && e.value == 1)
 			presses.push_back(e);
-	CHECK(presses == std::vector<Ev>{ { EV_KEY, KEY_LEFTSHIFT, 1 }, { EV_KEY, KEY_H, 1 }, { EV_KEY, KEY_I, 1 },
-					  { EV_KEY, KEY_SPACE, 1 }, { EV_KEY, KEY_LEFTSHIFT, 1 }, { EV_KEY, KEY_1, 1 } });
+	CHECK(presses == std::vector<Ev>{ { EV_KEY, KEY_LEFTSHIFT, 1 },
+					  { EV_KEY, KEY_H, 1 },
+					  { EV_KEY, KEY_I, 1 },
+					  { EV_KEY, KEY_SPACE, 1 },
+					  { EV_KEY, KEY_LEFTSHIFT, 1 },
+					  { EV_KEY, KEY_1, 1 } });
 	in.inject({ "type", "\x01" }, -EINVAL);
 }
 

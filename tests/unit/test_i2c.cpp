@@ -12,8 +12,8 @@ using namespace devemu;
 
 namespace {
 
-constexpr uint64_t kArg = 0x1000;   /* the ioctl's argument struct */
-constexpr uint64_t kMsgs = 0x2000;  /* i2c_msg array / smbus data */
+constexpr uint64_t kArg = 0x1000; /* the ioctl's argument struct */
+constexpr uint64_t kMsgs = 0x2000; /* i2c_msg array / smbus data */
 constexpr uint64_t kBufs = 0x10000; /* message buffers, 64 KiB apart */
 constexpr uint64_t kBad = 0xdead0000;
 
@@ -43,7 +43,10 @@ struct Msg {
 struct Bus {
 	explicit Bus(ModelOptions::Pairs options = {}) : h("i2c", std::move(options)) { fh = h.open(); }
 
-	int ioctl(uint32_t cmd, uint64_t arg, int *rounds = nullptr) { return h.ioctl(static_cast<uint32_t>(fh), cmd, arg, mem, rounds); }
+	int ioctl(uint32_t cmd, uint64_t arg, int *rounds = nullptr)
+	{
+		return h.ioctl(static_cast<uint32_t>(fh), cmd, arg, mem, rounds);
+	}
 
 	int smbus(uint8_t rw, uint8_t command, uint32_t size, i2c_smbus_data *data)
 	{
@@ -93,19 +96,22 @@ struct Bus {
 		std::vector<i2c_msg> raw(msgs.size());
 		for (size_t i = 0; i < msgs.size(); i++) {
 			uint64_t at = kBufs * (i + 1);
-			mem.regions[at].assign(reinterpret_cast<const std::byte *>(msgs[i].bytes.data()),
-					       reinterpret_cast<const std::byte *>(msgs[i].bytes.data() + msgs[i].bytes.size()));
+			mem.regions[at].assign(
+				reinterpret_cast<const std::byte *>(msgs[i].bytes.data()),
+				reinterpret_cast<const std::byte *>(msgs[i].bytes.data() + msgs[i].bytes.size()));
 			raw[i] = { msgs[i].addr, msgs[i].flags, static_cast<uint16_t>(msgs[i].bytes.size()),
 				   reinterpret_cast<uint8_t *>(at) };
 		}
 		auto &r = mem.regions[kMsgs];
 		r.resize(raw.size() * sizeof(i2c_msg));
 		std::memcpy(r.data(), raw.data(), r.size());
-		put(mem, kArg, i2c_rdwr_ioctl_data{ reinterpret_cast<i2c_msg *>(kMsgs), static_cast<uint32_t>(msgs.size()) });
+		put(mem, kArg,
+		    i2c_rdwr_ioctl_data{ reinterpret_cast<i2c_msg *>(kMsgs), static_cast<uint32_t>(msgs.size()) });
 		int ret = ioctl(I2C_RDWR, kArg, rounds);
 		for (size_t i = 0; i < msgs.size(); i++) {
 			const auto &b = mem.regions[kBufs * (i + 1)];
-			msgs[i].bytes.assign(reinterpret_cast<const uint8_t *>(b.data()), reinterpret_cast<const uint8_t *>(b.data() + b.size()));
+			msgs[i].bytes.assign(reinterpret_cast<const uint8_t *>(b.data()),
+					     reinterpret_cast<const uint8_t *>(b.data() + b.size()));
 		}
 		return ret;
 	}
@@ -122,8 +128,14 @@ struct Bus {
 	test::FakeMemory mem;
 };
 
-Msg w(uint16_t addr, std::vector<uint8_t> bytes) { return { addr, 0, std::move(bytes) }; }
-Msg r(uint16_t addr, size_t len) { return { addr, I2C_M_RD, std::vector<uint8_t>(len, 0) }; }
+Msg w(uint16_t addr, std::vector<uint8_t> bytes)
+{
+	return { addr, 0, std::move(bytes) };
+}
+Msg r(uint16_t addr, size_t len)
+{
+	return { addr, I2C_M_RD, std::vector<uint8_t>(len, 0) };
+}
 
 uint8_t crc8(std::vector<uint8_t> bytes)
 {
@@ -315,7 +327,8 @@ TEST_CASE("i2c: I2C_M_RECV_LEN takes the length from the chip and returns the up
 	std::vector<Msg> msgs{ w(0x50, { 0x60 }), { 0x50, I2C_M_RD | I2C_M_RECV_LEN, buf } };
 	REQUIRE(bus.rdwr(msgs) == 2);
 	/* Only count + 1 bytes are the chip's; the rest of the caller's buffer is untouched. */
-	CHECK(std::vector<uint8_t>(msgs[1].bytes.begin(), msgs[1].bytes.begin() + 5) == std::vector<uint8_t>{ 3, 0xa, 0xb, 0xc, 0xee });
+	CHECK(std::vector<uint8_t>(msgs[1].bytes.begin(), msgs[1].bytes.begin() + 5) ==
+	      std::vector<uint8_t>{ 3, 0xa, 0xb, 0xc, 0xee });
 	CHECK(msgs[1].bytes.back() == 0xee);
 	buf.assign(33, 0);
 	buf[0] = 1;

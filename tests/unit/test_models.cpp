@@ -99,7 +99,8 @@ TEST_CASE("model options: bad values and unknown keys name the device, model and
 	      "device 'dev0': model 'loopback': option 'when_full=explode': expected one of block|drop");
 	CHECK(error("loopback", { { "colour", "red" } }) ==
 	      "device 'dev0': model 'loopback' has no option 'colour' (its options: capacity, when_full)");
-	CHECK(error("zero", { { "seed", "1" } }) == "device 'dev0': model 'zero' has no option 'seed' (its options: none)");
+	CHECK(error("zero", { { "seed", "1" } }) ==
+	      "device 'dev0': model 'zero' has no option 'seed' (its options: none)");
 	CHECK(error("rng", { { "seed", "0x10" } }) == "");
 }
 

@@ -72,7 +72,10 @@ struct Rtc {
 		std::memcpy(mem.regions[kArg].data(), &in, sizeof(T));
 		return h->ioctl(static_cast<uint32_t>(fh), cmd, kArg, mem);
 	}
-	int ioctl(int fh, uint32_t cmd, uint64_t arg = kArg) { return h->ioctl(static_cast<uint32_t>(fh), cmd, arg, mem); }
+	int ioctl(int fh, uint32_t cmd, uint64_t arg = kArg)
+	{
+		return h->ioctl(static_cast<uint32_t>(fh), cmd, arg, mem);
+	}
 	template<typename T>
 	T out() const
 	{
@@ -125,7 +128,8 @@ uint64_t irqData(const test::Outcome &o)
 
 TEST_CASE("rtc: calendar arithmetic round-trips across leap days and centuries")
 {
-	for (int64_t s : { int64_t(0), kLeapDay, int64_t(951782400) /* 2000-02-29 */, int64_t(4107542399) /* 2100-02-28 23:59:59 */ }) {
+	for (int64_t s : { int64_t(0), kLeapDay, int64_t(951782400) /* 2000-02-29 */,
+			   int64_t(4107542399) /* 2100-02-28 23:59:59 */ }) {
 		RtcFields f = rtcSecondsToFields(s);
 		CHECK(rtcFieldsToSeconds(f) == s);
 	}
@@ -281,7 +285,8 @@ TEST_CASE("rtc: RTC_RD_TIME reads the host clock through the registers")
 	CHECK(o->aux == sizeof(rtc_time));
 }
 
-TEST_CASE("rtc: RTC_SET_TIME checks like the kernel, sets through SET/divider reset, and keeps the offset in the state file")
+TEST_CASE("rtc: RTC_SET_TIME checks like the kernel, sets through SET/divider reset, and keeps the offset in the state "
+	  "file")
 {
 	auto dir = std::filesystem::temp_directory_path() / fmt::format("devemu-rtc-test-{}", getpid());
 	std::filesystem::create_directories(dir);
@@ -295,7 +300,8 @@ TEST_CASE("rtc: RTC_SET_TIME checks like the kernel, sets through SET/divider re
 		CHECK(r.ioctl(fh, RTC_SET_TIME, tmOf(1969, 12, 31, 0, 0, 0)) == -EINVAL);
 		CHECK(r.ioctl(fh, RTC_SET_TIME, tmOf(2030, 1, 2, 24, 0, 0)) == -EINVAL);
 		CHECK(r.ioctl(fh, RTC_SET_TIME, tmOf(2030, 1, 2, 3, 60, 0)) == -EINVAL);
-		CHECK(r.ioctl(fh, RTC_SET_TIME, tmOf(2156, 1, 1, 0, 0, 0)) == -EINVAL); /* beyond the century register */
+		CHECK(r.ioctl(fh, RTC_SET_TIME, tmOf(2156, 1, 1, 0, 0, 0)) ==
+		      -EINVAL); /* beyond the century register */
 		CHECK_FALSE(std::filesystem::exists(state));
 		REQUIRE(r.ioctl(fh, RTC_SET_TIME, tmOf(2030, 1, 2, 3, 4, 5)) == 0);
 		rtc_time tm = r.readTime(fh);

@@ -117,9 +117,9 @@ TEST_CASE("serial 16550A: THRE interrupt, THRE and TEMT as the transmitter drain
 	u.write(s::FCR, s::fcr::ENABLE);
 	u.write(s::IER, s::ier::THRI);
 	CHECK((u.read(s::IIR) & s::iir::ID_MASK) == s::iir::THRI); /* enabling it with THR empty raises it */
-	CHECK_FALSE(u.irq());                                      /* reading IIR acknowledged it */
-	u.write(s::THR, 'A');                                      /* straight into the shift register */
-	u.write(s::THR, 'B');                                      /* waits in the FIFO */
+	CHECK_FALSE(u.irq()); /* reading IIR acknowledged it */
+	u.write(s::THR, 'A'); /* straight into the shift register */
+	u.write(s::THR, 'B'); /* waits in the FIFO */
 	CHECK((u.read(s::LSR) & (s::lsr::THRE | s::lsr::TEMT)) == 0);
 	CHECK(u.shiftOut() == std::optional<uint8_t>('A'));
 	CHECK((u.read(s::LSR) & (s::lsr::THRE | s::lsr::TEMT)) == s::lsr::THRE);
@@ -197,21 +197,20 @@ struct Tty {
 	test::FakeMemory mem;
 	int fh;
 
-	explicit Tty(ModelOptions::Pairs opts = { { "pace", "none" } })
-	    : h("serial", std::move(opts))
+	explicit Tty(ModelOptions::Pairs opts = { { "pace", "none" } }) : h("serial", std::move(opts))
 	{
 		fh = h.open();
 		REQUIRE(fh >= 0);
 		mem.regions[kArg].resize(256);
 	}
-	template <typename T>
+	template<typename T>
 	int get(uint32_t cmd, T &out, int file = -1)
 	{
 		int r = h.ioctl(file < 0 ? fh : file, cmd, kArg, mem);
 		std::memcpy(&out, mem.regions[kArg].data(), sizeof(T));
 		return r;
 	}
-	template <typename T>
+	template<typename T>
 	int set(uint32_t cmd, const T &in, int file = -1)
 	{
 		std::memcpy(mem.regions[kArg].data(), &in, sizeof(T));
@@ -226,7 +225,7 @@ struct Tty {
 	}
 	termios attrs()
 	{
-		termios t {};
+		termios t{};
 		REQUIRE(get(TCGETS, t) == 0);
 		return t;
 	}
@@ -277,7 +276,7 @@ struct Tty {
 	 * (parks). */
 	std::shared_ptr<test::Outcome> ioctlAsync(uint32_t cmd, std::span<const std::byte> in, uint32_t outLen = 0)
 	{
-		devemu_sqe sqe {};
+		devemu_sqe sqe{};
 		sqe.opcode = DEVEMU_OP_IOCTL;
 		sqe.fh = static_cast<uint32_t>(fh);
 		sqe.ioctl_cmd = cmd;
@@ -296,12 +295,12 @@ TEST_CASE("serial tty: TCGETS gives the serial core's defaults in the kernel's "
 	Tty t;
 	static_assert(sizeof(termios) == 36 && sizeof(termios2) == 44);
 	int rounds = 0;
-	termios a {};
-	t.mem.regions[kArg].assign(256, std::byte { 0xee });
+	termios a{};
+	t.mem.regions[kArg].assign(256, std::byte{ 0xee });
 	REQUIRE(t.h.ioctl(t.fh, TCGETS, kArg, t.mem, &rounds) == 0);
 	std::memcpy(&a, t.mem.regions[kArg].data(), sizeof(a));
 	CHECK(rounds == 2);
-	CHECK(t.mem.regions[kArg][36] == std::byte { 0xee }); /* nothing beyond the 36 bytes */
+	CHECK(t.mem.regions[kArg][36] == std::byte{ 0xee }); /* nothing beyond the 36 bytes */
 	CHECK((a.c_cflag & CBAUD) == B9600);
 	CHECK((a.c_cflag & CSIZE) == CS8);
 	CHECK((a.c_cflag & (CREAD | HUPCL | CLOCAL)) == (CREAD | HUPCL | CLOCAL));
@@ -333,7 +332,7 @@ TEST_CASE("serial tty: the speed set with TCSETS programs the divisor latch, "
 	CHECK(t.info("parity") == "even");
 	CHECK(t.info("stop") == "2");
 	CHECK(t.info("fcr") == "0x01"); /* below 2400 baud the driver uses a trigger level of 1 */
-	termios2 b {};
+	termios2 b{};
 	REQUIRE(t.get(TCGETS2, b) == 0);
 	CHECK(b.c_ospeed == 1200);
 	CHECK(b.c_ispeed == 1200);
@@ -343,7 +342,7 @@ TEST_CASE("serial tty: an arbitrary speed (BOTHER) is rounded to what the "
 	  "divisor gives")
 {
 	Tty t;
-	termios2 b {};
+	termios2 b{};
 	REQUIRE(t.get(TCGETS2, b) == 0);
 	b.c_cflag = (b.c_cflag & ~CBAUD) | BOTHER;
 	b.c_ispeed = b.c_ospeed = 1234;
@@ -439,7 +438,7 @@ TEST_CASE("serial tty: TIOCM_LOOP puts the UART in loop mode: MSR mirrors MCR "
 
 TEST_CASE("serial tty: raw mode over the loopback far end returns what was written")
 {
-	Tty t(ModelOptions::Pairs {}); /* paced at 9600 baud: about 1 ms per character */
+	Tty t(ModelOptions::Pairs{}); /* paced at 9600 baud: about 1 ms per character */
 	t.raw();
 	auto w = t.h.write(t.fh, test::bytes("hello, line"));
 	REQUIRE(w->done);
@@ -529,7 +528,7 @@ TEST_CASE("serial tty: VMIN/VTIME in raw mode")
 {
 	Tty t;
 	t.raw(0, 0);
-	CHECK(t.readNow() == "");    /* VMIN=0 VTIME=0: returns 0 at once */
+	CHECK(t.readNow() == ""); /* VMIN=0 VTIME=0: returns 0 at once */
 	auto r = t.h.read(t.fh, 16); /* a blocking read: still 0 at once */
 	REQUIRE(r->done);
 	CHECK(r->result == 0);
@@ -638,7 +637,7 @@ TEST_CASE("serial tty: a break from the far end reads as NUL, \\377 \\0 \\0 "
 	t.inject({ "break" });
 	t.settle();
 	CHECK(t.readNow() == "<-11>");
-	serial_icounter_struct ic {};
+	serial_icounter_struct ic{};
 	REQUIRE(t.get(TIOCGICOUNT, ic) == 0);
 	CHECK(ic.brk == 3);
 }
@@ -646,12 +645,12 @@ TEST_CASE("serial tty: a break from the far end reads as NUL, \\377 \\0 \\0 "
 TEST_CASE("serial tty: TCSBRK waits for the transmitter, sends a break that "
 	  "the loopback plug brings back")
 {
-	Tty t(ModelOptions::Pairs {}); /* paced */
+	Tty t(ModelOptions::Pairs{}); /* paced */
 	t.raw();
 	t.h.write(t.fh, test::bytes("abc"));
 	auto drain = t.ioctlAsync(TCSBRK, {}, 0); /* tcdrain: TCSBRK 1 */
 	(void)drain;
-	devemu_sqe sqe {};
+	devemu_sqe sqe{};
 	sqe.opcode = DEVEMU_OP_IOCTL;
 	sqe.fh = static_cast<uint32_t>(t.fh);
 	sqe.ioctl_cmd = TCSBRK;
@@ -670,7 +669,7 @@ TEST_CASE("serial tty: TCSBRK waits for the transmitter, sends a break that "
 
 TEST_CASE("serial tty: TCSETSW waits until what was written has left the UART")
 {
-	Tty t(ModelOptions::Pairs {}); /* 9600 baud */
+	Tty t(ModelOptions::Pairs{}); /* 9600 baud */
 	t.raw();
 	t.h.write(t.fh, test::bytes("0123456789"));
 	termios a = t.attrs();
@@ -709,18 +708,18 @@ TEST_CASE("serial tty: TIOCGSERIAL describes a 16550A; TIOCGWINSZ/TIOCSWINSZ "
 	  "keep a window size")
 {
 	Tty t;
-	serial_struct ss {};
+	serial_struct ss{};
 	REQUIRE(t.get(TIOCGSERIAL, ss) == 0);
 	CHECK(ss.type == PORT_16550A);
 	CHECK(ss.xmit_fifo_size == 16);
 	CHECK(ss.baud_base == 115200);
-	winsize w {};
+	winsize w{};
 	REQUIRE(t.get(TIOCGWINSZ, w) == 0);
 	CHECK(w.ws_row == 0);
 	w.ws_row = 24;
 	w.ws_col = 80;
 	REQUIRE(t.set(TIOCSWINSZ, w) == 0);
-	winsize back {};
+	winsize back{};
 	REQUIRE(t.get(TIOCGWINSZ, back) == 0);
 	CHECK(back.ws_col == 80);
 	unsigned lsrv = 99;
@@ -735,7 +734,7 @@ TEST_CASE("serial tty: TIOCEXCL refuses further opens by non-root users with EBU
 	int excl = 0;
 	REQUIRE(t.get(TIOCGEXCL, excl) == 0);
 	CHECK(excl == 1);
-	devemu_sqe sqe {};
+	devemu_sqe sqe{};
 	sqe.opcode = DEVEMU_OP_OPEN;
 	sqe.uid = 1000;
 	auto o = t.h.submit(sqe);
@@ -759,7 +758,7 @@ TEST_CASE("serial tty: losing carrier without CLOCAL hangs up the open files")
 	auto w = t.h.write(t.fh, test::bytes("x"));
 	CHECK(w->result == -EIO);
 	CHECK((t.h.poll(t.fh) & POLLHUP) != 0);
-	serial_icounter_struct ic {};
+	serial_icounter_struct ic{};
 	CHECK(t.get(TIOCGICOUNT, ic) == -EIO);
 	int fresh = t.h.open();
 	CHECK(t.get(TIOCGICOUNT, ic, fresh) == 0);
@@ -780,7 +779,7 @@ TEST_CASE("serial tty: CRTSCTS holds the transmitter while the far end drops CTS
 	t.inject({ "modem", "cts=1" });
 	t.settle();
 	CHECK(t.readNow() == "rts");
-	serial_icounter_struct ic {};
+	serial_icounter_struct ic{};
 	REQUIRE(t.get(TIOCGICOUNT, ic) == 0);
 	CHECK(ic.cts == 2);
 }
@@ -825,7 +824,7 @@ TEST_CASE("serial tty: a tcp far end exchanges bytes with a connected client "
 	CHECK(t.readNow() == "from far");
 	t.h.write(t.fh, test::bytes("to far"));
 	t.settle();
-	std::array<char, 64> buf {};
+	std::array<char, 64> buf{};
 	client.non_blocking(true);
 	boost::system::error_code ec;
 	size_t n = client.read_some(asio::buffer(buf), ec);

@@ -29,7 +29,8 @@ struct RegisterTestWatchdog {
 					       [](ModelOptions &opts, DeviceContext &ctx) -> std::unique_ptr<Model> {
 						       WatchdogConfig c;
 						       c.clock = [] { return gMono; };
-						       c.timeout = static_cast<unsigned>(opts.number("timeout", 60, 1, 65535));
+						       c.timeout = static_cast<unsigned>(
+							       opts.number("timeout", 60, 1, 65535));
 						       c.nowayout = opts.flag("nowayout", false);
 						       return makeWatchdogModel(ctx, c);
 					       } });
@@ -240,7 +241,8 @@ TEST_CASE("watchdog: GETSUPPORT and GETSTATUS report identity, options, magic cl
 	watchdog_info info;
 	std::memcpy(&info, w.mem.regions[Wdt::kArg].data(), sizeof(info));
 	CHECK(std::string(reinterpret_cast<char *>(info.identity)) == "devemu watchdog");
-	CHECK(info.options == (WDIOF_SETTIMEOUT | WDIOF_MAGICCLOSE | WDIOF_KEEPALIVEPING | WDIOF_PRETIMEOUT | WDIOF_CARDRESET));
+	CHECK(info.options ==
+	      (WDIOF_SETTIMEOUT | WDIOF_MAGICCLOSE | WDIOF_KEEPALIVEPING | WDIOF_PRETIMEOUT | WDIOF_CARDRESET));
 	CHECK(w.get(f, WDIOC_GETSTATUS) == WDIOF_KEEPALIVEPING); /* the start counts as a ping */
 	CHECK(w.get(f, WDIOC_GETSTATUS) == 0);
 	w.write(f, "V");
@@ -318,7 +320,8 @@ TEST_CASE("watchdog: inject expire takes the expiry path at once; inject clear r
 	int f = w.open();
 	REQUIRE(w.h->core_->inject({ "expire" }, reply) == 0);
 	CHECK(reply == "expired (expiries=1)");
-	CHECK(w.status() == "state=stopped timeleft=20 timeout=20 pretimeout=0 expiries=1 bootstatus=0x20 nowayout=0 open=1");
+	CHECK(w.status() ==
+	      "state=stopped timeleft=20 timeout=20 pretimeout=0 expiries=1 bootstatus=0x20 nowayout=0 open=1");
 	/* Pings on the still-open file do nothing until it is started again. */
 	w.write(f, "x");
 	CHECK(w.status().find("state=stopped") == 0);

@@ -75,7 +75,10 @@ public:
 	 */
 	void busyPoll(std::chrono::microseconds budget);
 	/* The interrupt line of port 0 (or of the given port). */
-	void setInterruptHandler(InterruptHandler handler, unsigned port = 0) { ports_.at(port).interrupt = std::move(handler); }
+	void setInterruptHandler(InterruptHandler handler, unsigned port = 0)
+	{
+		ports_.at(port).interrupt = std::move(handler);
+	}
 	/* Ends every parked request with err (a negative errno) and refuses new requests from now on. */
 	void stop(int err);
 	bool stopped() const { return stopError_ != 0; }

@@ -77,9 +77,12 @@ public:
 
 	/* The caller's bytes at [addr, addr+len), or nullopt when this round does not carry them yet. */
 	std::optional<std::span<const std::byte>> readUser(uint64_t addr, size_t len);
+	/* clang-format 14 cannot lay out requires-clauses. */
+	// clang-format off
 	template<typename T>
 		requires std::is_trivially_copyable_v<T>
 	std::optional<T> readUser(uint64_t addr)
+	// clang-format on
 	{
 		auto bytes = readUser(addr, sizeof(T));
 		if (!bytes)
@@ -96,9 +99,11 @@ public:
 
 	/* Queues bytes for the caller's memory at addr; false when this round cannot carry them yet. */
 	bool writeUser(uint64_t addr, std::span<const std::byte> data);
+	// clang-format off
 	template<typename T>
 		requires std::is_trivially_copyable_v<T> && (!std::is_convertible_v<T, std::span<const std::byte>>)
 	bool writeUser(uint64_t addr, const T &value)
+	// clang-format on
 	{
 		return writeUser(addr, std::as_bytes(std::span(&value, 1)));
 	}

@@ -29,7 +29,8 @@ public:
 	uint64_t number(std::string_view key, uint64_t fallback, uint64_t min, uint64_t max);
 	std::optional<uint64_t> optionalNumber(std::string_view key, uint64_t min, uint64_t max);
 	std::string string(std::string_view key, std::string_view fallback);
-	std::string choice(std::string_view key, std::string_view fallback, std::initializer_list<std::string_view> allowed);
+	std::string choice(std::string_view key, std::string_view fallback,
+			   std::initializer_list<std::string_view> allowed);
 	bool flag(std::string_view key, bool fallback);
 	/* Lets a model report its own validation problem. */
 	void fail(std::string_view key, std::string message);

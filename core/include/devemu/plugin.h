@@ -16,13 +16,13 @@
  *   static void registerModels(devemu::ModelRegistry &registry) { registry.add({...}); }
  *   DEVEMU_PLUGIN(registerModels)
  */
-#define DEVEMU_PLUGIN(registerFn)                                                                           \
-	extern "C" int devemu_plugin_init(unsigned abi, ::devemu::ModelRegistry *registry)                  \
-	{                                                                                                    \
-		if (abi != DEVEMU_PLUGIN_ABI)                                                                \
-			return -EPROTO;                                                                      \
-		registerFn(*registry);                                                                       \
-		return 0;                                                                                    \
+#define DEVEMU_PLUGIN(registerFn)                                                          \
+	extern "C" int devemu_plugin_init(unsigned abi, ::devemu::ModelRegistry *registry) \
+	{                                                                                  \
+		if (abi != DEVEMU_PLUGIN_ABI)                                              \
+			return -EPROTO;                                                    \
+		registerFn(*registry);                                                     \
+		return 0;                                                                  \
 	}
 
 namespace devemu {

@@ -83,11 +83,13 @@ public:
 	devemu_ring &cq() const { return *reinterpret_cast<devemu_ring *>(base_ + cqOffset_); }
 	devemu_sqe &sqe(uint32_t index) const
 	{
-		return reinterpret_cast<devemu_sqe *>(base_ + sqOffset_ + DEVEMU_RING_ENTRIES_OFFSET)[index & (2 * depth_ - 1)];
+		return reinterpret_cast<devemu_sqe *>(base_ + sqOffset_ +
+						      DEVEMU_RING_ENTRIES_OFFSET)[index & (2 * depth_ - 1)];
 	}
 	devemu_cqe &cqe(uint32_t index) const
 	{
-		return reinterpret_cast<devemu_cqe *>(base_ + cqOffset_ + DEVEMU_RING_ENTRIES_OFFSET)[index & (depth_ - 1)];
+		return reinterpret_cast<devemu_cqe *>(base_ + cqOffset_ +
+						      DEVEMU_RING_ENTRIES_OFFSET)[index & (depth_ - 1)];
 	}
 	/* The data slot of a tag; the caller has checked tag < queueDepth(). */
 	std::span<std::byte> slot(uint32_t tag) const
