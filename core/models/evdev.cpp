@@ -544,6 +544,16 @@ private:
 		return events + 7; /* room for KEY and MSC events */
 	}
 
+	/* A state bit (key, switch, LED, sound) passes only if the device has it and the value flips it. */
+	template<size_t N>
+	static bool flipState(const Bitmap<N> &caps, Bitmap<N> &state, uint16_t code, int32_t value)
+	{
+		if (!caps.test(code) || state.test(code) == (value != 0))
+			return false;
+		state.set(code, value != 0);
+		return true;
+	}
+
 	/* input_handle_event(): filter by capability and state, collect the packet, flush it at SYN_REPORT. */
 	void handleEvent(uint16_t type, uint16_t code, int32_t value)
 	{
@@ -556,20 +566,13 @@ private:
 			flush = code == SYN_REPORT;
 			break;
 		case EV_KEY:
-			if (dev_.keyBits.test(code)) {
-				if (value == 2) {
-					pass = true; /* autorepeat bypasses the state */
-				} else if (dev_.key.test(code) != (value != 0)) {
-					dev_.key.set(code, value != 0);
-					pass = true;
-				}
-			}
+			if (value == 2)
+				pass = dev_.keyBits.test(code); /* autorepeat bypasses the state */
+			else
+				pass = flipState(dev_.keyBits, dev_.key, code, value);
 			break;
 		case EV_SW:
-			if (dev_.swBits.test(code) && dev_.sw.test(code) != (value != 0)) {
-				dev_.sw.set(code, value != 0);
-				pass = true;
-			}
+			pass = flipState(dev_.swBits, dev_.sw, code, value);
 			break;
 		case EV_ABS:
 			if (dev_.absBits.test(code)) {
@@ -586,16 +589,10 @@ private:
 			pass = dev_.mscBits.test(code);
 			break;
 		case EV_LED:
-			if (dev_.ledBits.test(code) && dev_.led.test(code) != (value != 0)) {
-				dev_.led.set(code, value != 0);
-				pass = true;
-			}
+			pass = flipState(dev_.ledBits, dev_.led, code, value);
 			break;
 		case EV_SND:
-			if (dev_.sndBits.test(code) && dev_.snd.test(code) != (value != 0)) {
-				dev_.snd.set(code, value != 0);
-				pass = true;
-			}
+			pass = flipState(dev_.sndBits, dev_.snd, code, value);
 			break;
 		case EV_REP:
 			if (code <= REP_MAX && value >= 0 && dev_.rep[code] != value) {
