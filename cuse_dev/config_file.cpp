@@ -196,7 +196,6 @@ public:
 			if (key == "name") {
 				if (!string(v, full, spec.name))
 					return false;
-				where = fmt::format("device '{}'", spec.name);
 			} else if (key == "model") {
 				if (!string(v, full, spec.model))
 					return false;

@@ -26,7 +26,7 @@ size_t requestBufferSize()
 } // namespace
 
 SessionPump::SessionPump(Strand strand, fuse_session *se, std::function<void(int)> onEnd)
-	: strand_(strand), se_(se), onEnd_(std::move(onEnd)), sd_(strand), bufSize_(requestBufferSize())
+	: se_(se), onEnd_(std::move(onEnd)), sd_(std::move(strand)), bufSize_(requestBufferSize())
 {}
 
 SessionPump::~SessionPump()

@@ -23,7 +23,6 @@ private:
 	void received(const boost::system::error_code &ec, size_t size);
 	void end(int err);
 
-	Strand strand_;
 	fuse_session *se_;
 	std::function<void(int)> onEnd_;
 	asio::posix::stream_descriptor sd_;
