@@ -41,14 +41,10 @@ struct kshim_layout {
 /* The layout of a geometry, exactly as the core computes and checks it. */
 static void kshim_layout_of(u32 depth, u32 slot_size, struct kshim_layout *l)
 {
-	l->sq = DEVEMU_RINGS_OFFSET;
-	l->cq = ALIGN(l->sq + DEVEMU_RING_ENTRIES_OFFSET +
-		      2ULL * depth * sizeof(struct devemu_sqe),
-		      DEVEMU_WINDOW_PAGE);
-	l->data = ALIGN(l->cq + DEVEMU_RING_ENTRIES_OFFSET +
-			(u64)depth * sizeof(struct devemu_cqe),
-			DEVEMU_WINDOW_PAGE);
-	l->size = l->data + (u64)depth * slot_size;
+	l->sq = devemu_window_sq_offset();
+	l->cq = devemu_window_cq_offset(depth);
+	l->data = devemu_window_data_offset(depth);
+	l->size = devemu_window_size(depth, slot_size);
 }
 
 static void kshim_eventfd_signal(struct eventfd_ctx *ctx)

@@ -25,8 +25,6 @@
 #include "kshim.h"
 
 #define KSHIM_MAX_DEVICES 256
-#define KSHIM_DEFAULT_DEPTH 64
-#define KSHIM_DEFAULT_SLOT_SIZE (128 * 1024)
 
 static DEFINE_MUTEX(kshim_lock);	/* device list; ADD, ATTACH, REMOVE */
 static LIST_HEAD(kshim_devices);
@@ -256,9 +254,9 @@ static int kshim_check_add(struct devemu_kshim_add *add, bool attach)
 		if (add->reserved[i])
 			return -EINVAL;
 	if (!add->queue_depth)
-		add->queue_depth = KSHIM_DEFAULT_DEPTH;
+		add->queue_depth = DEVEMU_DEFAULT_QUEUE_DEPTH;
 	if (!add->slot_size)
-		add->slot_size = KSHIM_DEFAULT_SLOT_SIZE;
+		add->slot_size = DEVEMU_DEFAULT_SLOT_SIZE;
 	if (!is_power_of_2(add->queue_depth) ||
 	    add->queue_depth > DEVEMU_MAX_QUEUE_DEPTH ||
 	    add->slot_size % DEVEMU_WINDOW_PAGE ||

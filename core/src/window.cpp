@@ -10,10 +10,6 @@
 namespace devemu {
 
 namespace {
-uint64_t pageAlign(uint64_t v)
-{
-	return (v + DEVEMU_WINDOW_PAGE - 1) & ~uint64_t(DEVEMU_WINDOW_PAGE - 1);
-}
 bool isPowerOfTwo(uint32_t v)
 {
 	return v && !(v & (v - 1));
@@ -23,11 +19,10 @@ bool isPowerOfTwo(uint32_t v)
 WindowLayout WindowLayout::of(const WindowGeometry &g)
 {
 	WindowLayout l;
-	l.sqOffset = DEVEMU_RINGS_OFFSET;
-	l.cqOffset =
-		pageAlign(l.sqOffset + DEVEMU_RING_ENTRIES_OFFSET + 2 * uint64_t(g.queueDepth) * sizeof(devemu_sqe));
-	l.dataOffset = pageAlign(l.cqOffset + DEVEMU_RING_ENTRIES_OFFSET + uint64_t(g.queueDepth) * sizeof(devemu_cqe));
-	l.size = l.dataOffset + uint64_t(g.queueDepth) * g.slotSize;
+	l.sqOffset = devemu_window_sq_offset();
+	l.cqOffset = devemu_window_cq_offset(g.queueDepth);
+	l.dataOffset = devemu_window_data_offset(g.queueDepth);
+	l.size = devemu_window_size(g.queueDepth, g.slotSize);
 	return l;
 }
 

@@ -47,11 +47,6 @@ static inline void ks_store(uint32_t *p, uint32_t v)
 	__atomic_store_n(p, v, __ATOMIC_RELEASE);
 }
 
-static inline uint64_t ks_align(uint64_t v)
-{
-	return (v + DEVEMU_WINDOW_PAGE - 1) & ~(uint64_t)(DEVEMU_WINDOW_PAGE - 1);
-}
-
 /* ADD (or ATTACH) NAME and map its window, checking it as the core does. Returns 0 or -errno. */
 static inline int ks_connect(struct ks *k, const char *name, int attach, uint32_t depth, uint32_t slot,
 			     uint64_t features, uint32_t mode)
@@ -90,11 +85,11 @@ static inline int ks_connect(struct ks *k, const char *name, int attach, uint32_
 	munmap(p, sizeof(regs));
 	depth = regs.queue_depth;
 	slot = regs.slot_size;
-	cq = ks_align(DEVEMU_RINGS_OFFSET + DEVEMU_RING_ENTRIES_OFFSET + 2ull * depth * 64);
-	data = ks_align(cq + DEVEMU_RING_ENTRIES_OFFSET + (uint64_t)depth * 16);
-	size = data + (uint64_t)depth * slot;
+	cq = devemu_window_cq_offset(depth);
+	data = devemu_window_data_offset(depth);
+	size = devemu_window_size(depth, slot);
 	if (regs.magic != DEVEMU_MAGIC || regs.abi_version != DEVEMU_ABI_VERSION || !depth || (depth & (depth - 1)) ||
-	    depth > DEVEMU_MAX_QUEUE_DEPTH || regs.sq_offset != DEVEMU_RINGS_OFFSET || regs.cq_offset != cq ||
+	    depth > DEVEMU_MAX_QUEUE_DEPTH || regs.sq_offset != devemu_window_sq_offset() || regs.cq_offset != cq ||
 	    regs.data_offset != data || regs.window_size != size || regs.max_files != DEVEMU_MAX_FILES ||
 	    regs.features_offered != DEVEMU_KSHIM_FEATURES || strncmp(regs.name, name, sizeof(regs.name)) ||
 	    regs.status != 0) {

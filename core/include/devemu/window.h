@@ -26,8 +26,8 @@ static_assert(offsetof(devemu_regs, name) == 0x60);
 static_assert(offsetof(devemu_sqe, ioctl_arg) == 0x20);
 
 struct WindowGeometry {
-	uint32_t queueDepth = 64;
-	uint32_t slotSize = 128 * 1024;
+	uint32_t queueDepth = DEVEMU_DEFAULT_QUEUE_DEPTH;
+	uint32_t slotSize = DEVEMU_DEFAULT_SLOT_SIZE;
 };
 
 /* Offsets of each part of a window for a geometry, as the creator lays it out. */

@@ -56,6 +56,8 @@
 #define DEVEMU_MAX_QUEUE_DEPTH 256U
 #define DEVEMU_MAX_SLOT_SIZE (1U << 20)
 #define DEVEMU_DEVICE_NAME_MAX 64U
+#define DEVEMU_DEFAULT_QUEUE_DEPTH 64U
+#define DEVEMU_DEFAULT_SLOT_SIZE (128U * 1024U)
 
 /* regs.status bits */
 #define DEVEMU_STATUS_ACKNOWLEDGE (1U << 0) /* core has seen the window */
@@ -178,6 +180,36 @@ struct devemu_cqe {
 	__u16 flags; /* 0x0e DEVEMU_CQE_F_* */
 };
 
+/*
+ * The window layout, one formula for every side (the core, the module and the
+ * test stand-ins), from the queue depth (a power of 2) and the slot size:
+ * the submission ring (2 * depth entries) starts at DEVEMU_RINGS_OFFSET, the
+ * completion ring (depth entries) and the data slots each start on the next
+ * page after the part before them.
+ */
+static inline __u64 devemu_page_align(__u64 v)
+{
+	return (v + DEVEMU_WINDOW_PAGE - 1) & ~(__u64)(DEVEMU_WINDOW_PAGE - 1);
+}
+static inline __u64 devemu_window_sq_offset(void)
+{
+	return DEVEMU_RINGS_OFFSET;
+}
+static inline __u64 devemu_window_cq_offset(__u32 depth)
+{
+	return devemu_page_align(devemu_window_sq_offset() + DEVEMU_RING_ENTRIES_OFFSET +
+				 2ULL * depth * sizeof(struct devemu_sqe));
+}
+static inline __u64 devemu_window_data_offset(__u32 depth)
+{
+	return devemu_page_align(devemu_window_cq_offset(depth) + DEVEMU_RING_ENTRIES_OFFSET +
+				 (__u64)depth * sizeof(struct devemu_cqe));
+}
+static inline __u64 devemu_window_size(__u32 depth, __u32 slot_size)
+{
+	return devemu_window_data_offset(depth) + (__u64)depth * slot_size;
+}
+
 #define DEVEMU_IOCTL_MAX_IOV 256U
 struct devemu_iovec {
 	__u64 base; /* caller address */
@@ -227,8 +259,8 @@ struct devemu_kshim_add {
 	__u32 mode; /* node permission bits (ADD only) */
 	__u32 uid; /* node owner (ADD only) */
 	__u32 gid; /* node group (ADD only) */
-	__u32 queue_depth; /* power of 2, <= DEVEMU_MAX_QUEUE_DEPTH; 0 means 64 */
-	__u32 slot_size; /* page multiple, <= DEVEMU_MAX_SLOT_SIZE; 0 means 128 KiB */
+	__u32 queue_depth; /* power of 2, <= DEVEMU_MAX_QUEUE_DEPTH; 0 means DEVEMU_DEFAULT_QUEUE_DEPTH */
+	__u32 slot_size; /* page multiple, <= DEVEMU_MAX_SLOT_SIZE; 0 means DEVEMU_DEFAULT_SLOT_SIZE */
 	__s32 doorbell_fd; /* eventfd the module signals */
 	__s32 irq_fd; /* eventfd the daemon writes */
 	__u32 flags; /* DEVEMU_KSHIM_F_*, must be 0 for now */
