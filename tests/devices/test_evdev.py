@@ -15,7 +15,8 @@ import time
 
 import pytest
 
-from conftest import unique
+from devemu_testlib import unique
+from devemu_testlib.abi import IOR, IOW
 
 EVENT = struct.Struct("qqHHi")  # struct input_event on 64-bit: struct timeval, type, code, value
 EV_SYN, EV_KEY, EV_ABS, EV_MSC, EV_LED = 0, 1, 3, 4, 0x11
@@ -27,34 +28,30 @@ ABS_X, ABS_Y = 0, 1
 BTN_TOUCH = 0x14a
 
 
-def _ioc(direction, nr, size):
-    return direction << 30 | size << 16 | ord("E") << 8 | nr
-
-
-EVIOCGVERSION = _ioc(2, 0x01, 4)
-EVIOCGID = _ioc(2, 0x02, 8)
-EVIOCGRAB = _ioc(1, 0x90, 4)
-EVIOCSCLOCKID = _ioc(1, 0xa0, 4)
+EVIOCGVERSION = IOR("E", 0x01, 4)
+EVIOCGID = IOR("E", 0x02, 8)
+EVIOCGRAB = IOW("E", 0x90, 4)
+EVIOCSCLOCKID = IOW("E", 0xa0, 4)
 
 
 def EVIOCGNAME(n):
-    return _ioc(2, 0x06, n)
+    return IOR("E", 0x06, n)
 
 
 def EVIOCGBIT(ev, n):
-    return _ioc(2, 0x20 + ev, n)
+    return IOR("E", 0x20 + ev, n)
 
 
 def EVIOCGKEY(n):
-    return _ioc(2, 0x18, n)
+    return IOR("E", 0x18, n)
 
 
 def EVIOCGLED(n):
-    return _ioc(2, 0x19, n)
+    return IOR("E", 0x19, n)
 
 
 def EVIOCGABS(axis):
-    return _ioc(2, 0x40 + axis, 24)
+    return IOR("E", 0x40 + axis, 24)
 
 
 def serve(devemud, options=""):

@@ -10,7 +10,7 @@ import struct
 
 import pytest
 
-from conftest import run
+from devemu_testlib import run
 
 I2C_SLAVE, I2C_SLAVE_FORCE, I2C_TENBIT, I2C_FUNCS, I2C_RDWR, I2C_PEC, I2C_SMBUS = \
     0x0703, 0x0706, 0x0704, 0x0705, 0x0707, 0x0708, 0x0720

@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from conftest import run, unique
+from devemu_testlib import run, unique
 
 MB = 1_000_000
 FIPS_BLOCK_BITS = 20000

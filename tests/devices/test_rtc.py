@@ -12,7 +12,8 @@ import time
 
 import pytest
 
-from conftest import run, unique
+from devemu_testlib import run, unique
+from devemu_testlib.abi import IO, IOR, IOW
 
 # <linux/rtc.h>, x86-64 layout.
 RTC_TIME = struct.Struct("9i")  # sec min hour mday mon year wday yday isdst
@@ -20,31 +21,15 @@ RTC_WKALRM = struct.Struct("BB2x9i")  # enabled pending, time
 RTC_IRQF, RTC_PF, RTC_AF, RTC_UF = 0x80, 0x40, 0x20, 0x10
 
 
-def _ioc(direction, nr, size):
-    return direction << 30 | size << 16 | ord("p") << 8 | nr
-
-
-def _io(nr):
-    return _ioc(0, nr, 0)
-
-
-def _ior(nr, size):
-    return _ioc(2, nr, size)
-
-
-def _iow(nr, size):
-    return _ioc(1, nr, size)
-
-
-RTC_AIE_ON, RTC_AIE_OFF, RTC_UIE_ON, RTC_UIE_OFF, RTC_PIE_ON, RTC_PIE_OFF = (_io(n) for n in range(1, 7))
-RTC_ALM_SET = _iow(0x07, RTC_TIME.size)
-RTC_ALM_READ = _ior(0x08, RTC_TIME.size)
-RTC_RD_TIME = _ior(0x09, RTC_TIME.size)
-RTC_SET_TIME = _iow(0x0a, RTC_TIME.size)
-RTC_IRQP_READ = _ior(0x0b, 8)
-RTC_IRQP_SET = _iow(0x0c, 8)
-RTC_WKALM_SET = _iow(0x0f, RTC_WKALRM.size)
-RTC_WKALM_RD = _ior(0x10, RTC_WKALRM.size)
+RTC_AIE_ON, RTC_AIE_OFF, RTC_UIE_ON, RTC_UIE_OFF, RTC_PIE_ON, RTC_PIE_OFF = (IO("p", n) for n in range(1, 7))
+RTC_ALM_SET = IOW("p", 0x07, RTC_TIME.size)
+RTC_ALM_READ = IOR("p", 0x08, RTC_TIME.size)
+RTC_RD_TIME = IOR("p", 0x09, RTC_TIME.size)
+RTC_SET_TIME = IOW("p", 0x0a, RTC_TIME.size)
+RTC_IRQP_READ = IOR("p", 0x0b, 8)
+RTC_IRQP_SET = IOW("p", 0x0c, 8)
+RTC_WKALM_SET = IOW("p", 0x0f, RTC_WKALRM.size)
+RTC_WKALM_RD = IOR("p", 0x10, RTC_WKALRM.size)
 
 HWCLOCK_TIME = re.compile(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+[+-]\d\d:\d\d)")
 
@@ -250,8 +235,8 @@ def test_bad_values_get_the_kernels_errnos(devemud):
         assert ioctl_errno(fd, RTC_WKALM_SET, RTC_WKALRM.pack(1, 0, 0, 60, 0, 1, 0, 131, 0, 0, 0)) == errno.EINVAL
         # A bad pointer is EFAULT; an ioctl rtc-cmos does not know is ENOTTY; there is no write().
         assert ioctl_errno(fd, RTC_RD_TIME, 16) == errno.EFAULT
-        assert ioctl_errno(fd, _ior(0x0d, 8), bytes(8)) == errno.ENOTTY  # RTC_EPOCH_READ
-        assert ioctl_errno(fd, _ior(0x09, 4), bytes(4)) == errno.ENOTTY  # RTC_RD_TIME, wrong size
+        assert ioctl_errno(fd, IOR("p", 0x0d, 8), bytes(8)) == errno.ENOTTY  # RTC_EPOCH_READ
+        assert ioctl_errno(fd, IOR("p", 0x09, 4), bytes(4)) == errno.ENOTTY  # RTC_RD_TIME, wrong size
         # Nothing was changed by the refused calls; a valid one works.
         assert abs((rd_time(fd) - datetime.datetime.now(datetime.timezone.utc)).total_seconds()) < 3
         fcntl.ioctl(fd, RTC_SET_TIME, tm(good))

@@ -6,7 +6,6 @@ import fcntl
 import os
 import re
 import select
-import shutil
 import socket
 import struct
 import subprocess
@@ -15,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import unique_name as unique
+from devemu_testlib import unique
 
 serial = pytest.importorskip("serial", reason="python3-serial (pyserial) is not installed")
 

@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from conftest import run, unique
+from devemu_testlib import run, unique
+from devemu_testlib.abi import IOR, IOWR
 
 WDIOF_OVERHEAT, WDIOF_FANFAULT, WDIOF_EXTERN1, WDIOF_EXTERN2 = 0x0001, 0x0002, 0x0004, 0x0008
 WDIOF_POWERUNDER, WDIOF_CARDRESET, WDIOF_POWEROVER, WDIOF_SETTIMEOUT = 0x0010, 0x0020, 0x0040, 0x0080
@@ -19,21 +20,17 @@ WDIOS_DISABLECARD, WDIOS_ENABLECARD = 0x0001, 0x0002
 WATCHDOG_INFO = struct.Struct("II32s")
 
 
-def _ioc(direction, nr, size):
-    return direction << 30 | size << 16 | ord("W") << 8 | nr
-
-
-WDIOC_GETSUPPORT = _ioc(2, 0, WATCHDOG_INFO.size)
-WDIOC_GETSTATUS = _ioc(2, 1, 4)
-WDIOC_GETBOOTSTATUS = _ioc(2, 2, 4)
-WDIOC_GETTEMP = _ioc(2, 3, 4)
-WDIOC_SETOPTIONS = _ioc(2, 4, 4)
-WDIOC_KEEPALIVE = _ioc(2, 5, 4)
-WDIOC_SETTIMEOUT = _ioc(3, 6, 4)
-WDIOC_GETTIMEOUT = _ioc(2, 7, 4)
-WDIOC_SETPRETIMEOUT = _ioc(3, 8, 4)
-WDIOC_GETPRETIMEOUT = _ioc(2, 9, 4)
-WDIOC_GETTIMELEFT = _ioc(2, 10, 4)
+WDIOC_GETSUPPORT = IOR("W", 0, WATCHDOG_INFO.size)
+WDIOC_GETSTATUS = IOR("W", 1, 4)
+WDIOC_GETBOOTSTATUS = IOR("W", 2, 4)
+WDIOC_GETTEMP = IOR("W", 3, 4)
+WDIOC_SETOPTIONS = IOR("W", 4, 4)
+WDIOC_KEEPALIVE = IOR("W", 5, 4)
+WDIOC_SETTIMEOUT = IOWR("W", 6, 4)
+WDIOC_GETTIMEOUT = IOR("W", 7, 4)
+WDIOC_SETPRETIMEOUT = IOWR("W", 8, 4)
+WDIOC_GETPRETIMEOUT = IOR("W", 9, 4)
+WDIOC_GETTIMELEFT = IOR("W", 10, 4)
 
 
 def serve(devemud, spec="watchdog,timeout=2"):
@@ -193,7 +190,7 @@ def test_ioctls_and_errnos_like_watchdog_dev(devemud):
         assert 8 <= get_int(fd, WDIOC_GETTIMELEFT) <= 10
         assert ioctl_errno(fd, WDIOC_GETTIMEOUT, 16) == errno.EFAULT
         assert ioctl_errno(fd, WDIOC_GETTEMP, bytes(4)) == errno.ENOTTY
-        assert ioctl_errno(fd, _ioc(2, 7, 8), bytes(8)) == errno.ENOTTY  # GETTIMEOUT, wrong size
+        assert ioctl_errno(fd, IOR("W", 7, 8), bytes(8)) == errno.ENOTTY  # GETTIMEOUT, wrong size
         # There is no read().
         with pytest.raises(OSError) as e:
             os.read(fd, 1)

@@ -29,29 +29,15 @@ import time
 
 import pytest
 
+from devemu_testlib.abi import IOR, IOW
+
 # --------------------------------------------------------------------------------------------
-# ABI: the generic Linux _IOC encoding and core/include/devemu/uapi/devemu.h.
+# ABI: devemu's ioctls and struct devemu_counters from the uapi header (the `abi` fixture).
 # --------------------------------------------------------------------------------------------
 
-
-def _IOC(direction, typ, nr, size):
-    return (direction << 30) | (size << 16) | (typ << 8) | nr
-
-
-def _IOR(typ, nr, size):
-    return _IOC(2, typ, nr, size)
-
-
-def _IOW(typ, nr, size):
-    return _IOC(1, typ, nr, size)
-
-
-COUNTERS = struct.Struct("=QQQQ")  # bytes_in, bytes_out, opens, dropped
-DEVEMU_IOC_COUNTERS = _IOR(0xDE, 0x01, COUNTERS.size)
-DEVEMU_IOC_NREAD = _IOR(0xDE, 0x02, 4)
 U64 = struct.Struct("=Q")
-COUNTER_GET = _IOR(ord("c"), 1, 8)  # examples/plugin/counter_model.cpp
-COUNTER_ADD = _IOW(ord("c"), 2, 8)
+COUNTER_GET = IOR("c", 1, U64.size)  # examples/plugin/counter_model.cpp
+COUNTER_ADD = IOW("c", 2, U64.size)
 
 # The capabilities devemud keeps after --user (daemon.cpp dropPrivileges): CAP_CHOWN,
 # CAP_DAC_OVERRIDE, CAP_FOWNER, CAP_SYS_ADMIN.
@@ -72,10 +58,13 @@ AFTER_REMOVAL = {"fuse": {errno.ENOTCONN, errno.ECONNABORTED},
 IOCTL_ROUNDS = {"fuse": {1}, "cuse": {2}, "kshim": {1, 2}}
 
 
-def counters(fd):
-    buf = bytearray(COUNTERS.size)
-    fcntl.ioctl(fd, DEVEMU_IOC_COUNTERS, buf)
-    return COUNTERS.unpack(buf)
+def counters(abi, fd):
+    """DEVEMU_IOC_COUNTERS: (bytes_in, bytes_out, opens, dropped)."""
+    st = abi.struct("devemu_counters")
+    buf = bytearray(st.size)
+    fcntl.ioctl(fd, abi.DEVEMU_IOC_COUNTERS, buf)
+    c = st.unpack_from(buf)
+    return c["bytes_in"], c["bytes_out"], c["opens"], c["dropped"]
 
 
 def errno_of(fn, *args):
@@ -263,7 +252,7 @@ def test_config_missing_file_and_conflict_with_command_line(svc, opts, tmp_path)
     assert not os.path.lexists(f"/dev/{name}")
 
 
-def test_config_valid_serves_devices_with_mode_and_owner(svc, opts, transport, devemud, tmp_path):
+def test_config_valid_serves_devices_with_mode_and_owner(svc, opts, abi, transport, devemud, tmp_path):
     """[daemon] settings apply to every device; per-device mode/owner/group and model options
     override them; the nodes carry those permissions and the options are in effect."""
     a, z = svc.unique("cfga"), svc.unique("cfgz")
@@ -312,7 +301,7 @@ owner = {uid}
     fd = os.open(f"/dev/{a}", os.O_RDWR | os.O_NONBLOCK)
     try:
         assert os.write(fd, bytes(range(250)) * 20) == 5000
-        assert counters(fd)[3] == 904
+        assert counters(abi, fd)[3] == 904
         assert os.read(fd, 8192) == (bytes(range(250)) * 20)[:4096]
     finally:
         os.close(fd)
@@ -445,7 +434,7 @@ def test_ctl_list_table_and_json(svc, opts, devemud):
     d.stop_clean()
 
 
-def test_ctl_stats_count_io(svc, opts, devemud):
+def test_ctl_stats_count_io(svc, opts, abi, devemud):
     d, n = loopback(svc, devemud, opts, tag="st")
     s0 = d.stats(n)
     assert (s0["opens"], s0["bytes_in"], s0["bytes_out"]) == (0, 0, 0)
@@ -454,7 +443,7 @@ def test_ctl_stats_count_io(svc, opts, devemud):
         for chunk in (b"hello", b"world!", b"x" * 100):
             assert os.write(fd, chunk) == len(chunk)
             assert os.read(fd, 4096) == chunk
-        c = counters(fd)
+        c = counters(abi, fd)
         s = d.stats(n)
     finally:
         os.close(fd)
@@ -828,17 +817,17 @@ def test_fault_poll_errno(svc, opts, devemud):
     d.stop_clean()
 
 
-def test_fault_ioctl_errno(svc, opts, devemud):
+def test_fault_ioctl_errno(svc, opts, abi, devemud):
     d, n = loopback(svc, devemud, opts, tag="fio")
     fd = os.open(f"/dev/{n}", os.O_RDWR)
     try:
         os.write(fd, b"12345")
         d.ctl_ok("fault", n, "--op", "ioctl", "--errno", "EPERM", "--count", "2")
-        assert errno_of(counters, fd) == errno.EPERM
-        assert errno_of(fcntl.ioctl, fd, DEVEMU_IOC_NREAD, bytearray(4)) == errno.EPERM
-        assert counters(fd) == (5, 0, 1, 0)
+        assert errno_of(counters, abi, fd) == errno.EPERM
+        assert errno_of(fcntl.ioctl, fd, abi.DEVEMU_IOC_NREAD, bytearray(4)) == errno.EPERM
+        assert counters(abi, fd) == (5, 0, 1, 0)
         buf = bytearray(4)
-        fcntl.ioctl(fd, DEVEMU_IOC_NREAD, buf)
+        fcntl.ioctl(fd, abi.DEVEMU_IOC_NREAD, buf)
         assert struct.unpack("=I", buf)[0] == 5
         s = d.stats(n)
         # The failing calls end in their first round; the two that worked took every round.

@@ -1,0 +1,84 @@
+# SPDX-License-Identifier: MIT
+"""Where a device shows up for a transport, waiting for nodes, and cleaning up after a killed daemon."""
+
+import os
+import subprocess
+import time
+
+
+def mounted(path):
+    """True if path is a mount point (the FUSE fallback mounts /run/devemu/NAME)."""
+    try:
+        with open("/proc/self/mountinfo") as f:
+            return any(line.split()[4] == path for line in f)
+    except OSError:
+        return False
+
+
+class Transport(str):
+    """The transport under test ("fuse", "cuse", "kshim", or a list such as "cuse,kshim"), with
+    where a device NAME shows up on it. Compares equal to its name."""
+
+    @property
+    def name(self):
+        return str(self)
+
+    def node(self, dev):
+        return f"/dev/{dev}"
+
+    def backing(self, dev):
+        """The file whose stat() shows the node's mode and owner: the FUSE mount's file behind the
+        /dev symlink, else the character device itself."""
+        return f"/run/devemu/{dev}" if self == "fuse" else f"/dev/{dev}"
+
+    def present(self, dev):
+        if self == "fuse":
+            return os.path.islink(self.node(dev)) and mounted(self.backing(dev))
+        return os.path.exists(self.node(dev))
+
+    def gone(self, dev):
+        if os.path.lexists(self.node(dev)):
+            return False
+        return not (self == "fuse" and mounted(self.backing(dev)))
+
+
+def remove_stale(dev):
+    """What a SIGKILLed FUSE-fallback daemon leaves behind (the mount /run/devemu/NAME, the dangling
+    /dev/NAME symlink), removed once a test has checked the daemon's own cleanup, so runs do not
+    pile up mounts."""
+    mnt = f"/run/devemu/{dev}"
+    if mounted(mnt):
+        subprocess.run(["umount", "-l", mnt], capture_output=True, timeout=10)
+    node = f"/dev/{dev}"
+    if os.path.islink(node) and os.readlink(node) == mnt:
+        os.unlink(node)
+    try:
+        if os.path.isfile(mnt) and not os.path.islink(mnt) and os.path.getsize(mnt) == 0:
+            os.unlink(mnt)
+    except OSError:
+        pass
+
+
+def wait_for(pred, timeout, what, interval=0.01):
+    """pred()'s first true value within timeout seconds, else AssertionError naming what."""
+    end = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > end:
+            raise AssertionError(f"{what}: not within {timeout:g} s")
+        time.sleep(interval)
+
+
+def wait_node(path, timeout=10.0):
+    """Waits until path exists; AssertionError if it does not within timeout."""
+    return wait_for(lambda: os.path.exists(path), timeout, f"{path} to appear")
+
+
+def wait_gone(path, timeout=5.0):
+    """True once path no longer exists (lexists: a dangling symlink counts as there)."""
+    end = time.monotonic() + timeout
+    while os.path.lexists(path) and time.monotonic() < end:
+        time.sleep(0.01)
+    return not os.path.lexists(path)
