@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# run_selftest.sh [KO [BINDIR]]: the devemu_kshim.ko self-tests, as root on a throw-away kernel (tests/vm/run):
-# insmod KO, selftest.py against kshim_echo and kshim_hostile (and a chaos run with devemud if it is built),
-# rmmod refused while a daemon is attached or a client file is open and clean once they are gone, no window
-# left in /proc/vmallocinfo, no warning in the kernel log. Exit 0: all passed.
+# run_selftest.sh [KO [BUILD]]: the devemu_kshim.ko self-tests, as root on a throw-away kernel (tests/vm/run):
+# insmod KO, the pytest suite tests/kshim (against kshim_echo and kshim_hostile, and a chaos run with devemud
+# if it is built), rmmod refused while a daemon is attached or a client file is open and clean once they are
+# gone, no window left in /proc/vmallocinfo, no warning in the kernel log. Exit 0: all passed.
 #   KO      default: build/kshim/devemu_kshim.ko
-#   BINDIR  kshim_echo and kshim_hostile; default: build/tests/kshim, else compiled here with cc
-#   $DEVEMUD  devemud for the chaos test; default: build/cuse_dev/devemud if it exists
+#   BUILD   the meson build directory (kshim_echo and kshim_hostile in BUILD/tests/kshim, else compiled here
+#           with cc; devemud in BUILD/cuse_dev); default: build
+#   $DEVEMUD  devemud for test_chaos_devemud (skipped without it); default: BUILD/cuse_dev/devemud
 # Example: tests/vm/run tests/kshim/run_selftest.sh
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 ko=${1:-$repo/build/kshim/devemu_kshim.ko}
-bin=${2:-$repo/build/tests/kshim}
+build=${2:-$repo/build}
+bin=$build/tests/kshim
 failures=0
 
 fail() {
@@ -40,9 +42,9 @@ log_start=$(dmesg | wc -l)
 echo "== insmod $ko (kernel $(uname -r))"
 insmod "$ko" || { echo "FAIL insmod"; exit 1; }
 
-devemud=${DEVEMUD:-$repo/build/cuse_dev/devemud}
-[[ -x $devemud ]] && devemud_arg=(--devemud "$devemud") || devemud_arg=()
-/usr/bin/python3 "$here/selftest.py" --bin "$bin" "${devemud_arg[@]}" || fail "selftest.py"
+devemud=${DEVEMUD:-$build/cuse_dev/devemud}
+/usr/bin/python3 -m pytest -q -rs -p no:cacheprovider "$here" --build-dir "$build" --kshim-bin "$bin" \
+	--devemud "$devemud" --check-dmesg || fail "pytest $here"
 
 echo "== rmmod with a daemon attached, then with a client file open on a device whose daemon is gone"
 "$bin/kshim_echo" kst-rmmod >/dev/null 2>&1 &
