@@ -10,21 +10,26 @@ parts=${DEVEMU_VM_PARTS:-cuse kshim}
 cd "$repo"
 echo "vm suite: kernel $(uname -r), /dev/cuse: $(ls -l /dev/cuse 2>&1)"
 status=0
-pytest() { echo "== pytest $*"; /usr/bin/python3 -m pytest -q -rs -p no:cacheprovider "$@" || status=1; }
+# Every suite takes the library's options (tests/lib/devemu_testlib): --check-dmesg fails the test during
+# which the kernel logged a warning, BUG or oops.
+pytest() {
+	echo "== pytest $*"
+	/usr/bin/python3 -m pytest -q -rs -p no:cacheprovider "$@" --build-dir "$build" --devemud "$build/cuse_dev/devemud" \
+		--check-dmesg || status=1
+}
 conformance() {
-	pytest "$repo/tests/conformance/test_node.py" --transport "$1" --devemud "$build/cuse_dev/devemud" \
-		--client "$build/tests/conformance/devemu_client" --check-dmesg
+	pytest "$repo/tests/conformance/test_node.py" --transport "$1" --client "$build/tests/conformance/devemu_client"
 }
 service() {
-	pytest "$repo/tests/service" --transport "$1" --devemud "$build/cuse_dev/devemud" \
-		--devemuctl "$build/cuse_dev/devemuctl" --build-dir "$build" --service-timeout 240 "${@:2}"
+	pytest "$repo/tests/service" --transport "$1" --devemuctl "$build/cuse_dev/devemuctl" --test-timeout 240 "${@:2}"
 }
 devices() {
-	pytest "$repo/tests/devices" --transport "$1" --devemud "$build/cuse_dev/devemud" \
-		--devemuctl "$build/cuse_dev/devemuctl"
+	pytest "$repo/tests/devices" --transport "$1" --devemuctl "$build/cuse_dev/devemuctl"
 }
 
 if [[ " $parts " == *" cuse "* ]]; then
+	# The suites skip without /dev/cuse (for a user's machine); this guest must have it.
+	[[ -c /dev/cuse ]] || { echo "FAIL: no /dev/cuse in the guest"; exit 1; }
 	conformance cuse
 	service cuse
 	devices cuse
@@ -36,6 +41,7 @@ if [[ " $parts " == *" kshim "* ]]; then
 		exit 1
 	fi
 	insmod "$ko" || { echo "FAIL: insmod $ko"; exit 1; }
+	[[ -c /dev/devemu-kshim ]] || { echo "FAIL: no /dev/devemu-kshim after insmod"; exit 1; }
 	conformance kshim
 	# The plugin build is transport-independent and slow here; it ran on CUSE above.
 	service kshim -k "not plugin"
