@@ -1,6 +1,8 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: MIT
-"""Sums test cases over all meson tests (doctest and pytest summaries, else one per test) into one line."""
+"""Sums test cases over all meson tests (doctest and pytest summaries, else one per test) into one line.
+
+Every Python suite (conformance, service, devices, kshim) is pytest; the unit suite is doctest."""
 import json
 import re
 import sys
@@ -9,9 +11,6 @@ DOCTEST = re.compile(r"\[doctest\] test cases:\s*(\d+) \|\s*(\d+) passed \|\s*(\
 # "===== 3 passed, 1 skipped in 2.1s =====" (or without the rules under -q)
 PYTEST = re.compile(r"^=*\s*((?:\d+ \w+(?:, )?)+) in [\d.]+s(?: \([^)]*\))?\s*=*$", re.M)
 
-
-# The plain line any runner of ours prints: "[word: ]N passed, N failed[, N skipped]"
-PLAIN = re.compile(r"^(?:\w+: )?(\d+) passed, (\d+) failed(?:, (\d+) skipped)?$", re.M)
 
 
 def pytest_counts(line):
@@ -36,11 +35,6 @@ def main(path):
             p += int(m.group(2))
             fl += int(m.group(3))
             s += int(m.group(4))
-        for m in PLAIN.finditer(out):
-            found = True
-            p += int(m.group(1))
-            fl += int(m.group(2))
-            s += int(m.group(3) or 0)
         for m in PYTEST.finditer(out):
             c = pytest_counts(m.group(1))
             if sum(c.values()):
