@@ -163,22 +163,24 @@ def node(cfg, main_daemon):
     return cfg.node
 
 
+def model_node(cfg, request, model, suffix):
+    """The main node if it serves model, else the aux daemon's node NAME-suffix."""
+    if cfg.model == model:
+        return request.getfixturevalue("node")
+    ensure_running(request.getfixturevalue("aux_daemon"))
+    return f"/dev/{cfg.name}-{suffix}"
+
+
 @pytest.fixture
 def zero_node(cfg, request):
     """A zero-model node: the main node with --model zero, else the aux daemon's."""
-    if cfg.model == "zero":
-        return request.getfixturevalue("node")
-    ensure_running(request.getfixturevalue("aux_daemon"))
-    return f"/dev/{cfg.name}-z"
+    return model_node(cfg, request, "zero", "z")
 
 
 @pytest.fixture
 def rng_node(cfg, request):
     """An rng-model node: the main node with --model rng, else the aux daemon's."""
-    if cfg.model == "rng":
-        return request.getfixturevalue("node")
-    ensure_running(request.getfixturevalue("aux_daemon"))
-    return f"/dev/{cfg.name}-r"
+    return model_node(cfg, request, "rng", "r")
 
 
 @pytest.fixture

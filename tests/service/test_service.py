@@ -30,6 +30,7 @@ import time
 import pytest
 
 from devemu_testlib.abi import IOR, IOW
+from devemu_testlib.daemon import control_exchange
 
 # --------------------------------------------------------------------------------------------
 # ABI: devemu's ioctls and struct devemu_counters from the uapi header (the `abi` fixture).
@@ -612,20 +613,7 @@ def test_ctl_version_usage_and_errors(svc, opts, devemud):
 def _raw(sock_path, payload, timeout=5.0):
     """Send raw bytes on a fresh connection; the first answer line ('' if the daemon closed the
     connection without one)."""
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(timeout)
-    try:
-        s.connect(sock_path)
-        s.sendall(payload)
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-        return data.decode()
-    finally:
-        s.close()
+    return control_exchange(sock_path, payload, timeout).decode()
 
 
 def test_control_protocol_bad_requests(svc, opts, devemud):

@@ -26,13 +26,14 @@ class DaemonError(Exception):
     pass
 
 
-def control_request(path, request, timeout=5.0):
-    """One request over a control socket, one JSON answer (without devemuctl)."""
+def control_exchange(path, payload, timeout=5.0):
+    """Raw bytes to a control socket on a fresh connection; the first answer line (b"" if the
+    daemon closed the connection without one)."""
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.settimeout(timeout)
     try:
         s.connect(path)
-        s.sendall((json.dumps(request) + "\n").encode())
+        s.sendall(payload)
         data = b""
         while not data.endswith(b"\n"):
             chunk = s.recv(65536)
@@ -41,6 +42,12 @@ def control_request(path, request, timeout=5.0):
             data += chunk
     finally:
         s.close()
+    return data
+
+
+def control_request(path, request, timeout=5.0):
+    """One request over a control socket, one JSON answer (without devemuctl)."""
+    data = control_exchange(path, (json.dumps(request) + "\n").encode(), timeout)
     return json.loads(data) if data else None
 
 
