@@ -268,7 +268,10 @@ out_put_channel:
 	return done ? done : ret;
 }
 
-/* poll without the shadow: ask the core, which raises ISR_SHADOW on changes. */
+/*
+ * poll without the shadow: ask the core. It raises ISR_SHADOW whenever a
+ * file's readiness changes, which wakes the file's pollers to ask again.
+ */
 static __poll_t kshim_poll_call(struct kshim_channel *ch, struct kshim_file *kf,
 				struct file *file, poll_table *pt)
 {
@@ -281,7 +284,6 @@ static __poll_t kshim_poll_call(struct kshim_channel *ch, struct kshim_file *kf,
 	if (ret)
 		return ret == -ERESTARTSYS ? 0 : EPOLLERR | EPOLLHUP;
 	kshim_req_init(&req, ch, file, DEVEMU_OP_POLL, tag, kf->fh);
-	req.sqe.flags |= DEVEMU_SQE_F_POLL_ARM;
 	req.sqe.out_len = mangle_poll(poll_requested_events(pt));
 	if (kshim_call(ch, &req))
 		return 0;
