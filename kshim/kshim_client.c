@@ -11,8 +11,6 @@
  * -EIO, and poll reports EPOLLERR | EPOLLHUP. Once the device is removed they
  * fail with -ENODEV. New opens of a device without a daemon fail with -ENODEV.
  */
-#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
-
 #include <linux/compat.h>
 #include <linux/cred.h>
 #include <linux/errno.h>
@@ -97,11 +95,7 @@ static int kshim_open(struct inode *inode, struct file *file)
 	INIT_LIST_HEAD(&kf->backlog);
 	init_waitqueue_head(&kf->poll_wq);
 
-	spin_lock_irqsave(&kdev->lock, flags);
-	ch = kdev->removed ? NULL : kdev->channel;
-	if (ch)
-		kref_get(&ch->ref);
-	spin_unlock_irqrestore(&kdev->lock, flags);
+	ch = kshim_channel_get(kdev);
 	ret = -ENODEV;
 	if (!ch)
 		goto err_free_file;
