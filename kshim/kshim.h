@@ -87,6 +87,7 @@ struct kshim_channel {
 	void *window;
 	u64 window_size;
 	struct devemu_regs *regs;
+	struct devemu_shadow *shadow;
 	struct devemu_shadow_file *files;
 	struct devemu_ring *sq;
 	struct devemu_ring *cq;
@@ -146,6 +147,8 @@ void kshim_tag_put(struct kshim_channel *ch, u32 tag);
 int kshim_call(struct kshim_channel *ch, struct kshim_req *req);
 void kshim_release_file(struct kshim_channel *ch, struct kshim_file *kf);
 __poll_t kshim_shadow_read(struct kshim_channel *ch, u32 fh, u32 *readable);
+void kshim_status_read(struct kshim_channel *ch,
+		       u32 words[DEVEMU_STATUS_WORDS]);
 void kshim_wake_files_locked(struct kshim_device *kdev,
 			     struct kshim_channel *ch);
 

@@ -505,6 +505,7 @@ static void kshim_window_init(struct kshim_channel *ch, const char *name,
 		     sizeof(struct devemu_shadow_file) != DEVEMU_RINGS_OFFSET);
 
 	ch->regs = regs;
+	ch->shadow = ch->window + DEVEMU_SHADOW_OFFSET;
 	ch->files = ch->window + DEVEMU_FILES_OFFSET;
 	ch->sq = ch->window + l->sq;
 	ch->cq = ch->window + l->cq;
@@ -660,26 +661,49 @@ void kshim_channel_shutdown(struct kshim_channel *ch)
 	kshim_channel_put(ch);
 }
 
-/* The per-file shadow registers, read under their seqlock (bounded retries). */
-__poll_t kshim_shadow_read(struct kshim_channel *ch, u32 fh, u32 *readable)
+/*
+ * Copies n words of a shadow block under its seqlock. The daemon may never
+ * let it settle: after KSHIM_SEQLOCK_TRIES the last words read stand.
+ */
+static void kshim_seqlock_read(const u32 *seqp, const u32 *from, u32 *to,
+			       unsigned int n)
 {
-	const struct devemu_shadow_file *s = &ch->files[fh];
-	u32 seq, revents = 0, nread = 0;
-	int i;
+	unsigned int i;
+	int try;
+	u32 seq;
 
-	for (i = 0; i < KSHIM_SEQLOCK_TRIES; i++) {
-		/* seq before the fields, the fields before seq again. */
-		seq = smp_load_acquire(&s->seq);
-		revents = READ_ONCE(s->revents);
-		nread = READ_ONCE(s->readable);
+	for (try = 0; try < KSHIM_SEQLOCK_TRIES; try++) {
+		/* seq before the words, the words before seq again. */
+		seq = smp_load_acquire(seqp);
+		for (i = 0; i < n; i++)
+			to[i] = READ_ONCE(from[i]);
 		smp_rmb(); /* pairs with the writer's release fence */
-		if (!(seq & 1) && READ_ONCE(s->seq) == seq)
+		if (!(seq & 1) && READ_ONCE(*seqp) == seq)
 			break;
 		cpu_relax();
 	}
+}
+
+/* The per-file shadow registers: poll readiness, and bytes readable. */
+__poll_t kshim_shadow_read(struct kshim_channel *ch, u32 fh, u32 *readable)
+{
+	const struct devemu_shadow_file *s = &ch->files[fh];
+	u32 v[2];	/* revents, readable */
+
+	BUILD_BUG_ON(offsetof(struct devemu_shadow_file, readable) !=
+		     offsetof(struct devemu_shadow_file, revents) + sizeof(u32));
+	kshim_seqlock_read(&s->seq, &s->revents, v, ARRAY_SIZE(v));
 	if (readable)
-		*readable = nread;
-	return demangle_poll((u16)revents) & KSHIM_POLL_MASK;
+		*readable = v[1];
+	return demangle_poll((u16)v[0]) & KSHIM_POLL_MASK;
+}
+
+/* The device-wide shadow: the status words the model publishes. */
+void kshim_status_read(struct kshim_channel *ch,
+		       u32 words[DEVEMU_STATUS_WORDS])
+{
+	kshim_seqlock_read(&ch->shadow->seq, ch->shadow->status, words,
+			   DEVEMU_STATUS_WORDS);
 }
 
 static int kshim_channel_release(struct inode *inode, struct file *file)

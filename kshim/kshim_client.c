@@ -62,6 +62,9 @@ static void kshim_req_init(struct kshim_req *req, struct kshim_channel *ch,
 	req->sqe.open_flags = file->f_flags;
 	if (file->f_flags & O_NONBLOCK)
 		req->sqe.flags = DEVEMU_SQE_F_NONBLOCK;
+	/* A 32-bit caller: its structures have the 32-bit layout. */
+	if (in_compat_syscall())
+		req->sqe.flags |= DEVEMU_SQE_F_COMPAT;
 	/* The caller as the daemon sees it (CAP_SYS_ADMIN: initial user ns). */
 	req->sqe.pid = task_tgid_nr_ns(current, ch->pid_ns);
 	req->sqe.uid = from_kuid_munged(&init_user_ns, current_fsuid());

@@ -89,6 +89,27 @@ static ssize_t requests_show(struct device *dev, struct device_attribute *attr,
 }
 static DEVICE_ATTR_RO(requests);
 
+/* The model's status words, from the window without a round trip. */
+static ssize_t status_words_show(struct device *dev,
+				 struct device_attribute *attr, char *buf)
+{
+	struct kshim_device *kdev = to_kshim_device(dev);
+	u32 words[DEVEMU_STATUS_WORDS];
+	struct kshim_channel *ch;
+	int i, len = 0;
+
+	ch = kshim_channel_get(kdev);
+	if (!ch)
+		return -ENODEV;
+	kshim_status_read(ch, words);
+	kshim_channel_put(ch);
+	for (i = 0; i < ARRAY_SIZE(words); i++)
+		len += sysfs_emit_at(buf, len, "%s%u", i ? " " : "", words[i]);
+	len += sysfs_emit_at(buf, len, "\n");
+	return len;
+}
+static DEVICE_ATTR_RO(status_words);
+
 static ssize_t stale_completions_show(struct device *dev,
 				      struct device_attribute *attr, char *buf)
 {
@@ -113,6 +134,7 @@ static struct attribute *kshim_attrs[] = {
 	&dev_attr_state.attr,
 	&dev_attr_attach_epoch.attr,
 	&dev_attr_requests.attr,
+	&dev_attr_status_words.attr,
 	&dev_attr_stale_completions.attr,
 	&dev_attr_protocol_errors.attr,
 	NULL,
