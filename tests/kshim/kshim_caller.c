@@ -54,8 +54,8 @@ static int status_words(const char *name, unsigned int *w0, unsigned int *w1)
 
 int main(int argc, char **argv)
 {
-	const uint32_t compat_ops = 1u << DEVEMU_OP_OPEN | 1u << DEVEMU_OP_WRITE | 1u << DEVEMU_OP_READ |
-				    1u << DEVEMU_OP_IOCTL;
+	const uint32_t compat_ops =
+		1u << DEVEMU_OP_OPEN | 1u << DEVEMU_OP_WRITE | 1u << DEVEMU_OP_READ | 1u << DEVEMU_OP_IOCTL;
 	int compat = sizeof(void *) == 4;
 	char node[128], buf[16], data[] = "abcdef";
 	struct kshim_test_rev rev = { .ptr = (uintptr_t)data, .len = 6 };
@@ -84,8 +84,7 @@ int main(int argc, char **argv)
 	check(ioctl(fd, KSHIM_TEST_IOC_REVERSE, &rev) == 6 && !strcmp(data, "fedcba"),
 	      "KSHIM_TEST_IOC_REVERSE (pointer-holding) reverses the buffer in place");
 	check(ioctl(fd, KSHIM_TEST_IOC_CALLER, &seen) == 0 && seen == (compat ? compat_ops : 0),
-	      compat ? "DEVEMU_SQE_F_COMPAT on open, write, read and ioctl"
-		     : "no DEVEMU_SQE_F_COMPAT on any request");
+	      compat ? "DEVEMU_SQE_F_COMPAT on open, write, read and ioctl" : "no DEVEMU_SQE_F_COMPAT on any request");
 	if (seen != (compat ? compat_ops : 0))
 		printf("  compat seen on opcodes %#x, expected %#x\n", seen, compat ? compat_ops : 0);
 	close(fd);

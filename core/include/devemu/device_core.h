@@ -47,7 +47,8 @@ struct DeviceStats {
 	uint64_t cancelled = 0;
 	uint64_t protocolErrors = 0; /* malformed entries from the driver */
 };
-static_assert(DeviceStats::Cancel + 1 == DeviceStats::OpCount, "each opcode of the uapi list needs its DeviceStats::Op");
+static_assert(DeviceStats::Cancel + 1 == DeviceStats::OpCount,
+	      "each opcode of the uapi list needs its DeviceStats::Op");
 
 /* An injected fault: the next count requests of an operation fail, wait, or are cut short. */
 struct FaultSpec {
