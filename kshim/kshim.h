@@ -2,7 +2,9 @@
 /*
  * devemu_kshim: the objects shared by the control node (kshim_main.c), the
  * channel to the daemon (kshim_channel.c) and the client nodes
- * (kshim_client.c).
+ * (kshim_client.c). The calls go one way: kshim_main.c uses the channel and
+ * the client file operations, kshim_client.c uses the channel, and
+ * kshim_channel.c uses neither.
  */
 #ifndef DEVEMU_KSHIM_H
 #define DEVEMU_KSHIM_H
@@ -50,7 +52,7 @@ struct kshim_device {
 	u32 epoch;			/* of the newest channel */
 	bool removed;
 
-	atomic64_t requests[DEVEMU_OP_CANCEL];	/* published, by opcode */
+	atomic64_t requests[DEVEMU_OP_COUNT];	/* published, by opcode - 1 */
 	atomic64_t stale_completions;
 	atomic64_t protocol_errors;
 };
@@ -85,6 +87,7 @@ struct kshim_channel {
 	void *window;
 	u64 window_size;
 	struct devemu_regs *regs;
+	struct devemu_shadow *shadow;
 	struct devemu_shadow_file *files;
 	struct devemu_ring *sq;
 	struct devemu_ring *cq;
@@ -124,22 +127,28 @@ struct kshim_file {
 	u32 epoch;
 };
 
-/* kshim_main.c */
-void kshim_protocol_error(struct kshim_device *kdev, const char *what);
+/* Readiness bits a client poll can report from the daemon's revents. */
+#define KSHIM_POLL_MASK (EPOLLIN | EPOLLPRI | EPOLLOUT | EPOLLERR | \
+			 EPOLLHUP | EPOLLRDNORM | EPOLLRDBAND | EPOLLWRNORM | \
+			 EPOLLWRBAND | EPOLLMSG | EPOLLRDHUP)
 
 /* kshim_channel.c */
 extern const struct file_operations kshim_channel_fops;
 struct kshim_channel *kshim_channel_create(struct kshim_device *kdev,
 					   const struct devemu_kshim_add *add,
 					   u32 epoch);
+struct kshim_channel *kshim_channel_get(struct kshim_device *kdev);
 void kshim_channel_shutdown(struct kshim_channel *ch);
 void kshim_channel_put(struct kshim_channel *ch);
 void kshim_detach_locked(struct kshim_channel *ch, int err);
+void kshim_protocol_error(struct kshim_device *kdev, const char *what);
 int kshim_tag_get(struct kshim_channel *ch, u32 *tag);
 void kshim_tag_put(struct kshim_channel *ch, u32 tag);
 int kshim_call(struct kshim_channel *ch, struct kshim_req *req);
 void kshim_release_file(struct kshim_channel *ch, struct kshim_file *kf);
 __poll_t kshim_shadow_read(struct kshim_channel *ch, u32 fh, u32 *readable);
+void kshim_status_read(struct kshim_channel *ch,
+		       u32 words[DEVEMU_STATUS_WORDS]);
 void kshim_wake_files_locked(struct kshim_device *kdev,
 			     struct kshim_channel *ch);
 
@@ -150,10 +159,5 @@ static inline u8 *kshim_slot(struct kshim_channel *ch, u32 tag)
 
 /* kshim_client.c */
 extern const struct file_operations kshim_client_fops;
-
-/* Readiness bits a client poll can report from the daemon's revents. */
-#define KSHIM_POLL_MASK (EPOLLIN | EPOLLPRI | EPOLLOUT | EPOLLERR | \
-			 EPOLLHUP | EPOLLRDNORM | EPOLLRDBAND | EPOLLWRNORM | \
-			 EPOLLWRBAND | EPOLLMSG | EPOLLRDHUP)
 
 #endif /* DEVEMU_KSHIM_H */

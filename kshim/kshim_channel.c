@@ -11,8 +11,6 @@
  * current epoch, bounds every count it is given, and never follows a value
  * from the window. A misbehaving daemon can make requests fail, nothing more.
  */
-#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
-
 #include <linux/bitmap.h>
 #include <linux/eventfd.h>
 #include <linux/file.h>
@@ -30,6 +28,13 @@
 #define KSHIM_SEQLOCK_TRIES 16
 
 static atomic_t kshim_window_ids = ATOMIC_INIT(0);
+
+/* The daemon broke the protocol: counted, logged (rate-limited), no more. */
+void kshim_protocol_error(struct kshim_device *kdev, const char *what)
+{
+	atomic64_inc(&kdev->protocol_errors);
+	dev_warn_ratelimited(&kdev->dev, "daemon protocol error: %s\n", what);
+}
 
 struct kshim_layout {
 	u64 sq;
@@ -137,28 +142,37 @@ static bool kshim_tag_free_locked(struct kshim_channel *ch, u32 tag)
 	return false;
 }
 
+/*
+ * Takes a free tag, unless a closed file waits for one (its RELEASE goes
+ * first). Returns false when there is none to take.
+ */
+static bool kshim_tag_pick_locked(struct kshim_channel *ch, u32 *tag)
+{
+	unsigned long t;
+
+	if (!list_empty(&ch->release_backlog))
+		return false;
+	t = find_first_zero_bit(ch->busy, ch->depth);
+	if (t >= ch->depth)
+		return false;
+	__set_bit(t, ch->busy);
+	*tag = t;
+	return true;
+}
+
 static bool kshim_tag_try(struct kshim_channel *ch, u32 *tag, int *err)
 {
 	struct kshim_device *kdev = ch->kdev;
 	unsigned long flags;
 	bool ready = true;
-	unsigned long t;
 
 	spin_lock_irqsave(&kdev->lock, flags);
-	if (ch->dead) {
+	if (ch->dead)
 		*err = ch->dead_err;
-	} else {
-		t = ch->depth;
-		if (list_empty(&ch->release_backlog))
-			t = find_first_zero_bit(ch->busy, ch->depth);
-		if (t < ch->depth) {
-			__set_bit(t, ch->busy);
-			*tag = t;
-			*err = 0;
-		} else {
-			ready = false;
-		}
-	}
+	else if (kshim_tag_pick_locked(ch, tag))
+		*err = 0;
+	else
+		ready = false;
 	spin_unlock_irqrestore(&kdev->lock, flags);
 	return ready;
 }
@@ -256,16 +270,13 @@ int kshim_call(struct kshim_channel *ch, struct kshim_req *req)
 void kshim_release_file(struct kshim_channel *ch, struct kshim_file *kf)
 {
 	struct kshim_device *kdev = ch->kdev;
-	unsigned long flags, tag;
+	unsigned long flags;
 	bool kick = false;
+	u32 tag;
 
 	spin_lock_irqsave(&kdev->lock, flags);
 	if (!ch->dead) {
-		tag = ch->depth;
-		if (list_empty(&ch->release_backlog))
-			tag = find_first_zero_bit(ch->busy, ch->depth);
-		if (tag < ch->depth) {
-			__set_bit(tag, ch->busy);
+		if (kshim_tag_pick_locked(ch, &tag)) {
 			kshim_start_release_locked(ch, tag, kf->fh);
 			kick = true;
 		} else {
@@ -406,6 +417,7 @@ static void kshim_interrupt(struct kshim_channel *ch)
 	if (ch->dead)
 		goto out_unlock;
 	isr = xchg(&ch->regs->isr, 0);
+	/* The tail before the entries it publishes (the core's release). */
 	tail = smp_load_acquire(&ch->cq->tail);
 	if (tail - ch->cq_head > ch->depth) {
 		/* The core never has more than depth completions pending. */
@@ -493,6 +505,7 @@ static void kshim_window_init(struct kshim_channel *ch, const char *name,
 		     sizeof(struct devemu_shadow_file) != DEVEMU_RINGS_OFFSET);
 
 	ch->regs = regs;
+	ch->shadow = ch->window + DEVEMU_SHADOW_OFFSET;
 	ch->files = ch->window + DEVEMU_FILES_OFFSET;
 	ch->sq = ch->window + l->sq;
 	ch->cq = ch->window + l->cq;
@@ -519,8 +532,8 @@ static void kshim_window_init(struct kshim_channel *ch, const char *name,
 }
 
 /*
- * A channel for kdev in attach epoch epoch, with a fresh window, hooked to the
- * daemon's irq eventfd. The caller has validated add.
+ * A channel for kdev in the given attach epoch, with a fresh window, hooked to
+ * the daemon's irq eventfd. The caller has validated add.
  */
 struct kshim_channel *kshim_channel_create(struct kshim_device *kdev,
 					   const struct devemu_kshim_add *add,
@@ -615,6 +628,20 @@ void kshim_channel_put(struct kshim_channel *ch)
 	kref_put(&ch->ref, kshim_channel_free);
 }
 
+/* The serving channel of kdev, with a reference; NULL when it has none. */
+struct kshim_channel *kshim_channel_get(struct kshim_device *kdev)
+{
+	struct kshim_channel *ch;
+	unsigned long flags;
+
+	spin_lock_irqsave(&kdev->lock, flags);
+	ch = kdev->removed ? NULL : kdev->channel;
+	if (ch)
+		kref_get(&ch->ref);
+	spin_unlock_irqrestore(&kdev->lock, flags);
+	return ch;
+}
+
 /*
  * The end of the channel file (or of a channel never installed): detach,
  * unhook, drop.
@@ -634,25 +661,49 @@ void kshim_channel_shutdown(struct kshim_channel *ch)
 	kshim_channel_put(ch);
 }
 
-/* The per-file shadow registers, read under their seqlock (bounded retries). */
-__poll_t kshim_shadow_read(struct kshim_channel *ch, u32 fh, u32 *readable)
+/*
+ * Copies n words of a shadow block under its seqlock. The daemon may never
+ * let it settle: after KSHIM_SEQLOCK_TRIES the last words read stand.
+ */
+static void kshim_seqlock_read(const u32 *seqp, const u32 *from, u32 *to,
+			       unsigned int n)
 {
-	const struct devemu_shadow_file *s = &ch->files[fh];
-	u32 seq, revents = 0, nread = 0;
-	int i;
+	unsigned int i;
+	int try;
+	u32 seq;
 
-	for (i = 0; i < KSHIM_SEQLOCK_TRIES; i++) {
-		seq = smp_load_acquire(&s->seq);
-		revents = READ_ONCE(s->revents);
-		nread = READ_ONCE(s->readable);
-		smp_rmb();
-		if (!(seq & 1) && READ_ONCE(s->seq) == seq)
+	for (try = 0; try < KSHIM_SEQLOCK_TRIES; try++) {
+		/* seq before the words, the words before seq again. */
+		seq = smp_load_acquire(seqp);
+		for (i = 0; i < n; i++)
+			to[i] = READ_ONCE(from[i]);
+		smp_rmb(); /* pairs with the writer's release fence */
+		if (!(seq & 1) && READ_ONCE(*seqp) == seq)
 			break;
 		cpu_relax();
 	}
+}
+
+/* The per-file shadow registers: poll readiness, and bytes readable. */
+__poll_t kshim_shadow_read(struct kshim_channel *ch, u32 fh, u32 *readable)
+{
+	const struct devemu_shadow_file *s = &ch->files[fh];
+	u32 v[2];	/* revents, readable */
+
+	BUILD_BUG_ON(offsetof(struct devemu_shadow_file, readable) !=
+		     offsetof(struct devemu_shadow_file, revents) + sizeof(u32));
+	kshim_seqlock_read(&s->seq, &s->revents, v, ARRAY_SIZE(v));
 	if (readable)
-		*readable = nread;
-	return demangle_poll((u16)revents) & KSHIM_POLL_MASK;
+		*readable = v[1];
+	return demangle_poll((u16)v[0]) & KSHIM_POLL_MASK;
+}
+
+/* The device-wide shadow: the status words the model publishes. */
+void kshim_status_read(struct kshim_channel *ch,
+		       u32 words[DEVEMU_STATUS_WORDS])
+{
+	kshim_seqlock_read(&ch->shadow->seq, ch->shadow->status, words,
+			   DEVEMU_STATUS_WORDS);
 }
 
 static int kshim_channel_release(struct inode *inode, struct file *file)

@@ -11,8 +11,6 @@
  * -EIO, and poll reports EPOLLERR | EPOLLHUP. Once the device is removed they
  * fail with -ENODEV. New opens of a device without a daemon fail with -ENODEV.
  */
-#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
-
 #include <linux/compat.h>
 #include <linux/cred.h>
 #include <linux/errno.h>
@@ -64,6 +62,9 @@ static void kshim_req_init(struct kshim_req *req, struct kshim_channel *ch,
 	req->sqe.open_flags = file->f_flags;
 	if (file->f_flags & O_NONBLOCK)
 		req->sqe.flags = DEVEMU_SQE_F_NONBLOCK;
+	/* A 32-bit caller: its structures have the 32-bit layout. */
+	if (in_compat_syscall())
+		req->sqe.flags |= DEVEMU_SQE_F_COMPAT;
 	/* The caller as the daemon sees it (CAP_SYS_ADMIN: initial user ns). */
 	req->sqe.pid = task_tgid_nr_ns(current, ch->pid_ns);
 	req->sqe.uid = from_kuid_munged(&init_user_ns, current_fsuid());
@@ -97,11 +98,7 @@ static int kshim_open(struct inode *inode, struct file *file)
 	INIT_LIST_HEAD(&kf->backlog);
 	init_waitqueue_head(&kf->poll_wq);
 
-	spin_lock_irqsave(&kdev->lock, flags);
-	ch = kdev->removed ? NULL : kdev->channel;
-	if (ch)
-		kref_get(&ch->ref);
-	spin_unlock_irqrestore(&kdev->lock, flags);
+	ch = kshim_channel_get(kdev);
 	ret = -ENODEV;
 	if (!ch)
 		goto err_free_file;
@@ -268,7 +265,10 @@ out_put_channel:
 	return done ? done : ret;
 }
 
-/* poll without the shadow: ask the core, which raises ISR_SHADOW on changes. */
+/*
+ * poll without the shadow: ask the core. It raises ISR_SHADOW whenever a
+ * file's readiness changes, which wakes the file's pollers to ask again.
+ */
 static __poll_t kshim_poll_call(struct kshim_channel *ch, struct kshim_file *kf,
 				struct file *file, poll_table *pt)
 {
@@ -281,7 +281,6 @@ static __poll_t kshim_poll_call(struct kshim_channel *ch, struct kshim_file *kf,
 	if (ret)
 		return ret == -ERESTARTSYS ? 0 : EPOLLERR | EPOLLHUP;
 	kshim_req_init(&req, ch, file, DEVEMU_OP_POLL, tag, kf->fh);
-	req.sqe.flags |= DEVEMU_SQE_F_POLL_ARM;
 	req.sqe.out_len = mangle_poll(poll_requested_events(pt));
 	if (kshim_call(ch, &req))
 		return 0;

@@ -6,8 +6,6 @@
  * memory device window, a doorbell eventfd and an interrupt eventfd. The ABI
  * is core/include/devemu/uapi/devemu.h; kshim/README.md describes the module.
  */
-#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
-
 #include <linux/anon_inodes.h>
 #include <linux/capability.h>
 #include <linux/cred.h>
@@ -37,13 +35,6 @@ static struct kshim_device *to_kshim_device(struct device *dev)
 	return container_of(dev, struct kshim_device, dev);
 }
 
-/* The daemon broke the protocol: counted, logged (rate-limited), no more. */
-void kshim_protocol_error(struct kshim_device *kdev, const char *what)
-{
-	atomic64_inc(&kdev->protocol_errors);
-	dev_warn_ratelimited(&kdev->dev, "daemon protocol error: %s\n", what);
-}
-
 static ssize_t state_show(struct device *dev, struct device_attribute *attr,
 			  char *buf)
 {
@@ -70,24 +61,54 @@ static ssize_t attach_epoch_show(struct device *dev,
 }
 static DEVICE_ATTR_RO(attach_epoch);
 
+/*
+ * The opcode names of the uapi list, in its order: at opcode - 1, since the
+ * values are dense from 1 (the core's build asserts it).
+ */
+#define KSHIM_OP_NAME(op, value, name) name,
+static const char *const kshim_op_names[] = {
+	DEVEMU_OPCODES(KSHIM_OP_NAME)
+};
+#undef KSHIM_OP_NAME
+
 static ssize_t requests_show(struct device *dev, struct device_attribute *attr,
 			     char *buf)
 {
-	static const char *const names[] = {
-		"open", "release", "read", "write", "ioctl", "poll", "cancel",
-	};
 	struct kshim_device *kdev = to_kshim_device(dev);
 	long long count;
 	int i, len = 0;
 
-	BUILD_BUG_ON(ARRAY_SIZE(names) != DEVEMU_OP_CANCEL);
-	for (i = 0; i < ARRAY_SIZE(names); i++) {
+	BUILD_BUG_ON(ARRAY_SIZE(kshim_op_names) != DEVEMU_OP_COUNT);
+	BUILD_BUG_ON(ARRAY_SIZE(kdev->requests) != DEVEMU_OP_COUNT);
+	for (i = 0; i < ARRAY_SIZE(kshim_op_names); i++) {
 		count = atomic64_read(&kdev->requests[i]);
-		len += sysfs_emit_at(buf, len, "%s %lld\n", names[i], count);
+		len += sysfs_emit_at(buf, len, "%s %lld\n", kshim_op_names[i],
+				     count);
 	}
 	return len;
 }
 static DEVICE_ATTR_RO(requests);
+
+/* The model's status words, from the window without a round trip. */
+static ssize_t status_words_show(struct device *dev,
+				 struct device_attribute *attr, char *buf)
+{
+	struct kshim_device *kdev = to_kshim_device(dev);
+	u32 words[DEVEMU_STATUS_WORDS];
+	struct kshim_channel *ch;
+	int i, len = 0;
+
+	ch = kshim_channel_get(kdev);
+	if (!ch)
+		return -ENODEV;
+	kshim_status_read(ch, words);
+	kshim_channel_put(ch);
+	for (i = 0; i < ARRAY_SIZE(words); i++)
+		len += sysfs_emit_at(buf, len, "%s%u", i ? " " : "", words[i]);
+	len += sysfs_emit_at(buf, len, "\n");
+	return len;
+}
+static DEVICE_ATTR_RO(status_words);
 
 static ssize_t stale_completions_show(struct device *dev,
 				      struct device_attribute *attr, char *buf)
@@ -113,6 +134,7 @@ static struct attribute *kshim_attrs[] = {
 	&dev_attr_state.attr,
 	&dev_attr_attach_epoch.attr,
 	&dev_attr_requests.attr,
+	&dev_attr_status_words.attr,
 	&dev_attr_stale_completions.attr,
 	&dev_attr_protocol_errors.attr,
 	NULL,
@@ -285,6 +307,32 @@ static void kshim_install(struct kshim_device *kdev, struct kshim_channel *ch)
 	spin_unlock_irq(&kdev->lock);
 }
 
+/*
+ * The end ADD and ATTACH share: a channel file for ch on a new descriptor,
+ * and ch installed as kdev's serving channel. Under kshim_lock; the caller
+ * fd_install()s the descriptor once the lock is dropped. On failure nothing
+ * is installed and ch is still the caller's.
+ */
+static int kshim_channel_fd(struct kshim_device *kdev,
+			    struct kshim_channel *ch, struct file **filep)
+{
+	struct file *file;
+	int fd;
+
+	fd = get_unused_fd_flags(O_CLOEXEC);
+	if (fd < 0)
+		return fd;
+	file = anon_inode_getfile("[devemu-kshim]", &kshim_channel_fops, ch,
+				  O_RDWR);
+	if (IS_ERR(file)) {
+		put_unused_fd(fd);
+		return PTR_ERR(file);
+	}
+	kshim_install(kdev, ch);
+	*filep = file;
+	return fd;
+}
+
 static long kshim_add(struct devemu_kshim_add __user *uarg)
 {
 	struct devemu_kshim_add add;
@@ -314,22 +362,15 @@ static long kshim_add(struct devemu_kshim_add __user *uarg)
 		ret = PTR_ERR(ch);
 		goto err_put_device;
 	}
-	fd = get_unused_fd_flags(O_CLOEXEC);
-	if (fd < 0) {
-		ret = fd;
-		goto err_shutdown_channel;
-	}
 	/* Visible from here, but opens fail with -ENODEV until installed. */
 	ret = cdev_device_add(&kdev->cdev, &kdev->dev);
 	if (ret)
-		goto err_put_fd;
-	file = anon_inode_getfile("[devemu-kshim]", &kshim_channel_fops, ch,
-				  O_RDWR);
-	if (IS_ERR(file)) {
-		ret = PTR_ERR(file);
+		goto err_shutdown_channel;
+	fd = kshim_channel_fd(kdev, ch, &file);
+	if (fd < 0) {
+		ret = fd;
 		goto err_del_device;
 	}
-	kshim_install(kdev, ch);
 	list_add_tail(&kdev->node, &kshim_devices);
 	mutex_unlock(&kshim_lock);
 	fd_install(fd, file);
@@ -337,8 +378,6 @@ static long kshim_add(struct devemu_kshim_add __user *uarg)
 
 err_del_device:
 	cdev_device_del(&kdev->cdev, &kdev->dev);
-err_put_fd:
-	put_unused_fd(fd);
 err_shutdown_channel:
 	kshim_channel_shutdown(ch);
 err_put_device:
@@ -378,24 +417,15 @@ static long kshim_attach(struct devemu_kshim_add __user *uarg)
 		ret = PTR_ERR(ch);
 		goto out_unlock;
 	}
-	fd = get_unused_fd_flags(O_CLOEXEC);
+	fd = kshim_channel_fd(kdev, ch, &file);
 	if (fd < 0) {
 		ret = fd;
 		goto err_shutdown_channel;
 	}
-	file = anon_inode_getfile("[devemu-kshim]", &kshim_channel_fops, ch,
-				  O_RDWR);
-	if (IS_ERR(file)) {
-		ret = PTR_ERR(file);
-		goto err_put_fd;
-	}
-	kshim_install(kdev, ch);
 	mutex_unlock(&kshim_lock);
 	fd_install(fd, file);
 	return fd;
 
-err_put_fd:
-	put_unused_fd(fd);
 err_shutdown_channel:
 	kshim_channel_shutdown(ch);
 out_unlock:

@@ -7,14 +7,43 @@
 #include <asm-generic/ioctl.h>
 #include <algorithm>
 #include <cerrno>
+#include <iterator>
 #include <poll.h>
 
 namespace devemu {
 
+namespace {
+
+/* The uapi's opcode list must be dense from 1: value - 1 indexes the per-operation arrays. */
+constexpr bool opcodesDense()
+{
+	unsigned expected = 1;
+	bool dense = true;
+#define DEVEMU_OP_DENSE(op, value, name) dense = dense && (value) == expected++;
+	DEVEMU_OPCODES(DEVEMU_OP_DENSE)
+#undef DEVEMU_OP_DENSE
+	return dense && expected == DEVEMU_OP_COUNT + 1;
+}
+static_assert(opcodesDense(), "the opcodes of the uapi list are not dense from 1");
+
+constexpr const char *kOpNames[] = {
+#define DEVEMU_OP_NAME(op, value, name) name,
+	DEVEMU_OPCODES(DEVEMU_OP_NAME)
+#undef DEVEMU_OP_NAME
+};
+static_assert(std::size(kOpNames) == DeviceStats::OpCount);
+
+/* What a driver may set in an entry: the known flags, and 0 in every reserved field. */
+bool reservedClear(const devemu_sqe &sqe)
+{
+	return !(sqe.flags & ~DEVEMU_SQE_F_ALL) && !sqe.rsvd0 && !sqe.rsvd1 && !sqe.rsvd2;
+}
+
+} // namespace
+
 const char *DeviceStats::opName(Op op)
 {
-	static constexpr const char *names[] = { "open", "release", "read", "write", "ioctl", "poll", "cancel" };
-	return op < OpCount ? names[op] : "?";
+	return op >= 0 && op < OpCount ? kOpNames[op] : "?";
 }
 
 DeviceCore::DeviceCore(Strand strand, std::string name) : strand_(std::move(strand)), name_(std::move(name)) {}
@@ -203,11 +232,11 @@ void DeviceCore::complete(unsigned index, const devemu_sqe &sqe, int32_t result,
 		size_t bucket = 0;
 		while (bucket + 1 < DeviceStats::kLatencyBuckets && us >= (int64_t(1) << bucket))
 			bucket++;
-		if (sqe.opcode >= DEVEMU_OP_OPEN && sqe.opcode <= DEVEMU_OP_POLL)
-			stats_.latency[sqe.opcode - 1][bucket]++;
+		if (DeviceStats::isOpcode(sqe.opcode))
+			stats_.latency[DeviceStats::opOf(sqe.opcode)][bucket]++;
 	}
-	if (result < 0 && sqe.opcode >= DEVEMU_OP_OPEN && sqe.opcode <= DEVEMU_OP_CANCEL)
-		stats_.errors[sqe.opcode - 1]++;
+	if (result < 0 && DeviceStats::isOpcode(sqe.opcode))
+		stats_.errors[DeviceStats::opOf(sqe.opcode)]++;
 	port.pendingIsr |= DEVEMU_ISR_CQ;
 }
 
@@ -218,12 +247,14 @@ void DeviceCore::process(unsigned index, const devemu_sqe &submitted, bool fault
 	Window &window = *port.window;
 	if (sqe.tag >= window.queueDepth())
 		return protocolError(sqe, "tag out of range");
-	if (sqe.opcode < DEVEMU_OP_OPEN || sqe.opcode > DEVEMU_OP_CANCEL)
+	if (!DeviceStats::isOpcode(sqe.opcode))
 		return protocolError(sqe, "unknown opcode");
 	if (!faultsApplied)
-		stats_.requests[sqe.opcode - 1]++;
+		stats_.requests[DeviceStats::opOf(sqe.opcode)]++;
 
 	if (sqe.opcode == DEVEMU_OP_CANCEL) {
+		if (!reservedClear(sqe))
+			return protocolError(sqe, "reserved bits set in a cancel");
 		/* A cancel shares its target's tag: end the parked request; if none, it already completed. */
 		for (auto it = parked_.begin(); it != parked_.end(); ++it) {
 			if (it->port != index || it->sqe.tag != sqe.tag)
@@ -249,6 +280,9 @@ void DeviceCore::process(unsigned index, const devemu_sqe &submitted, bool fault
 			return protocolError(sqe, "tag already in flight");
 		port.inflight[sqe.tag] = 1;
 		port.started[sqe.tag] = std::chrono::steady_clock::now();
+		/* A flag or field this core does not know: refuse rather than guess what it asks for. */
+		if (!reservedClear(sqe))
+			return complete(index, sqe, -EINVAL);
 		if (!faults_.empty() && !stopError_ && applyFault(index, sqe))
 			return;
 	}
@@ -270,6 +304,7 @@ void DeviceCore::process(unsigned index, const devemu_sqe &submitted, bool fault
 		f->pid = static_cast<pid_t>(sqe.pid);
 		f->uid = sqe.uid;
 		f->gid = sqe.gid;
+		f->compat = sqe.flags & DEVEMU_SQE_F_COMPAT;
 		int ret = model_->open(*f);
 		if (ret < 0)
 			return complete(index, sqe, ret);
@@ -333,6 +368,8 @@ bool DeviceCore::attempt(Request &req)
 	/* Reads and writes carry the file's current flags (fcntl may have changed O_NONBLOCK since open). */
 	if (sqe.opcode == DEVEMU_OP_READ || sqe.opcode == DEVEMU_OP_WRITE)
 		f.flags = sqe.open_flags;
+	/* The file may be shared by a 32-bit and a 64-bit process: each request says which one calls. */
+	f.compat = sqe.flags & DEVEMU_SQE_F_COMPAT;
 
 	switch (sqe.opcode) {
 	case DEVEMU_OP_READ: {
@@ -398,6 +435,7 @@ bool DeviceCore::attemptIoctl(Request &req, OpenFile &f)
 	/* The input lives in the slot that the output overwrites: work on a copy of it. */
 	std::vector<std::byte> in(slot.begin(), slot.begin() + sqe.len);
 	IoctlCall call(sqe.ioctl_cmd, sqe.ioctl_arg, in, sqe.out_len, restricted);
+	call.setCompat(sqe.flags & DEVEMU_SQE_F_COMPAT);
 	IoctlResult result;
 	if (!coreIoctl(call, f, result))
 		result = model_->ioctl(f, call);
@@ -477,24 +515,12 @@ void DeviceCore::publishShadows()
 	for (auto &port : ports_) {
 		if (!port.window)
 			continue;
-		bool first = true;
 		for (auto &f : port.files) {
 			if (!f)
 				continue;
 			uint32_t revents = model_->poll(*f);
 			uint32_t readable = model_->readable(*f);
 			uint32_t writable = model_->writable(*f);
-			if (first) {
-				/* The device-wide registers mirror the lowest open file (device-wide models see no difference). */
-				first = false;
-				devemu_shadow &d = port.window->shadow();
-				if (d.revents != revents || d.readable != readable || d.writable != writable)
-					seqlockWrite(d, [&](devemu_shadow &b) {
-						b.revents = revents;
-						b.readable = readable;
-						b.writable = writable;
-					});
-			}
 			devemu_shadow_file &s = port.window->fileShadow(f->fh);
 			if (s.revents == revents && s.readable == readable && s.writable == writable &&
 			    !(pulse & revents))
@@ -511,7 +537,7 @@ void DeviceCore::publishShadows()
 
 void DeviceCore::setStatusWord(unsigned index, uint32_t value)
 {
-	if (index >= 12)
+	if (index >= DEVEMU_STATUS_WORDS)
 		return;
 	for (auto &port : ports_) {
 		if (!port.window)
@@ -554,7 +580,7 @@ bool DeviceCore::applyFault(unsigned index, devemu_sqe &sqe)
 {
 	if (sqe.opcode > DEVEMU_OP_POLL)
 		return false;
-	auto op = static_cast<DeviceStats::Op>(sqe.opcode - 1);
+	auto op = DeviceStats::opOf(sqe.opcode);
 	auto it = std::find_if(faults_.begin(), faults_.end(), [&](const FaultSpec &f) { return f.op == op; });
 	if (it == faults_.end())
 		return false;

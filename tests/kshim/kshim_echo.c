@@ -5,8 +5,11 @@
  * loopback model does: reads return what was written, block when empty (or
  * EAGAIN under O_NONBLOCK), writes block while full, CANCEL ends a parked
  * request with EINTR (or the count a write moved), poll readiness is published
- * in the shadow registers, and two ioctls exercise the retry protocol:
- * DEVEMU_IOC_NREAD and KSHIM_TEST_IOC_REVERSE (a pointer-chasing one).
+ * in the shadow registers, and ioctls exercise the retry protocol:
+ * DEVEMU_IOC_NREAD and KSHIM_TEST_IOC_CALLER (size-encoded) and
+ * KSHIM_TEST_IOC_REVERSE (a pointer-chasing one). KSHIM_TEST_IOC_CALLER says
+ * which requests came from a 32-bit caller; the device-wide status words hold
+ * the bytes queued and the open files.
  *
  * Usage: kshim_echo [-a] [-r] [-f FEATURES] [-d DEPTH] [-s SLOT] [-c CAPACITY] [-m MODE] NAME
  *   -a  ATTACH to an existing NAME instead of ADD    -r  REMOVE NAME on SIGTERM/SIGINT
@@ -30,6 +33,8 @@ static struct ks k;
 static uint8_t *fifo;
 static size_t cap = 65536, fifo_head, fifo_len;
 static bool open_fh[MAX_FH];
+static unsigned int open_files;
+static uint32_t compat_seen[MAX_FH]; /* bit N: the latest request with opcode N was a 32-bit caller's */
 static struct parked parked[DEVEMU_MAX_QUEUE_DEPTH];
 static unsigned long opens, releases, cancels;
 static volatile sig_atomic_t stop;
@@ -79,26 +84,33 @@ static void retry(const struct devemu_sqe *sqe, const struct devemu_iovec *in, u
 	ks_complete(&k, sqe, 0, 0, DEVEMU_CQE_F_IOCTL_RETRY);
 }
 
+/* Answers an ioctl whose argument is one __u32 to write back (a retry round first, if unrestricted). */
+static void reply_u32(const struct devemu_sqe *sqe, uint32_t value)
+{
+	if (sqe->out_len < 4) {
+		struct devemu_iovec out = { sqe->ioctl_arg, 4 };
+
+		if (sqe->flags & DEVEMU_SQE_F_IOCTL_RESTRICTED)
+			return ks_complete(&k, sqe, -ENOTTY, 0, 0);
+		return retry(sqe, NULL, 0, &out, 1);
+	}
+	memcpy(ks_slot(&k, sqe->tag), &value, 4);
+	ks_complete(&k, sqe, 0, 4, 0);
+}
+
 static void do_ioctl(const struct devemu_sqe *sqe)
 {
 	bool restricted = sqe->flags & DEVEMU_SQE_F_IOCTL_RESTRICTED;
 	uint8_t *slot = ks_slot(&k, sqe->tag);
 	struct kshim_test_rev rev;
-	uint32_t nread = fifo_len;
 	uint8_t tmp[KSHIM_TEST_REV_MAX];
 
 	switch (sqe->ioctl_cmd) {
 	case DEVEMU_IOC_NREAD:
 	case FIONREAD: /* only without DEVEMU_F_SHADOW_POLL */
-		if (sqe->out_len < 4) {
-			struct devemu_iovec out = { sqe->ioctl_arg, 4 };
-
-			if (restricted)
-				return ks_complete(&k, sqe, -ENOTTY, 0, 0);
-			return retry(sqe, NULL, 0, &out, 1);
-		}
-		memcpy(slot, &nread, 4);
-		return ks_complete(&k, sqe, 0, 4, 0);
+		return reply_u32(sqe, (uint32_t)fifo_len);
+	case KSHIM_TEST_IOC_CALLER:
+		return reply_u32(sqe, compat_seen[sqe->fh]);
 	case KSHIM_TEST_IOC_REVERSE:
 		if (restricted)
 			return ks_complete(&k, sqe, -ENOTTY, 0, 0);
@@ -162,6 +174,15 @@ static bool attempt(struct parked *p)
 	}
 }
 
+/* Remembers whether the latest request of this opcode on fh came from a 32-bit caller. */
+static void note_caller(uint32_t fh, const struct devemu_sqe *sqe)
+{
+	if (sqe->flags & DEVEMU_SQE_F_COMPAT)
+		compat_seen[fh] |= 1u << sqe->opcode;
+	else
+		compat_seen[fh] &= ~(1u << sqe->opcode);
+}
+
 static void process(const struct devemu_sqe *sqe)
 {
 	struct parked req = { true, *sqe, 0 };
@@ -189,6 +210,9 @@ static void process(const struct devemu_sqe *sqe)
 		if (fh == MAX_FH)
 			return ks_complete(&k, sqe, -ENFILE, 0, 0);
 		open_fh[fh] = true;
+		open_files++;
+		compat_seen[fh] = 0;
+		note_caller(fh, sqe);
 		published[fh].revents = published[fh].readable = published[fh].writable = ~0u;
 		opens++;
 		changed = true;
@@ -196,6 +220,7 @@ static void process(const struct devemu_sqe *sqe)
 	}
 	if (sqe->fh >= MAX_FH || !open_fh[sqe->fh])
 		return ks_complete(&k, sqe, -EBADF, 0, 0);
+	note_caller(sqe->fh, sqe);
 	switch (sqe->opcode) {
 	case DEVEMU_OP_RELEASE:
 		for (uint32_t i = 0; i < k.depth; i++) {
@@ -205,6 +230,8 @@ static void process(const struct devemu_sqe *sqe)
 			}
 		}
 		open_fh[sqe->fh] = false;
+		open_files--;
+		changed = true;
 		releases++;
 		return ks_complete(&k, sqe, 0, 0, 0);
 	case DEVEMU_OP_POLL:
@@ -226,9 +253,13 @@ static void process(const struct devemu_sqe *sqe)
 static void publish(void)
 {
 	uint32_t rev = revents(), rd = (uint32_t)fifo_len, wr = (uint32_t)(cap - fifo_len);
+	uint32_t words[2];
 
 	if (!changed)
 		return;
+	words[KSHIM_TEST_WORD_QUEUED] = (uint32_t)fifo_len;
+	words[KSHIM_TEST_WORD_FILES] = open_files;
+	ks_status(&k, words, 2);
 	for (uint32_t fh = 0; fh < MAX_FH; fh++) {
 		if (!open_fh[fh] || (!arrival && published[fh].revents == rev && published[fh].readable == rd &&
 				     published[fh].writable == wr))

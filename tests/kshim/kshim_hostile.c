@@ -153,14 +153,17 @@ static void flood(struct devemu_sqe *sqe)
 	ks_interrupt(&k);
 }
 
+/* Prints "hup-seen" once the channel polls POLLHUP and the window says NOSRV (what selftest.py waits for). */
 static void wait_detached(void)
 {
 	struct pollfd p = { .fd = k.chan, .events = POLLIN };
+	int n = poll(&p, 1, 5000);
+	uint32_t status = __atomic_load_n(&k.regs->status, __ATOMIC_ACQUIRE);
 
-	if (poll(&p, 1, 5000) == 1 && (p.revents & POLLHUP))
+	if (n == 1 && (p.revents & POLLHUP) && status == DEVEMU_STATUS_NOSRV)
 		printf("hup-seen\n");
 	else
-		printf("no-hup revents=%#x\n", p.revents);
+		printf("no-hup revents=%#x status=%#x\n", p.revents, status);
 	fflush(stdout);
 }
 

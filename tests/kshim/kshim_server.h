@@ -193,18 +193,33 @@ static inline int ks_wait(struct ks *k, int timeout_ms)
 	return n;
 }
 
-/* Writes a per-file shadow block under its seqlock. */
+/* Writes n words of a shadow block under its seqlock: seq is odd while they change. */
+static inline void ks_seqlock_write(uint32_t *seqp, uint32_t *to, const uint32_t *from, unsigned int n)
+{
+	uint32_t seq = *seqp;
+
+	__atomic_store_n(seqp, seq + 1, __ATOMIC_RELAXED);
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+	for (unsigned int i = 0; i < n; i++)
+		to[i] = from[i];
+	__atomic_store_n(seqp, seq + 2, __ATOMIC_RELEASE);
+}
+
+/* Writes a per-file shadow block. */
 static inline void ks_shadow(struct ks *k, uint32_t fh, uint32_t revents, uint32_t readable, uint32_t writable)
 {
 	struct devemu_shadow_file *s = &k->files[fh];
-	uint32_t seq = s->seq;
+	const uint32_t v[3] = { revents, readable, writable };
 
-	__atomic_store_n(&s->seq, seq + 1, __ATOMIC_RELAXED);
-	__atomic_thread_fence(__ATOMIC_RELEASE);
-	s->revents = revents;
-	s->readable = readable;
-	s->writable = writable;
-	__atomic_store_n(&s->seq, seq + 2, __ATOMIC_RELEASE);
+	ks_seqlock_write(&s->seq, &s->revents, v, 3);
+}
+
+/* Writes the device-wide status words from the first one (the module shows them in sysfs). */
+static inline void ks_status(struct ks *k, const uint32_t *words, unsigned int n)
+{
+	struct devemu_shadow *d = (struct devemu_shadow *)(k->win + DEVEMU_SHADOW_OFFSET);
+
+	ks_seqlock_write(&d->seq, d->status, words, n);
 }
 
 static inline int ks_remove(const char *name)

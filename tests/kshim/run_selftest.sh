@@ -2,11 +2,11 @@
 # SPDX-License-Identifier: MIT
 # run_selftest.sh [KO [BUILD]]: the devemu_kshim.ko self-tests, as root on a throw-away kernel (tests/vm/run):
 # insmod KO, the pytest suite tests/kshim (against kshim_echo and kshim_hostile, and a chaos run with devemud
-# if it is built), rmmod refused while a daemon is attached or a client file is open and clean once they are
-# gone, no window left in /proc/vmallocinfo, no warning in the kernel log. Exit 0: all passed.
+# if it is built), kshim_caller and kshim_caller32 (64- and 32-bit clients) against kshim_echo, rmmod refused
+# while a daemon is attached or a client file is open and clean once they are gone, no window left in /proc/vmallocinfo, no warning in the kernel log. Exit 0: all passed.
 #   KO      default: build/kshim/devemu_kshim.ko
-#   BUILD   the meson build directory (kshim_echo and kshim_hostile in BUILD/tests/kshim, else compiled here
-#           with cc; devemud in BUILD/cuse_dev); default: build
+#   BUILD   the meson build directory (kshim_echo, kshim_hostile, kshim_caller[32] in BUILD/tests/kshim, else
+#           compiled here with cc; devemud in BUILD/cuse_dev); default: build
 #   $DEVEMUD  devemud for test_chaos_devemud (skipped without it); default: BUILD/cuse_dev/devemud
 # Example: tests/vm/run tests/kshim/run_selftest.sh
 set -uo pipefail
@@ -27,11 +27,13 @@ if [[ $EUID -ne 0 ]]; then
 	exit 77
 fi
 [[ -r $ko ]] || { echo "FAIL no module at $ko"; exit 1; }
-if [[ ! -x $bin/kshim_echo || ! -x $bin/kshim_hostile ]]; then
+if [[ ! -x $bin/kshim_echo || ! -x $bin/kshim_hostile || ! -x $bin/kshim_caller ]]; then
 	bin=$(mktemp -d)
-	for p in kshim_echo kshim_hostile; do
+	for p in kshim_echo kshim_hostile kshim_caller; do
 		cc -O2 -Wall -I"$repo/core/include" -o "$bin/$p" "$here/$p.c" || { echo "FAIL cannot build $p"; exit 1; }
 	done
+	cc -m32 -O2 -Wall -I"$repo/core/include" -o "$bin/kshim_caller32" "$here/kshim_caller.c" 2>/dev/null ||
+		rm -f "$bin/kshim_caller32"
 fi
 if lsmod | grep -q '^devemu_kshim '; then
 	echo "FAIL devemu_kshim is already loaded"
@@ -45,6 +47,23 @@ insmod "$ko" || { echo "FAIL insmod"; exit 1; }
 devemud=${DEVEMUD:-$build/cuse_dev/devemud}
 /usr/bin/python3 -m pytest -q -rs -p no:cacheprovider "$here" --build-dir "$build" --kshim-bin "$bin" \
 	--devemud "$devemud" --check-dmesg || fail "pytest $here"
+
+echo "== 64-bit and 32-bit callers (kshim_caller, kshim_caller32) against kshim_echo"
+"$bin/kshim_echo" -r kst-caller >/dev/null 2>&1 &
+echo_pid=$!
+for _ in $(seq 100); do [[ -e /dev/kst-caller ]] && break; sleep 0.05; done
+for p in kshim_caller kshim_caller32; do
+	if [[ -x $bin/$p ]]; then
+		"$bin/$p" kst-caller || fail "$p"
+	elif [[ $p == kshim_caller32 ]]; then
+		echo "SKIP kshim_caller32: not built (the compiler cannot link -m32 programs: install gcc-multilib)"
+	else
+		fail "no $bin/$p"
+	fi
+done
+kill "$echo_pid"
+wait "$echo_pid" 2>/dev/null
+[[ -e /dev/kst-caller ]] && fail "/dev/kst-caller left after kshim_echo -r ended"
 
 echo "== rmmod with a daemon attached, then with a client file open on a device whose daemon is gone"
 "$bin/kshim_echo" kst-rmmod >/dev/null 2>&1 &

@@ -250,6 +250,90 @@ TEST_CASE("malformed entries are dropped and counted, and the core keeps serving
 	CHECK(h.write(fh, bytes("still"))->result == 5);
 }
 
+TEST_CASE("a request with a reserved flag or field set is refused with -EINVAL; such a cancel is dropped")
+{
+	test::Harness h("loopback");
+	int fh = h.open();
+	h.write(fh, bytes("kept"));
+	devemu_sqe sqe{};
+	sqe.opcode = DEVEMU_OP_READ;
+	sqe.fh = static_cast<uint32_t>(fh);
+	sqe.len = 4;
+	for (uint16_t flag : { uint16_t(1u << 1), uint16_t(1u << 4), uint16_t(1u << 15) }) {
+		sqe.flags = flag;
+		CHECK(h.submit(sqe)->result == -EINVAL);
+	}
+	sqe.flags = 0;
+	sqe.rsvd0 = 1;
+	CHECK(h.submit(sqe)->result == -EINVAL);
+	sqe.rsvd0 = 0;
+	sqe.rsvd1 = 1;
+	CHECK(h.submit(sqe)->result == -EINVAL);
+	sqe.rsvd1 = 0;
+	sqe.rsvd2 = 1ULL << 63;
+	CHECK(h.submit(sqe)->result == -EINVAL);
+	/* Nothing was consumed by the refused reads; the known flags are accepted. */
+	sqe.rsvd2 = 0;
+	sqe.flags = DEVEMU_SQE_F_NONBLOCK | DEVEMU_SQE_F_COMPAT;
+	CHECK(text(h.submit(sqe)->data) == "kept");
+
+	/* A CANCEL has no completion of its own: one with a reserved field is dropped and counted. */
+	WindowDriver::RequestId id;
+	auto parked = h.read(fh, 4, false, &id);
+	REQUIRE_FALSE(parked->done);
+	devemu_ring &sq = h.window_.sq();
+	devemu_sqe cancel{};
+	cancel.opcode = DEVEMU_OP_CANCEL;
+	cancel.tag = 0; /* the read's: the lowest free tag */
+	cancel.epoch = h.window_.regs().attach_epoch;
+	cancel.rsvd1 = 1;
+	h.window_.sqe(sq.tail) = cancel;
+	storeRelease(sq.tail, sq.tail + 1);
+	h.core_->doorbell();
+	CHECK_FALSE(parked->done);
+	CHECK(h.core_->stats().protocolErrors == 1);
+	h.driver_->cancel(id);
+	REQUIRE(parked->done);
+	CHECK(parked->result == -EINTR);
+}
+
+TEST_CASE("a served window says ACKNOWLEDGE | DRIVER_OK and the core leaves the reserved registers 0")
+{
+	test::Harness h("loopback");
+	CHECK(h.window_.regs().status == (DEVEMU_STATUS_ACKNOWLEDGE | DEVEMU_STATUS_DRIVER_OK));
+	int fh = h.open();
+	h.write(fh, bytes("abc"));
+	CHECK(h.read(fh, 2)->result == 2);
+	CHECK(h.poll(fh) != 0);
+	CHECK(h.window_.regs().reserved0 == 0);
+	CHECK(h.window_.regs().reserved1 == 0);
+	/* The device-wide shadow carries model status words only; a loopback publishes none. */
+	const devemu_shadow &d = h.window_.shadow();
+	CHECK(d.seq == 0);
+	CHECK((d.reserved0[0] | d.reserved0[1] | d.reserved0[2]) == 0);
+	/* The per-file shadow is where readiness is. */
+	CHECK(seqlockRead(h.window_.fileShadow(fh)).readable == 1);
+}
+
+TEST_CASE("per-operation statistics are indexed and named by the uapi's opcode list")
+{
+	test::Harness h("loopback");
+	int fh = h.open();
+	h.write(fh, bytes("x"));
+	h.read(fh, 1);
+	h.read(fh, 1, true);
+	const DeviceStats &s = h.core_->stats();
+	CHECK(s.requests[DeviceStats::opOf(DEVEMU_OP_OPEN)] == 1);
+	CHECK(s.requests[DeviceStats::opOf(DEVEMU_OP_WRITE)] == 1);
+	CHECK(s.requests[DeviceStats::opOf(DEVEMU_OP_READ)] == 2);
+	CHECK(s.errors[DeviceStats::Read] == 1); /* the -EAGAIN */
+	std::vector<std::string> names;
+	for (int op = 0; op < DeviceStats::OpCount; op++)
+		names.push_back(DeviceStats::opName(static_cast<DeviceStats::Op>(op)));
+	CHECK(names == std::vector<std::string>{ "open", "release", "read", "write", "ioctl", "poll", "cancel" });
+	CHECK(std::string(DeviceStats::opName(DeviceStats::OpCount)) == "?");
+}
+
 TEST_CASE("completions from an old attach epoch are dropped by the driver")
 {
 	test::Harness h("loopback");

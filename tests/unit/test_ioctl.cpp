@@ -89,6 +89,47 @@ struct RegisterChasing {
 	}
 } registerChasing;
 
+/* Answers which kind of caller each request came from: 32 (a compat task) or 64. */
+constexpr uint32_t kWhoCalls = _IOR(0xEE, 4, uint32_t);
+
+class CompatModel final : public Model
+{
+public:
+	int open(OpenFile &f) override
+	{
+		openedCompat_ = f.compat;
+		return 0;
+	}
+	ssize_t read(OpenFile &f, std::span<std::byte> out) override
+	{
+		out[0] = std::byte(f.compat ? '3' : '6');
+		return 1;
+	}
+	ssize_t write(OpenFile &f, std::span<const std::byte> in) override
+	{
+		wroteCompat_ = f.compat;
+		return static_cast<ssize_t>(in.size());
+	}
+	IoctlResult ioctl(OpenFile &, IoctlCall &call) override
+	{
+		if (call.cmd() != kWhoCalls)
+			return IoctlResult::error(-ENOTTY);
+		return call.replyArg(call.compat() ? uint32_t(32) : uint32_t(64));
+	}
+	uint32_t poll(const OpenFile &) override { return 0; }
+	bool openedCompat_ = false;
+	bool wroteCompat_ = false;
+};
+
+struct RegisterCompat {
+	RegisterCompat()
+	{
+		ModelRegistry::builtin().add({ "test-compat", "test", "", [](ModelOptions &, DeviceContext &) {
+						      return std::unique_ptr<Model>(new CompatModel);
+					      } });
+	}
+} registerCompat;
+
 } // namespace
 
 TEST_CASE("a size-encoded ioctl takes one retry round on an unrestricted driver")
@@ -208,4 +249,50 @@ TEST_CASE("a restricted _IOW ioctl delivers its input")
 	REQUIRE(o->done);
 	CHECK(o->result == 0);
 	CHECK(static_cast<ChasingModel *>(h.core_->model())->value_ == 77);
+}
+
+TEST_CASE("DEVEMU_SQE_F_COMPAT tells the model, request by request, that the caller is a 32-bit task")
+{
+	test::Harness h("test-compat");
+	auto &model = dynamic_cast<CompatModel &>(*h.core_->model());
+	devemu_sqe sqe{};
+	sqe.opcode = DEVEMU_OP_OPEN;
+	sqe.flags = DEVEMU_SQE_F_COMPAT;
+	auto opened = h.submit(sqe);
+	REQUIRE(opened->result == 0);
+	CHECK(model.openedCompat_);
+
+	/* One file, shared by a 32-bit and a 64-bit process: each request says which one calls. */
+	sqe = {};
+	sqe.opcode = DEVEMU_OP_READ;
+	sqe.len = 1;
+	sqe.flags = DEVEMU_SQE_F_COMPAT;
+	CHECK(test::text(h.submit(sqe)->data) == "3");
+	sqe.flags = 0;
+	CHECK(test::text(h.submit(sqe)->data) == "6");
+
+	sqe = {};
+	sqe.opcode = DEVEMU_OP_WRITE;
+	sqe.len = 1;
+	sqe.flags = DEVEMU_SQE_F_COMPAT;
+	CHECK(h.submit(sqe, test::bytes("w"))->result == 1);
+	CHECK(model.wroteCompat_);
+	sqe.flags = 0;
+	CHECK(h.submit(sqe, test::bytes("w"))->result == 1);
+	CHECK_FALSE(model.wroteCompat_);
+
+	for (bool compat : { true, false }) {
+		sqe = {};
+		sqe.opcode = DEVEMU_OP_IOCTL;
+		sqe.ioctl_cmd = kWhoCalls;
+		sqe.ioctl_arg = 0x1000;
+		sqe.out_len = sizeof(uint32_t);
+		sqe.flags = DEVEMU_SQE_F_IOCTL_RESTRICTED | (compat ? DEVEMU_SQE_F_COMPAT : 0);
+		auto o = h.submit(sqe);
+		REQUIRE(o->result == 0);
+		REQUIRE(o->aux == sizeof(uint32_t));
+		uint32_t bits;
+		std::memcpy(&bits, o->data.data(), sizeof(bits));
+		CHECK(bits == (compat ? 32u : 64u));
+	}
 }

@@ -40,10 +40,10 @@ TEST_CASE("a second mapping of the window fd sees the same registers (what a res
 {
 	Window w;
 	REQUIRE(Window::create({ 16, 8192 }, "remap", 3, w) == 0);
-	w.regs().heartbeat = 42;
+	w.regs().isr = 42;
 	Window again;
 	REQUIRE(Window::attach(UniqueFD(dup(w.fd())), again) == 0);
-	CHECK(again.regs().heartbeat == 42);
+	CHECK(again.regs().isr == 42);
 	CHECK(again.queueDepth() == 16);
 	CHECK(again.slotSize() == 8192);
 	again.slot(5)[0] = std::byte{ 0x5a };
@@ -78,7 +78,10 @@ TEST_CASE("entry encoding matches the documented offsets")
 	CHECK(offsetof(devemu_cqe, epoch) == 0x0c);
 	CHECK(offsetof(devemu_cqe, flags) == 0x0e);
 	CHECK(offsetof(devemu_regs, status) == 0x48);
-	CHECK(offsetof(devemu_regs, heartbeat) == 0x58);
+	CHECK(offsetof(devemu_regs, reserved0) == 0x50);
+	CHECK(offsetof(devemu_regs, isr) == 0x54);
+	CHECK(offsetof(devemu_regs, reserved1) == 0x58);
+	CHECK(offsetof(devemu_shadow, status) == 0x10);
 	CHECK(DEVEMU_IOC_COUNTERS == 0x8020de01u);
 }
 

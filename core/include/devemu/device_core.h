@@ -19,10 +19,24 @@ namespace devemu {
 
 /* Per-operation counters of one device (what devemuctl stats and DEVEMU_IOC_COUNTERS report). */
 struct DeviceStats {
-	enum Op { Open, Release, Read, Write, Ioctl, Poll, Cancel, OpCount };
+	/* Index of an opcode in the per-operation arrays: its value - 1 (the uapi list is dense from 1). */
+	enum Op {
+		Open = DEVEMU_OP_OPEN - 1,
+		Release = DEVEMU_OP_RELEASE - 1,
+		Read = DEVEMU_OP_READ - 1,
+		Write = DEVEMU_OP_WRITE - 1,
+		Ioctl = DEVEMU_OP_IOCTL - 1,
+		Poll = DEVEMU_OP_POLL - 1,
+		Cancel = DEVEMU_OP_CANCEL - 1,
+		OpCount = DEVEMU_OP_COUNT
+	};
 	/* Latency buckets: [0] < 1 us, [i] < 2^i us, the last one everything slower. */
 	static constexpr size_t kLatencyBuckets = 24;
+	/* The opcode's name from the uapi list ("read"), "?" for an index out of range. */
 	static const char *opName(Op op);
+	/* Whether opcode is one of the uapi's, and its index. */
+	static constexpr bool isOpcode(unsigned opcode) { return opcode >= 1 && opcode <= DEVEMU_OP_COUNT; }
+	static constexpr Op opOf(unsigned opcode) { return static_cast<Op>(opcode - 1); }
 	std::array<uint64_t, OpCount> requests{};
 	std::array<uint64_t, OpCount> errors{};
 	std::array<std::array<uint64_t, kLatencyBuckets>, OpCount> latency{};
@@ -33,12 +47,9 @@ struct DeviceStats {
 	uint64_t cancelled = 0;
 	uint64_t protocolErrors = 0; /* malformed entries from the driver */
 };
+static_assert(DeviceStats::Cancel + 1 == DeviceStats::OpCount,
+	      "each opcode of the uapi list needs its DeviceStats::Op");
 
-/*
- * One device: its model, and the windows (ports) through which drivers reach
- * it. Usually one port; a device exposed through CUSE and the kernel shim at
- * once has two, and both see the same model state.
- */
 /* An injected fault: the next count requests of an operation fail, wait, or are cut short. */
 struct FaultSpec {
 	DeviceStats::Op op = DeviceStats::Read;
@@ -49,6 +60,11 @@ struct FaultSpec {
 	uint64_t hits = 0;
 };
 
+/*
+ * One device: its model, and the windows (ports) through which drivers reach
+ * it. Usually one port; a device exposed through CUSE and the kernel shim at
+ * once has two, and both see the same model state.
+ */
 class DeviceCore final : public DeviceContext
 {
 public:

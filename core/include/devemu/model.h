@@ -26,6 +26,9 @@ struct FileState {
 struct OpenFile {
 	uint32_t fh = 0; /* handle the core gave this open, < DEVEMU_MAX_FILES */
 	uint32_t flags = 0; /* O_* flags: from open, refreshed by every read and write (fcntl) */
+	/* The caller of the current request is a 32-bit task (DEVEMU_SQE_F_COMPAT): set for each open, read,
+	 * write and ioctl, as far as the transport tells (CUSE: ioctls only). */
+	bool compat = false;
 	pid_t pid = 0;
 	uid_t uid = 0;
 	gid_t gid = 0;
@@ -74,6 +77,9 @@ public:
 	uint32_t cmd() const { return cmd_; }
 	uint64_t arg() const { return arg_; }
 	bool restricted() const { return restricted_; }
+	/* The caller is a 32-bit task: pointers are 32 bits wide, structures have their 32-bit layout. */
+	void setCompat(bool compat) { compat_ = compat; }
+	bool compat() const { return compat_; }
 
 	/* The caller's bytes at [addr, addr+len), or nullopt when this round does not carry them yet. */
 	std::optional<std::span<const std::byte>> readUser(uint64_t addr, size_t len);
@@ -132,6 +138,7 @@ private:
 	std::span<const std::byte> in_;
 	size_t outRoom_;
 	bool restricted_;
+	bool compat_ = false;
 	size_t inCursor_ = 0;
 	bool missing_ = false;
 	bool unreachable_ = false;

@@ -24,6 +24,9 @@ static_assert(sizeof(devemu_cqe) == 16);
 static_assert(sizeof(devemu_iovec) == 16);
 static_assert(offsetof(devemu_regs, name) == 0x60);
 static_assert(offsetof(devemu_sqe, ioctl_arg) == 0x20);
+static_assert(offsetof(devemu_regs, reserved1) == 0x58);
+static_assert(offsetof(devemu_shadow, status) == 0x10);
+static_assert(DEVEMU_SQE_F_ALL <= UINT16_MAX, "sqe.flags is 16 bits wide");
 
 struct WindowGeometry {
 	uint32_t queueDepth = DEVEMU_DEFAULT_QUEUE_DEPTH;
@@ -69,7 +72,9 @@ public:
 	size_t size() const { return size_; }
 
 	devemu_regs &regs() const { return *reinterpret_cast<devemu_regs *>(base_); }
+	/* The device-wide shadow: the model's status words. */
 	devemu_shadow &shadow() const { return *reinterpret_cast<devemu_shadow *>(base_ + DEVEMU_SHADOW_OFFSET); }
+	/* The shadow of one open file: poll readiness, bytes readable and writable. */
 	devemu_shadow_file &fileShadow(uint32_t fh) const
 	{
 		return reinterpret_cast<devemu_shadow_file *>(base_ + DEVEMU_FILES_OFFSET)[fh];

@@ -38,6 +38,19 @@
  * input ranges of the caller's memory, concatenated, into the data slot and
  * submits the ioctl again with len = their total and out_len = the total of
  * the output ranges (FUSE_IOCTL_RETRY semantics, on every driver).
+ *
+ * 32-bit callers: a driver sets DEVEMU_SQE_F_COMPAT on every request it
+ * submits for a compat (32-bit) task, as far as its transport tells it: the
+ * kshim module on OPEN, READ, WRITE, IOCTL and POLL; CUSE on IOCTL
+ * (FUSE_IOCTL_COMPAT; FUSE says nothing for the other operations). A model
+ * whose structures differ between 32 and 64 bits (pointers, longs, struct
+ * timeval) uses the 32-bit layout for such a request, or refuses it with a
+ * clear errno.
+ *
+ * Reserved: every field, flag and bit this header names "reserved" is 0. The
+ * side that writes it leaves it 0 (the window is created zeroed); the core
+ * answers a request whose reserved fields or flags are not 0 with -EINVAL
+ * (and drops such a CANCEL).
  */
 #ifndef _UAPI_LINUX_DEVEMU_H
 #define _UAPI_LINUX_DEVEMU_H
@@ -59,13 +72,10 @@
 #define DEVEMU_DEFAULT_QUEUE_DEPTH 64U
 #define DEVEMU_DEFAULT_SLOT_SIZE (128U * 1024U)
 
-/* regs.status bits */
-#define DEVEMU_STATUS_ACKNOWLEDGE (1U << 0) /* core has seen the window */
-#define DEVEMU_STATUS_DRIVER_OK (1U << 2) /* core serves requests */
-#define DEVEMU_STATUS_NEEDS_RESET (1U << 6) /* core hit an inconsistency */
-#define DEVEMU_STATUS_FAILED (1U << 7) /* core gave up on the device */
-#define DEVEMU_STATUS_NOSRV (1U << 8) /* driver: no core attached */
-#define DEVEMU_STATUS_RECOVERING (1U << 9) /* driver: a core is re-attaching */
+/* regs.status bits; the others are reserved */
+#define DEVEMU_STATUS_ACKNOWLEDGE (1U << 0) /* core: has seen the window */
+#define DEVEMU_STATUS_DRIVER_OK (1U << 2) /* core: serves requests */
+#define DEVEMU_STATUS_NOSRV (1U << 8) /* driver: detached, nothing is served here any more */
 
 /* feature bits: offered by the driver, accepted by the core */
 #define DEVEMU_F_SHADOW_POLL (1ULL << 0) /* driver answers poll/FIONREAD from shadow */
@@ -73,10 +83,9 @@
 #define DEVEMU_F_CANCEL (1ULL << 2) /* driver sends CANCEL for interrupted callers */
 #define DEVEMU_F_NEED_KICK (1ULL << 3) /* doorbell suppression */
 
-/* regs.isr bits: why the core raised the interrupt */
+/* regs.isr bits: why the core raised the interrupt; the others are reserved */
 #define DEVEMU_ISR_CQ (1U << 0) /* completions posted */
 #define DEVEMU_ISR_SHADOW (1U << 1) /* shadow registers changed */
-#define DEVEMU_ISR_CONFIG (1U << 2) /* config generation changed */
 
 /* Page 0: control registers. RO = written by the window's creator only. */
 struct devemu_regs {
@@ -94,31 +103,38 @@ struct devemu_regs {
 	__u64 features_accepted; /* 0x40 core writes */
 	__u32 status; /* 0x48 both, DEVEMU_STATUS_* */
 	__u32 attach_epoch; /* 0x4c driver bumps on every (re)attach */
-	__u32 config_generation; /* 0x50 core bumps on config change */
+	__u32 reserved0; /* 0x50 */
 	__u32 isr; /* 0x54 core sets bits, driver clears (write 1 to clear) */
-	__u64 heartbeat; /* 0x58 core increments while alive */
+	__u64 reserved1; /* 0x58 */
 	char name[DEVEMU_DEVICE_NAME_MAX]; /* 0x60 RO NUL-terminated device name */
 	__u8 reserved[DEVEMU_WINDOW_PAGE - 0xa0];
 };
 
-/* Device-wide shadow registers, written by the core under a seqlock: odd seq
+/*
+ * Device-wide shadow registers, written by the core under a seqlock: odd seq
  * means an update is in progress; readers retry until seq is even and equal
- * before and after their read. */
+ * before and after their read. What is per open file (poll readiness, bytes
+ * readable) is in struct devemu_shadow_file; here are the words a model
+ * publishes about the whole device (the kshim module shows them in sysfs).
+ */
+#define DEVEMU_STATUS_WORDS 12U
 struct devemu_shadow {
 	__u32 seq;
-	__u32 revents; /* poll mask of a fresh open file */
-	__u32 readable; /* bytes a read would return now */
-	__u32 writable; /* bytes a write would accept now */
-	__u32 status[12]; /* model-declared status words */
+	__u32 reserved0[3];
+	__u32 status[DEVEMU_STATUS_WORDS]; /* model-declared status words */
 	__u8 reserved[DEVEMU_WINDOW_PAGE - 64];
 };
 
-/* Per-open-file shadow, indexed by file handle (fh < max_files). */
+/*
+ * Per-open-file shadow, indexed by file handle (fh < max_files). The core
+ * rewrites it (and so bumps seq) when a value changes or data arrives; a
+ * driver wakes a file's pollers when its seq moved.
+ */
 struct devemu_shadow_file {
 	__u32 seq; /* seqlock, as above */
 	__u32 revents; /* POLLIN/POLLOUT/... for this open file */
-	__u32 readable;
-	__u32 writable;
+	__u32 readable; /* bytes a read would return now (FIONREAD) */
+	__u32 writable; /* bytes a write would accept now */
 };
 
 /* Ring control block; entries follow at +192. head/tail on their own lines. */
@@ -133,25 +149,47 @@ struct devemu_ring {
 };
 #define DEVEMU_RING_ENTRIES_OFFSET 192U
 
-enum devemu_opcode {
-	DEVEMU_OP_OPEN = 1, /* result: fh (>= 0) or -errno */
-	DEVEMU_OP_RELEASE = 2, /* result: 0 */
-	DEVEMU_OP_READ = 3, /* len: bytes wanted; result: bytes in slot */
-	DEVEMU_OP_WRITE = 4, /* len: bytes in slot; result: bytes accepted */
-	DEVEMU_OP_IOCTL = 5, /* see the header comment */
-	DEVEMU_OP_POLL = 6, /* out_len: events; cqe.aux: revents */
-	DEVEMU_OP_CANCEL = 7, /* tag: the parked request to end with -EINTR */
-};
+/*
+ * The opcodes, one list that every side expands: this enum, the core's
+ * per-operation statistics and the module's sysfs counters. X(NAME, value,
+ * "name"): values are dense from 1, so value - 1 indexes a per-opcode array;
+ * the name is how tools and sysfs print the opcode.
+ *
+ *   OPEN     result: fh (>= 0) or -errno
+ *   RELEASE  result: 0
+ *   READ     len: bytes wanted; result: bytes in the slot
+ *   WRITE    len: bytes in the slot; result: bytes accepted
+ *   IOCTL    see the header comment
+ *   POLL     out_len: events; cqe.aux: revents
+ *   CANCEL   tag: the parked request to end with -EINTR (no completion of its own)
+ */
+#define DEVEMU_OPCODES(X)		\
+	X(OPEN, 1, "open")		\
+	X(RELEASE, 2, "release")	\
+	X(READ, 3, "read")		\
+	X(WRITE, 4, "write")		\
+	X(IOCTL, 5, "ioctl")		\
+	X(POLL, 6, "poll")		\
+	X(CANCEL, 7, "cancel")
 
-/* sqe.flags */
+#define __DEVEMU_OP_ENUM(op, value, name) DEVEMU_OP_##op = value,
+enum devemu_opcode {
+	DEVEMU_OPCODES(__DEVEMU_OP_ENUM)
+	__DEVEMU_OP_END
+};
+#undef __DEVEMU_OP_ENUM
+#define DEVEMU_OP_COUNT (__DEVEMU_OP_END - 1)
+
+/* sqe.flags; bit 1 and bits 4-15 are reserved */
 #define DEVEMU_SQE_F_NONBLOCK (1U << 0) /* O_NONBLOCK: never park, -EAGAIN */
-#define DEVEMU_SQE_F_POLL_ARM (1U << 1) /* POLL: raise ISR_SHADOW on change */
 #define DEVEMU_SQE_F_IOCTL_RESTRICTED (1U << 2) /* driver cannot retry: data is _IOC_SIZE at arg */
+#define DEVEMU_SQE_F_COMPAT (1U << 3) /* the caller is a 32-bit (compat) task: its structures use the 32-bit layout */
+#define DEVEMU_SQE_F_ALL (DEVEMU_SQE_F_NONBLOCK | DEVEMU_SQE_F_IOCTL_RESTRICTED | DEVEMU_SQE_F_COMPAT)
 
 /* 64-byte submission entry */
 struct devemu_sqe {
 	__u8 opcode; /* 0x00 enum devemu_opcode */
-	__u8 rsvd0; /* 0x01 */
+	__u8 rsvd0; /* 0x01 reserved */
 	__u16 flags; /* 0x02 DEVEMU_SQE_F_* */
 	__u32 tag; /* 0x04 < queue_depth; owns data slot [tag] */
 	__u32 epoch; /* 0x08 attach epoch the driver runs in */
@@ -164,8 +202,8 @@ struct devemu_sqe {
 	__u32 pid; /* 0x28 caller */
 	__u32 uid; /* 0x2c */
 	__u32 gid; /* 0x30 */
-	__u32 rsvd1; /* 0x34 */
-	__u64 rsvd2; /* 0x38 */
+	__u32 rsvd1; /* 0x34 reserved */
+	__u64 rsvd2; /* 0x38 reserved */
 };
 
 /* cqe.flags */
@@ -215,8 +253,10 @@ struct devemu_iovec {
 	__u64 base; /* caller address */
 	__u64 len;
 };
-/* In the data slot of an IOCTL_RETRY completion: in_count input ranges, then
- * out_count output ranges. */
+/*
+ * In the data slot of an IOCTL_RETRY completion: in_count input ranges, then
+ * out_count output ranges.
+ */
 struct devemu_ioctl_retry {
 	__u32 in_count;
 	__u32 out_count;
@@ -263,7 +303,7 @@ struct devemu_kshim_add {
 	__u32 slot_size; /* page multiple, <= DEVEMU_MAX_SLOT_SIZE; 0 means DEVEMU_DEFAULT_SLOT_SIZE */
 	__s32 doorbell_fd; /* eventfd the module signals */
 	__s32 irq_fd; /* eventfd the daemon writes */
-	__u32 flags; /* DEVEMU_KSHIM_F_*, must be 0 for now */
+	__u32 flags; /* reserved: no flags are defined */
 	__u64 features; /* features the daemon accepts of DEVEMU_KSHIM_FEATURES */
 	__u32 reserved[8]; /* must be 0 */
 };
