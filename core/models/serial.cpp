@@ -772,6 +772,7 @@ private:
 	void stopTx();
 	void service();
 	uint8_t rxChars(uint8_t lsrv);
+	void pushFlip();
 	uint8_t modemStatus();
 	void txChars();
 	void setBreak(bool on);
@@ -844,6 +845,8 @@ private:
 	bool breakOn_ = false;
 	unsigned opens_ = 0;
 	bool quiet_ = false;
+	std::deque<std::pair<uint8_t, char>> flip_; /* received, not yet through the line discipline */
+	bool flipping_ = false;
 	serial_icounter_struct icount_{};
 	std::set<SerialFile *> files_;
 
@@ -1082,14 +1085,33 @@ uint8_t SerialModel::rxChars(uint8_t lsrv)
 		}
 		/* uart_insert_char */
 		if ((lsrv & ignoreMask & ~lsr::OE) == 0 && opens_ > 0)
-			receiveChar(ch, flag);
+			flip_.emplace_back(ch, flag);
 		if ((lsrv & ~ignoreMask & lsr::OE) && opens_ > 0)
-			receiveChar(0, 'o');
+			flip_.emplace_back(0, 'o');
 		lsrv = uart_.read(serial::LSR);
 	} while ((lsrv & (lsr::DR | lsr::BI)) && --budget > 0);
 	lastRx_ = Clock::now();
+	pushFlip();
 	notify(POLLIN);
 	return lsrv;
+}
+
+/*
+ * tty_flip_buffer_push: the line discipline takes the received characters
+ * after the interrupt handler, in order. An echo starts the transmitter, which
+ * may run the handler again; what that one receives queues behind.
+ */
+void SerialModel::pushFlip()
+{
+	if (flipping_)
+		return;
+	flipping_ = true;
+	while (!flip_.empty()) {
+		auto [c, flag] = flip_.front();
+		flip_.pop_front();
+		receiveChar(c, flag);
+	}
+	flipping_ = false;
 }
 
 /* serial8250_modem_status */

@@ -830,3 +830,23 @@ TEST_CASE("serial tty: a tcp far end exchanges bytes with a connected client "
 	size_t n = client.read_some(asio::buffer(buf), ec);
 	CHECK(std::string(buf.data(), n) == "to far");
 }
+
+TEST_CASE("serial tty: a burst from the far end reaches a canonical, echoing reader in order")
+{
+	Tty t({ { "pace", "none" }, { "far", "tcp:0" } }); /* the default termios: ICANON, ECHO, ONLCR */
+	std::string far = t.info("far");
+	uint16_t port = static_cast<uint16_t>(std::stoul(far.substr(far.rfind(':') + 1)));
+	asio::ip::tcp::socket client(t.h.io_);
+	client.connect({ asio::ip::make_address("127.0.0.1"), port });
+	t.settle();
+	/* More than the receive FIFO's trigger level: each echo restarts the transmitter mid-burst. */
+	asio::write(client, asio::buffer(std::string("from-far-start\nx\n")));
+	t.settle();
+	CHECK(t.readNow() == "from-far-start\n");
+	CHECK(t.readNow() == "x\n");
+	std::array<char, 64> buf{};
+	client.non_blocking(true);
+	boost::system::error_code ec;
+	size_t n = client.read_some(asio::buffer(buf), ec);
+	CHECK(std::string(buf.data(), n) == "from-far-start\r\nx\r\n");
+}
