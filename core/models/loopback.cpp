@@ -18,8 +18,14 @@ class LoopbackModel final : public Model
 {
 public:
 	LoopbackModel(DeviceContext &ctx, size_t capacity, bool dropWhenFull)
-		: ctx_(ctx), buf_(capacity), dropWhenFull_(dropWhenFull)
+		: ctx_(ctx), capacity_(capacity), dropWhenFull_(dropWhenFull)
 	{}
+
+	int start(std::string &) override
+	{
+		buf_.resize(capacity_);
+		return 0;
+	}
 
 	ssize_t read(OpenFile &, std::span<std::byte> out) override
 	{
@@ -131,7 +137,8 @@ private:
 	}
 
 	DeviceContext &ctx_;
-	std::vector<std::byte> buf_;
+	size_t capacity_;
+	std::vector<std::byte> buf_; /* capacity_ bytes once started */
 	size_t head_ = 0;
 	size_t size_ = 0;
 	bool dropWhenFull_;

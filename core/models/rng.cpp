@@ -3,7 +3,11 @@
 #include "chacha20.h"
 #include "devemu/model_registry.h"
 
+#include <fmt/core.h>
+
 #include <cerrno>
+#include <cstring>
+#include <optional>
 #include <poll.h>
 #include <sys/random.h>
 
@@ -14,11 +18,27 @@ namespace {
 class RngModel final : public Model
 {
 public:
-	explicit RngModel(const std::array<uint8_t, 32> &key) : stream_(key, {}, 0) {}
+	explicit RngModel(std::optional<uint64_t> seed) : seed_(seed) {}
+
+	/* Keys the stream: from the seed, or from getrandom(). */
+	int start(std::string &error) override
+	{
+		std::array<uint8_t, 32> key{};
+		if (seed_) {
+			for (int i = 0; i < 8; i++)
+				key[i] = uint8_t(*seed_ >> (8 * i));
+		} else if (getrandom(key.data(), key.size(), 0) != ssize_t(key.size())) {
+			int err = errno;
+			error = fmt::format("getrandom() failed: {}; give seed=N", strerror(err));
+			return -err;
+		}
+		stream_.emplace(key, std::array<uint8_t, 12>{}, 0);
+		return 0;
+	}
 
 	ssize_t read(OpenFile &, std::span<std::byte> out) override
 	{
-		stream_.generate(out);
+		stream_->generate(out);
 		return static_cast<ssize_t>(out.size());
 	}
 	/* Like /dev/hwrng, the device does not take entropy from writers. */
@@ -26,7 +46,8 @@ public:
 	uint32_t poll(const OpenFile &) override { return POLLIN | POLLRDNORM; }
 
 private:
-	ChaCha20 stream_;
+	std::optional<uint64_t> seed_;
+	std::optional<ChaCha20> stream_; /* keyed by start() */
 };
 
 } // namespace
@@ -36,15 +57,7 @@ void registerRngModel(ModelRegistry &registry)
 	registry.add({ "rng", "hwrng-style random bytes (ChaCha20 keyed from getrandom, or from seed=)",
 		       "seed=N                reproducible stream from a 64-bit seed (default: getrandom)\n",
 		       [](ModelOptions &opts, DeviceContext &) -> std::unique_ptr<Model> {
-			       std::array<uint8_t, 32> key{};
-			       if (auto seed = opts.optionalNumber("seed", 0, UINT64_MAX)) {
-				       for (int i = 0; i < 8; i++)
-					       key[i] = uint8_t(*seed >> (8 * i));
-			       } else if (getrandom(key.data(), key.size(), 0) != ssize_t(key.size())) {
-				       opts.fail("seed", "getrandom() failed; give seed=N");
-				       return nullptr;
-			       }
-			       return std::make_unique<RngModel>(key);
+			       return std::make_unique<RngModel>(opts.optionalNumber("seed", 0, UINT64_MAX));
 		       } });
 }
 

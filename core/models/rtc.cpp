@@ -500,19 +500,58 @@ std::optional<int64_t> Mc146818::nextInterrupt(int64_t hostNs) const
 
 namespace {
 
+/* The state file: "offset_ns=N" (comments with #). Missing file: offset 0. */
+bool loadState(const std::string &path, int64_t &offsetNs, std::string &error)
+{
+	std::ifstream in(path);
+	if (!in) {
+		if (errno == ENOENT)
+			return true;
+		error = fmt::format("cannot read {}: {}", path, strerror(errno));
+		return false;
+	}
+	std::string line;
+	int lineNo = 0;
+	while (std::getline(in, line)) {
+		lineNo++;
+		if (line.empty() || line[0] == '#')
+			continue;
+		if (line.rfind("offset_ns=", 0) == 0) {
+			std::istringstream v(line.substr(10));
+			long long n;
+			if (v >> n && v.eof()) {
+				offsetNs = n;
+				continue;
+			}
+		}
+		error = fmt::format("{}:{}: expected offset_ns=NUMBER, got '{}'", path, lineNo, line);
+		return false;
+	}
+	return true;
+}
+
 constexpr uint32_t kFeatures = 1u << RTC_FEATURE_ALARM | 1u << RTC_FEATURE_UPDATE_INTERRUPT;
 
 class RtcModel final : public Model
 {
 public:
-	RtcModel(DeviceContext &ctx, RtcConfig config, int64_t offsetNs)
-		: ctx_(ctx), config_(std::move(config)), chip_(offsetNs), timer_(ctx.strand())
+	RtcModel(DeviceContext &ctx, RtcConfig config) : ctx_(ctx), config_(std::move(config)), timer_(ctx.strand())
 	{
 		if (!config_.clock)
 			config_.clock = realtimeNs;
-		chip_.advance(now());
 	}
 	~RtcModel() override { timer_.cancel(); }
+
+	/* The chip powers up with the offset the state file kept. */
+	int start(std::string &error) override
+	{
+		int64_t offsetNs = 0;
+		if (!config_.statePath.empty() && !loadState(config_.statePath, offsetNs, error))
+			return -EINVAL;
+		chip_ = Mc146818(offsetNs);
+		chip_.advance(now());
+		return 0;
+	}
 
 	int open(OpenFile &) override
 	{
@@ -979,44 +1018,11 @@ private:
 	int64_t alarmSec_ = 0; /* the rtc core's aie_timer expiry, seconds since the epoch */
 };
 
-/* The state file: "offset_ns=N" (comments with #). Missing file: offset 0. */
-bool loadState(const std::string &path, int64_t &offsetNs, std::string &error)
-{
-	std::ifstream in(path);
-	if (!in) {
-		if (errno == ENOENT)
-			return true;
-		error = fmt::format("cannot read {}: {}", path, strerror(errno));
-		return false;
-	}
-	std::string line;
-	int lineNo = 0;
-	while (std::getline(in, line)) {
-		lineNo++;
-		if (line.empty() || line[0] == '#')
-			continue;
-		if (line.rfind("offset_ns=", 0) == 0) {
-			std::istringstream v(line.substr(10));
-			long long n;
-			if (v >> n && v.eof()) {
-				offsetNs = n;
-				continue;
-			}
-		}
-		error = fmt::format("{}:{}: expected offset_ns=NUMBER, got '{}'", path, lineNo, line);
-		return false;
-	}
-	return true;
-}
-
 } // namespace
 
-std::unique_ptr<Model> makeRtcModel(DeviceContext &ctx, RtcConfig config, std::string &error)
+std::unique_ptr<Model> makeRtcModel(DeviceContext &ctx, RtcConfig config)
 {
-	int64_t offsetNs = 0;
-	if (!config.statePath.empty() && !loadState(config.statePath, offsetNs, error))
-		return nullptr;
-	return std::make_unique<RtcModel>(ctx, std::move(config), offsetNs);
+	return std::make_unique<RtcModel>(ctx, std::move(config));
 }
 
 void registerRtcModel(ModelRegistry &registry)
@@ -1035,11 +1041,7 @@ void registerRtcModel(ModelRegistry &registry)
 			  config.statePath = opts.string("state", "");
 			  config.updateIrq = opts.choice("uie", "on", { "on", "off" }) == "on";
 			  config.maxUserFreq = static_cast<unsigned>(opts.number("max_user_freq", 64, 1, RTC_MAX_FREQ));
-			  std::string error;
-			  auto model = makeRtcModel(ctx, std::move(config), error);
-			  if (!model)
-				  opts.fail("state", error);
-			  return model;
+			  return makeRtcModel(ctx, std::move(config));
 		  },
 		  "status                time, offset, interrupt enables, periodic rate, alarm, pending irq data\n"
 		  "regs                  dump the MC146818 registers (0x00-0x0d, century at 0x32)\n"

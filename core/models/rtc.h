@@ -143,7 +143,7 @@ struct RtcConfig {
 	unsigned maxUserFreq = 64; /* like /sys/class/rtc/rtcN/max_user_freq */
 };
 
-/* Returns null with error set when the state file cannot be read. */
-std::unique_ptr<Model> makeRtcModel(DeviceContext &ctx, RtcConfig config, std::string &error);
+/* Reads nothing yet: start() loads the state file (and fails when it cannot be read). */
+std::unique_ptr<Model> makeRtcModel(DeviceContext &ctx, RtcConfig config);
 
 } // namespace devemu

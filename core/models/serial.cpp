@@ -566,6 +566,7 @@ public:
 			acceptor_.set_option(typename Protocol::acceptor::reuse_address(true), ec);
 		if (!ec)
 			acceptor_.bind(endpoint_, ec);
+		bound_ = !ec;
 		if (!ec)
 			acceptor_.listen(4, ec);
 		if (ec)
@@ -579,8 +580,8 @@ public:
 		this->stopStream();
 		boost::system::error_code ignored;
 		acceptor_.close(ignored);
-		if (!unlink_.empty())
-			::unlink(unlink_.c_str());
+		if (bound_ && !unlink_.empty())
+			::unlink(unlink_.c_str()); /* the socket file this far end created */
 	}
 	std::string describe() const override
 	{
@@ -615,6 +616,7 @@ private:
 	typename Protocol::endpoint endpoint_;
 	std::string label_;
 	std::string unlink_;
+	bool bound_ = false;
 };
 
 /* A pseudo-terminal: we hold the master, a person or a program opens the slave. */
@@ -682,6 +684,9 @@ enum class FarKind { Loopback, Pty, Tcp, Unix };
 struct SerialConfig {
 	FarKind far = FarKind::Loopback;
 	std::string farSpec = "loopback";
+	asio::ip::address farAddress; /* tcp */
+	uint16_t farPort = 0; /* tcp */
+	std::string farPath; /* unix */
 	uint32_t clock = 1843200; /* UART input clock: baud = clock / (16 * divisor) */
 	bool paced = true;
 };
@@ -695,9 +700,9 @@ public:
 	static constexpr size_t kWakeupChars = 256; /* WAKEUP_CHARS */
 	static constexpr size_t kWireQueue = 4096; /* bytes from a socket/pty far end in flight on the line */
 
-	SerialModel(DeviceContext &ctx, SerialConfig config, std::shared_ptr<FarEnd> far)
-		: ctx_(ctx), config_(std::move(config)), far_(std::move(far)), lineTimer_(ctx.strand()),
-		  wakeTimer_(ctx.strand()), termios_(defaultTermios())
+	SerialModel(DeviceContext &ctx, SerialConfig config)
+		: ctx_(ctx), config_(std::move(config)), lineTimer_(ctx.strand()), wakeTimer_(ctx.strand()),
+		  termios_(defaultTermios())
 	{
 		/* Power-on: the far end's lines are simply there, and the port is configured as firmware left it (9600 8N1). */
 		uart_.setModemInputs(farLines_);
@@ -705,15 +710,9 @@ public:
 		quiet_ = true; /* the core has no model to retry yet */
 		programUart(nullptr);
 		quiet_ = false;
-		if (far_) {
-			far_->onData = [this](const uint8_t *p, size_t n) { fromFarEnd(p, n); };
-			far_->onPeer = [this](bool up) {
-				DEVEMU_LOG(Info, ctx_.name(), "far end {}: peer {}", far_->describe(),
-					   up ? "connected" : "gone");
-			};
-			far_->start();
-		}
 	}
+
+	int start(std::string &error) override;
 
 	~SerialModel() override
 	{
@@ -863,6 +862,63 @@ private:
 	bool erasing_ = false;
 	Clock::time_point lastRx_{};
 };
+
+/* The far end: a pty to open, or a socket to listen on. */
+int SerialModel::start(std::string &error)
+{
+	std::shared_ptr<FarEnd> far;
+	switch (config_.far) {
+	case FarKind::Loopback:
+		return 0;
+	case FarKind::Pty: {
+		auto pty = std::make_shared<PtyFarEnd>(ctx_.strand());
+		error = pty->open();
+		if (error.empty())
+			DEVEMU_LOG(Info, ctx_.name(), "serial far end: pty {}", pty->path());
+		far = pty;
+		break;
+	}
+	case FarKind::Tcp: {
+		auto sock = std::make_shared<SocketFarEnd<asio::ip::tcp>>(
+			ctx_.strand(), asio::ip::tcp::endpoint(config_.farAddress, config_.farPort), config_.farSpec,
+			"");
+		error = sock->listen();
+		if (!error.empty())
+			error = fmt::format("cannot listen on {}:{}: {}", config_.farAddress.to_string(),
+					    config_.farPort, error);
+		else
+			DEVEMU_LOG(Info, ctx_.name(), "serial far end: listening on {}", sock->describe());
+		far = sock;
+		break;
+	}
+	case FarKind::Unix: {
+		const std::string &path = config_.farPath;
+		struct stat st;
+		if (::lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode))
+			::unlink(path.c_str()); /* a stale socket of an earlier run */
+		auto sock = std::make_shared<SocketFarEnd<asio::local::stream_protocol>>(
+			ctx_.strand(), asio::local::stream_protocol::endpoint(path), config_.farSpec, path);
+		error = sock->listen();
+		if (!error.empty())
+			error = fmt::format("cannot listen on {}: {}", path, error);
+		else
+			DEVEMU_LOG(Info, ctx_.name(), "serial far end: listening on {}", sock->describe());
+		far = sock;
+		break;
+	}
+	}
+	if (!error.empty()) {
+		far->stop();
+		return -EIO;
+	}
+	far_ = std::move(far);
+	far_->onData = [this](const uint8_t *p, size_t n) { fromFarEnd(p, n); };
+	far_->onPeer = [this](bool up) {
+		DEVEMU_LOG(Info, ctx_.name(), "far end {}: peer {}", far_->describe(), up ? "connected" : "gone");
+	};
+	far_->start();
+	return 0;
+}
 
 /* ---------------- driver ---------------- */
 
@@ -2216,18 +2272,11 @@ void registerSerialModel(ModelRegistry &registry)
 			  config.clock =
 				  static_cast<uint32_t>(opts.number("clock", 1843200, 16 * 50, 64ULL * 1000 * 1000));
 			  config.paced = opts.choice("pace", "baud", { "baud", "none" }) == "baud";
-			  std::shared_ptr<FarEnd> far;
 			  const std::string &spec = config.farSpec;
-			  std::string error;
 			  if (spec == "loopback") {
 				  config.far = FarKind::Loopback;
 			  } else if (spec == "pty") {
 				  config.far = FarKind::Pty;
-				  auto pty = std::make_shared<PtyFarEnd>(ctx.strand());
-				  error = pty->open();
-				  if (error.empty())
-					  DEVEMU_LOG(Info, ctx.name(), "serial far end: pty {}", pty->path());
-				  far = pty;
 			  } else if (spec.rfind("tcp:", 0) == 0) {
 				  config.far = FarKind::Tcp;
 				  std::string rest = spec.substr(4), host = "127.0.0.1";
@@ -2239,48 +2288,21 @@ void registerSerialModel(ModelRegistry &registry)
 				  char *end = nullptr;
 				  unsigned long port = std::strtoul(rest.c_str(), &end, 10);
 				  boost::system::error_code ec;
-				  auto addr = asio::ip::make_address(host, ec);
-				  if (rest.empty() || *end || port > 65535) {
-					  error = fmt::format("'{}' is not a port number", rest);
-				  } else if (ec) {
-					  error = fmt::format("'{}' is not an IP address", host);
-				  } else {
-					  auto sock = std::make_shared<SocketFarEnd<asio::ip::tcp>>(
-						  ctx.strand(),
-						  asio::ip::tcp::endpoint(addr, static_cast<uint16_t>(port)), spec, "");
-					  error = sock->listen();
-					  if (!error.empty())
-						  error = fmt::format("cannot listen on {}:{}: {}", host, port, error);
-					  else
-						  DEVEMU_LOG(Info, ctx.name(), "serial far end: listening on {}",
-							     sock->describe());
-					  far = sock;
-				  }
+				  config.farAddress = asio::ip::make_address(host, ec);
+				  if (rest.empty() || *end || port > 65535)
+					  opts.fail("far", fmt::format("'{}' is not a port number", rest));
+				  else if (ec)
+					  opts.fail("far", fmt::format("'{}' is not an IP address", host));
+				  config.farPort = static_cast<uint16_t>(port);
 			  } else if (spec.rfind("unix:", 0) == 0 && spec.size() > 5) {
 				  config.far = FarKind::Unix;
-				  std::string path = spec.substr(5);
-				  struct stat st;
-				  if (::lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode))
-					  ::unlink(path.c_str()); /* a stale socket of an earlier run */
-				  auto sock = std::make_shared<SocketFarEnd<asio::local::stream_protocol>>(
-					  ctx.strand(), asio::local::stream_protocol::endpoint(path), spec, path);
-				  error = sock->listen();
-				  if (!error.empty())
-					  error = fmt::format("cannot listen on {}: {}", path, error);
-				  else
-					  DEVEMU_LOG(Info, ctx.name(), "serial far end: listening on {}",
-						     sock->describe());
-				  far = sock;
+				  config.farPath = spec.substr(5);
 			  } else {
-				  error = "expected loopback, pty, tcp:PORT, tcp:HOST:PORT or unix:PATH";
+				  opts.fail("far", "expected loopback, pty, tcp:PORT, tcp:HOST:PORT or unix:PATH");
 			  }
-			  if (!error.empty()) {
-				  opts.fail("far", error);
-				  if (far)
-					  far->stop();
+			  if (!opts.error().empty())
 				  return nullptr;
-			  }
-			  return std::make_unique<SerialModel>(ctx, std::move(config), std::move(far));
+			  return std::make_unique<SerialModel>(ctx, std::move(config));
 		  },
 		  "data TEXT             bytes from the far end (escapes \\n \\r \\t \\\\ \\xNN)\n"
 		  "hex BYTES             bytes from the far end, in hex (\"68 69 0a\")\n"

@@ -167,7 +167,13 @@ public:
 		int64_t t = now();
 		chip_.write(WatchdogTimer::kLoad, timeout_ * 1000, t);
 		chip_.write(WatchdogTimer::kPreload, pretimeout_ * 1000, t);
+	}
+
+	/* Nothing to acquire until the count runs; the status words show the configuration. */
+	int start(std::string &) override
+	{
 		publish();
+		return 0;
 	}
 
 	~WatchdogModel() override
@@ -183,7 +189,7 @@ public:
 		if (open_)
 			return -EBUSY;
 		open_ = true;
-		start();
+		startWatchdog();
 		publish();
 		return 0;
 	}
@@ -194,7 +200,7 @@ public:
 		/* watchdog_release(): stop only after the magic close character (and never with nowayout). */
 		int err = 0;
 		if (active_)
-			err = std::exchange(allowRelease_, false) ? stop() : -EBUSY;
+			err = std::exchange(allowRelease_, false) ? stopWatchdog() : -EBUSY;
 		if (err < 0) {
 			DEVEMU_LOG(Warning, ctx_.name(), "watchdog did not stop! ({} s left to expiry)", timeLeft());
 			ping();
@@ -250,12 +256,12 @@ public:
 			/* Neither flag: the driver had no ioctl op either, so -ENOIOCTLCMD, which the VFS makes ENOTTY. */
 			int err = -ENOTTY;
 			if (*val & WDIOS_DISABLECARD) {
-				err = stop();
+				err = stopWatchdog();
 				if (err < 0)
 					return call.done(err);
 			}
 			if (*val & WDIOS_ENABLECARD)
-				err = start();
+				err = startWatchdog();
 			publish();
 			return call.done(err);
 		}
@@ -383,7 +389,7 @@ private:
 	}
 
 	/* watchdog_start() */
-	int start()
+	int startWatchdog()
 	{
 		if (active_)
 			return 0;
@@ -401,7 +407,7 @@ private:
 	}
 
 	/* watchdog_stop() */
-	int stop()
+	int stopWatchdog()
 	{
 		if (config_.nowayout) {
 			DEVEMU_LOG(Info, ctx_.name(), "nowayout prevents watchdog being stopped!");

@@ -53,6 +53,10 @@ private:
 };
 
 struct ModelInfo {
+	/*
+	 * Builds a model from its options: parses and checks them (problems go to
+	 * ModelOptions) and acquires nothing; Model::start() does that.
+	 */
 	using Factory = std::function<std::unique_ptr<Model>(ModelOptions &, DeviceContext &)>;
 	std::string name;
 	std::string summary;
