@@ -1,7 +1,12 @@
 // SPDX-License-Identifier: MIT
 // evdev: an input device as /dev/input/eventN presents it (<linux/input.h>): capabilities, state, per-open event queues.
+#include "devemu/clock.h"
+#include "devemu/inject_text.h"
+#include "devemu/inject_verbs.h"
 #include "devemu/log.h"
 #include "devemu/model_registry.h"
+#include "devemu/number_text.h"
+#include "devemu/strand_timer.h"
 #include "evdev_codes.h"
 
 #include <fmt/core.h>
@@ -174,26 +179,13 @@ std::string typeName(unsigned type)
 	return fmt::format("{}", type);
 }
 
-std::optional<long> parseInt(const std::string &s)
-{
-	if (s.empty())
-		return std::nullopt;
-	char *end = nullptr;
-	errno = 0;
-	long v = std::strtol(s.c_str(), &end, 0);
-	if (errno || *end)
-		return std::nullopt;
-	return v;
-}
-
 /* A type by name (EV_KEY) or number. */
 std::optional<uint16_t> parseType(const std::string &s)
 {
 	for (const auto &n : evdev::kCodeNames)
 		if (n.type == 0 && s == n.name && s.substr(0, 3) == "EV_")
 			return n.code;
-	auto v = parseInt(s);
-	if (v && *v >= 0 && *v <= EV_MAX)
+	if (auto v = parseInteger(s, 0, EV_MAX))
 		return static_cast<uint16_t>(*v);
 	return std::nullopt;
 }
@@ -204,8 +196,7 @@ std::optional<uint16_t> parseCode(uint16_t type, const std::string &s)
 	for (const auto &n : evdev::kCodeNames)
 		if (n.type == type && s == n.name && !(type == 0 && s.substr(0, 3) == "EV_"))
 			return n.code;
-	auto v = parseInt(s);
-	if (v && *v >= 0 && *v <= KEY_MAX)
+	if (auto v = parseInteger(s, 0, KEY_MAX))
 		return static_cast<uint16_t>(*v);
 	return std::nullopt;
 }
@@ -475,51 +466,9 @@ public:
 
 	int inject(const std::vector<std::string> &args, std::string &reply) override
 	{
-		static constexpr const char *kVerbs = "verbs: key CODE VALUE, tap CODE..., type TEXT, scan SCANCODE "
-						      "VALUE, abs AXIS VALUE, rel AXIS VALUE, "
-						      "event TYPE CODE VALUE, syn, state";
-		if (args.empty()) {
-			reply = kVerbs;
-			return -EINVAL;
-		}
-		const std::string &verb = args[0];
 		size_t before = delivered_;
-		int ret;
-		if (verb == "key" || verb == "abs" || verb == "rel") {
-			uint16_t type = verb == "key" ? EV_KEY : verb == "abs" ? EV_ABS : EV_REL;
-			if (args.size() != 3) {
-				reply = fmt::format("{} CODE VALUE", verb);
-				return -EINVAL;
-			}
-			ret = injectOne(type, args[1], args[2], reply);
-		} else if (verb == "event") {
-			auto type = args.size() == 4 ? parseType(args[1]) : std::nullopt;
-			if (!type) {
-				reply = "event TYPE CODE VALUE (TYPE: EV_KEY... or a number)";
-				return -EINVAL;
-			}
-			ret = injectOne(*type, args[2], args[3], reply);
-		} else if (verb == "syn") {
-			if (args.size() != 1) {
-				reply = "syn takes no arguments";
-				return -EINVAL;
-			}
-			size_t pending = pending_.size();
-			handleEvent(EV_SYN, SYN_REPORT, 0);
-			reply = pending ? "" : "nothing pending: an empty report is not delivered\n";
-			ret = 0;
-		} else if (verb == "tap" || verb == "type") {
-			ret = injectTaps(args, reply);
-		} else if (verb == "scan") {
-			ret = injectScan(args, reply);
-		} else if (verb == "state") {
-			reply = describe();
-			return 0;
-		} else {
-			reply = fmt::format("unknown verb '{}' ({})", verb, kVerbs);
-			return -EINVAL;
-		}
-		if (ret < 0)
+		int ret = runInjectVerb(*this, kVerbs, args, reply);
+		if (ret < 0 || args[0] == "state")
 			return ret;
 		wakeReaders();
 		if (!pending_.empty())
@@ -527,6 +476,8 @@ public:
 		reply += fmt::format("{} event(s) delivered to {} open file(s)", delivered_ - before, clients_.size());
 		return 0;
 	}
+
+	static const InjectVerb<EvdevModel> kVerbs[9];
 
 private:
 	static Client &client(OpenFile &f) { return f.stateAs<Client>(); }
@@ -624,10 +575,8 @@ private:
 	/* input_pass_values(): to the grabbing file only, else to every open file; then autorepeat. */
 	void passValues(std::span<const Value> vals)
 	{
-		std::array<timespec, 3> now{};
-		clock_gettime(CLOCK_REALTIME, &now[0]);
-		clock_gettime(CLOCK_MONOTONIC, &now[1]);
-		clock_gettime(CLOCK_BOOTTIME, &now[2]);
+		const std::array<int64_t, 3> now{ clockNs(CLOCK_REALTIME), clockNs(CLOCK_MONOTONIC),
+						  clockNs(CLOCK_BOOTTIME) };
 		if (grab_) {
 			deliver(*grab_, vals, now);
 		} else {
@@ -644,17 +593,17 @@ private:
 	}
 
 	/* evdev_pass_values(): stamp with the file's clock, filter by its masks, queue. */
-	void deliver(Client &c, std::span<const Value> vals, const std::array<timespec, 3> &now)
+	void deliver(Client &c, std::span<const Value> vals, const std::array<int64_t, 3> &now)
 	{
 		if (c.revoked)
 			return;
-		const timespec &ts = now[c.clock == CLOCK_MONOTONIC ? 1 : c.clock == CLOCK_BOOTTIME ? 2 : 0];
+		int64_t ns = now[c.clock == CLOCK_MONOTONIC ? 1 : c.clock == CLOCK_BOOTTIME ? 2 : 0];
 		for (const auto &v : vals) {
 			if (filtered(c, v.type, v.code))
 				continue;
 			if (v.type == EV_SYN && v.code == SYN_REPORT && c.packetEnd == c.queue.size())
 				continue; /* an empty report */
-			passEvent(c, { ts.tv_sec, ts.tv_nsec / 1000, v.type, v.code, v.value });
+			passEvent(c, { ns / kNsPerSec, ns % kNsPerSec / 1000, v.type, v.code, v.value });
 			delivered_++;
 		}
 	}
@@ -689,9 +638,8 @@ private:
 	/* __evdev_queue_syn_dropped(): readable only once the next packet completes. */
 	void queueSynDropped(Client &c)
 	{
-		timespec ts{};
-		clock_gettime(c.clock, &ts);
-		c.queue.push_back({ ts.tv_sec, ts.tv_nsec / 1000, EV_SYN, SYN_DROPPED, 0 });
+		int64_t ns = clockNs(c.clock);
+		c.queue.push_back({ ns / kNsPerSec, ns % kNsPerSec / 1000, EV_SYN, SYN_DROPPED, 0 });
 		if (c.queue.size() >= queueSize_) {
 			c.queue.erase(c.queue.begin(), c.queue.end() - 1);
 			c.packetEnd = 0;
@@ -737,10 +685,7 @@ private:
 	}
 	void armRepeat(int ms)
 	{
-		repeatTimer_.expires_after(std::chrono::milliseconds(ms));
-		repeatTimer_.async_wait([this](const boost::system::error_code &ec) {
-			if (ec)
-				return; /* cancelled, or the model is gone */
+		repeatTimer_.after(std::chrono::milliseconds(ms), [this] {
 			if (!dev_.key.test(repeatKey_) || !dev_.keyBits.test(repeatKey_))
 				return;
 			handleEvent(EV_KEY, repeatKey_, 2);
@@ -1015,11 +960,51 @@ private:
 		handleEvent(EV_KEY, code, value);
 	}
 
+	/* key, abs, rel CODE VALUE */
+	int injectValue(const std::vector<std::string> &args, std::string &reply)
+	{
+		const std::string &verb = args[0];
+		uint16_t type = verb == "key" ? EV_KEY : verb == "abs" ? EV_ABS : EV_REL;
+		if (args.size() != 3) {
+			reply = fmt::format("{} CODE VALUE", verb);
+			return -EINVAL;
+		}
+		return injectOne(type, args[1], args[2], reply);
+	}
+
+	int injectEvent(const std::vector<std::string> &args, std::string &reply)
+	{
+		auto type = args.size() == 4 ? parseType(args[1]) : std::nullopt;
+		if (!type) {
+			reply = "event TYPE CODE VALUE (TYPE: EV_KEY... or a number)";
+			return -EINVAL;
+		}
+		return injectOne(*type, args[2], args[3], reply);
+	}
+
+	int injectSyn(const std::vector<std::string> &args, std::string &reply)
+	{
+		if (args.size() != 1) {
+			reply = "syn takes no arguments";
+			return -EINVAL;
+		}
+		size_t pending = pending_.size();
+		handleEvent(EV_SYN, SYN_REPORT, 0);
+		reply = pending ? "" : "nothing pending: an empty report is not delivered\n";
+		return 0;
+	}
+
+	int injectState(const std::vector<std::string> &, std::string &reply)
+	{
+		reply = describe();
+		return 0;
+	}
+
 	int injectOne(uint16_t type, const std::string &codeText, const std::string &valueText, std::string &reply)
 	{
 		auto code = parseCode(type, codeText);
-		auto value = parseInt(valueText);
-		if (!code || !value || *value < INT32_MIN || *value > INT32_MAX) {
+		auto value = parseInteger(valueText, INT32_MIN, INT32_MAX);
+		if (!code || !value) {
 			reply = fmt::format("'{} {}' is not a {} code and a value", codeText, valueText,
 					    typeName(type));
 			return -EINVAL;
@@ -1075,10 +1060,7 @@ private:
 				keys.push_back({ *code, false });
 			}
 		} else {
-			std::string text;
-			for (size_t i = 1; i < args.size(); i++)
-				text += (i > 1 ? " " : "") + args[i];
-			for (char ch : text) {
+			for (char ch : joinInjectArgs(args)) {
 				auto k = keyForChar(ch);
 				if (!k || !dev_.keyBits.test(k->first) ||
 				    (k->second && !dev_.keyBits.test(KEY_LEFTSHIFT))) {
@@ -1113,8 +1095,8 @@ private:
 	/* scan SCANCODE VALUE: what the keyboard hardware sends; the keymap turns it into a key. */
 	int injectScan(const std::vector<std::string> &args, std::string &reply)
 	{
-		auto sc = args.size() == 3 ? parseInt(args[1]) : std::nullopt;
-		auto value = args.size() == 3 ? parseInt(args[2]) : std::nullopt;
+		auto sc = args.size() == 3 ? parseInteger(args[1], INT64_MIN, INT64_MAX) : std::nullopt;
+		auto value = args.size() == 3 ? parseInteger(args[2], INT32_MIN, INT32_MAX) : std::nullopt;
 		if (dev_.keymap.empty()) {
 			reply = "this device has no keymap";
 			return -EINVAL;
@@ -1177,7 +1159,22 @@ private:
 	uint64_t notified_ = 0;
 	uint64_t dropped_ = 0;
 	uint16_t repeatKey_ = 0;
-	asio::steady_timer repeatTimer_;
+	StrandTimer repeatTimer_;
+};
+
+const InjectVerb<EvdevModel> EvdevModel::kVerbs[9] = {
+	{ "key", "CODE VALUE", "a key or button change (KEY_A 1); held in the packet until syn",
+	  &EvdevModel::injectValue },
+	{ "tap", "CODE...", "press and release each key, each with SYN_REPORT", &EvdevModel::injectTaps },
+	{ "type", "TEXT", "tap the keys that type TEXT (US layout)", &EvdevModel::injectTaps },
+	{ "scan", "SCANCODE VALUE", "a keyboard scancode, through the keymap (EVIOCSKEYCODE remaps it)",
+	  &EvdevModel::injectScan },
+	{ "abs", "AXIS VALUE", "an absolute axis (ABS_X 100); held until syn", &EvdevModel::injectValue },
+	{ "rel", "AXIS VALUE", "a relative axis; held until syn", &EvdevModel::injectValue },
+	{ "event", "TYPE CODE VALUE", "any event, through the input core's filters", &EvdevModel::injectEvent },
+	{ "syn", "", "SYN_REPORT: deliver the packet to every open file (or the grabbing one)",
+	  &EvdevModel::injectSyn },
+	{ "state", "", "keys down, LEDs, axes, open files, grab", &EvdevModel::injectState },
 };
 
 /* The keyboard's keymap: XT scancode set 1 (e0-prefixed codes at 0x80 | code) to key codes; a 105-key PC keyboard. */
@@ -1208,8 +1205,9 @@ bool parseRange(const std::string &s, int32_t &min, int32_t &max)
 	size_t colon = s.find(':');
 	if (colon == std::string::npos)
 		return false;
-	auto lo = parseInt(s.substr(0, colon)), hi = parseInt(s.substr(colon + 1));
-	if (!lo || !hi || *lo < INT32_MIN || *hi > INT32_MAX || *lo >= *hi)
+	auto lo = parseInteger(s.substr(0, colon), INT32_MIN, INT32_MAX);
+	auto hi = parseInteger(s.substr(colon + 1), INT32_MIN, INT32_MAX);
+	if (!lo || !hi || *lo >= *hi)
 		return false;
 	min = static_cast<int32_t>(*lo);
 	max = static_cast<int32_t>(*hi);
@@ -1254,9 +1252,11 @@ std::unique_ptr<Model> makeEvdev(ModelOptions &opts, DeviceContext &ctx)
 			dev.ledBits.set(led);
 		if (repeat != "off") {
 			size_t slash = repeat.find('/');
-			auto delay = slash == std::string::npos ? std::nullopt : parseInt(repeat.substr(0, slash));
-			auto period = slash == std::string::npos ? std::nullopt : parseInt(repeat.substr(slash + 1));
-			if (!delay || !period || *delay < 1 || *period < 1 || *delay > 10000 || *period > 10000) {
+			auto delay = slash == std::string::npos ? std::nullopt
+								: parseInteger(repeat.substr(0, slash), 1, 10000);
+			auto period = slash == std::string::npos ? std::nullopt
+								 : parseInteger(repeat.substr(slash + 1), 1, 10000);
+			if (!delay || !period) {
 				opts.fail("repeat",
 					  fmt::format("'{}' is not DELAY/PERIOD in ms (e.g. 250/33) or off", repeat));
 				return nullptr;
@@ -1333,16 +1333,7 @@ void registerEvdevModel(ModelRegistry &registry)
 		  "repeat=DELAY/PERIOD|off  keyboard autorepeat in ms (default 250/33; off: no EV_REP)\n"
 		  "scan=true|false       keyboard reports MSC_SCAN before each key (default true)\n"
 		  "queue=EVENTS          per-open event queue, a power of two (default like the kernel: 64 or 128)\n",
-		  makeEvdev,
-		  "key CODE VALUE        a key or button change (KEY_A 1); held in the packet until syn\n"
-		  "tap CODE...           press and release each key, each with SYN_REPORT\n"
-		  "type TEXT             tap the keys that type TEXT (US layout)\n"
-		  "scan SCANCODE VALUE   a keyboard scancode, through the keymap (EVIOCSKEYCODE remaps it)\n"
-		  "abs AXIS VALUE        an absolute axis (ABS_X 100); held until syn\n"
-		  "rel AXIS VALUE        a relative axis; held until syn\n"
-		  "event TYPE CODE VALUE any event, through the input core's filters\n"
-		  "syn                   SYN_REPORT: deliver the packet to every open file (or the grabbing one)\n"
-		  "state                 keys down, LEDs, axes, open files, grab\n" });
+		  makeEvdev, injectHelp(EvdevModel::kVerbs) });
 }
 
 } // namespace devemu

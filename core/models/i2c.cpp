@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: MIT
 // i2c: an i2c-dev adapter (<linux/i2c-dev.h>) whose bus carries emulated slave chips (24C02 EEPROM, LM75 sensor).
+#include "devemu/inject_verbs.h"
 #include "devemu/log.h"
 #include "devemu/model_registry.h"
+#include "devemu/number_text.h"
 
 #include <fmt/core.h>
 
@@ -531,18 +533,6 @@ struct I2cClient final : FileState {
 	bool pec = false;
 };
 
-std::optional<uint64_t> parseUnsigned(const std::string &s)
-{
-	if (s.empty())
-		return std::nullopt;
-	char *end = nullptr;
-	errno = 0;
-	unsigned long long v = std::strtoull(s.c_str(), &end, 0);
-	if (errno || *end || s[0] == '-')
-		return std::nullopt;
-	return v;
-}
-
 class I2cModel final : public Model
 {
 public:
@@ -623,24 +613,25 @@ public:
 
 	int inject(const std::vector<std::string> &args, std::string &reply) override
 	{
-		static constexpr const char *kVerbs =
-			"verbs: temp ADDR [CELSIUS], eeprom ADDR dump|fill BYTE|write OFFSET BYTE..., slaves";
-		if (args.empty()) {
-			reply = kVerbs;
-			return -EINVAL;
-		}
+		return runInjectVerb(*this, kVerbs, args, reply);
+	}
+
+	static const InjectVerb<I2cModel> kVerbs[3];
+
+private:
+	int injectSlaves(const std::vector<std::string> &, std::string &reply)
+	{
+		reply = fmt::format("adapter: functionality 0x{:08x}, retries {}, timeout {} ms\n", kFunctionality,
+				    retries_, timeoutMs_);
+		for (const auto &[addr, s] : bus_.slaves())
+			reply += fmt::format("0x{:02x} {}\n", addr, s->kind());
+		return 0;
+	}
+
+	/* The chip of the kind the verb is about (temp: lm75, eeprom: eeprom) at the address args[1] names. */
+	int injectChip(const std::vector<std::string> &args, std::string &reply, I2cSlave *&chip)
+	{
 		const std::string &verb = args[0];
-		if (verb == "slaves") {
-			reply = fmt::format("adapter: functionality 0x{:08x}, retries {}, timeout {} ms\n",
-					    kFunctionality, retries_, timeoutMs_);
-			for (const auto &[addr, s] : bus_.slaves())
-				reply += fmt::format("0x{:02x} {}\n", addr, s->kind());
-			return 0;
-		}
-		if (verb != "temp" && verb != "eeprom") {
-			reply = fmt::format("unknown verb '{}' ({})", verb, kVerbs);
-			return -EINVAL;
-		}
 		auto addr = args.size() > 1 ? parseUnsigned(args[1]) : std::nullopt;
 		if (!addr) {
 			reply = fmt::format("{} needs a slave address (e.g. {} 0x{:02x})", verb, verb,
@@ -653,12 +644,10 @@ public:
 			reply = fmt::format("no {} at 0x{:02x}", want, *addr);
 			return -ENODEV;
 		}
-		if (verb == "temp")
-			return injectTemp(static_cast<Lm75 &>(*it->second), args, reply);
-		return injectEeprom(static_cast<Eeprom24c02 &>(*it->second), args, reply);
+		chip = it->second.get();
+		return 0;
 	}
 
-private:
 	IoctlResult rdwr(IoctlCall &call)
 	{
 		auto hdr = call.argIn<UserRdwr>();
@@ -794,29 +783,36 @@ private:
 		return call.done(ret);
 	}
 
-	int injectTemp(Lm75 &chip, const std::vector<std::string> &args, std::string &reply)
+	int injectTemp(const std::vector<std::string> &args, std::string &reply)
 	{
+		I2cSlave *slave = nullptr;
+		if (int err = injectChip(args, reply, slave))
+			return err;
+		auto &chip = static_cast<Lm75 &>(*slave);
 		if (args.size() == 2) {
 			reply = chip.describe();
 			return 0;
 		}
-		char *end = nullptr;
-		double celsius = args.size() == 3 ? std::strtod(args[2].c_str(), &end) : NAN;
-		if (args.size() != 3 || !end || *end || !(celsius >= -55.0 && celsius <= 125.0)) {
+		auto celsius = args.size() == 3 ? parseReal(args[2], -55.0, 125.0) : std::nullopt;
+		if (!celsius) {
 			reply = "temp ADDR CELSIUS: a temperature from -55 to 125 (the LM75's range, 0.5 degC steps)";
 			return -EINVAL;
 		}
-		chip.setAmbient(static_cast<int>(std::floor(celsius * 2)));
+		chip.setAmbient(static_cast<int>(std::floor(*celsius * 2)));
 		reply = chip.describe();
 		return 0;
 	}
 
-	int injectEeprom(Eeprom24c02 &chip, const std::vector<std::string> &args, std::string &reply)
+	int injectEeprom(const std::vector<std::string> &args, std::string &reply)
 	{
+		I2cSlave *slave = nullptr;
+		if (int err = injectChip(args, reply, slave))
+			return err;
+		auto &chip = static_cast<Eeprom24c02 &>(*slave);
 		std::string op = args.size() > 2 ? args[2] : "";
 		auto byteArg = [&](size_t i) -> std::optional<uint8_t> {
-			auto v = i < args.size() ? parseUnsigned(args[i]) : std::nullopt;
-			if (!v || *v > 0xff)
+			auto v = i < args.size() ? parseUnsigned(args[i], 0xff) : std::nullopt;
+			if (!v)
 				return std::nullopt;
 			return static_cast<uint8_t>(*v);
 		};
@@ -849,6 +845,15 @@ private:
 	I2cBus bus_;
 	int retries_ = 0;
 	uint64_t timeoutMs_ = 1000;
+};
+
+const InjectVerb<I2cModel> I2cModel::kVerbs[3] = {
+	{ "temp", "ADDR [CELSIUS]",
+	  "set the temperature the LM75 at ADDR measures (temp ADDR alone shows its registers)",
+	  &I2cModel::injectTemp },
+	{ "eeprom", "ADDR dump|fill BYTE|write OFFSET BYTE...",
+	  "show the EEPROM at ADDR, set every byte, or set bytes from OFFSET on", &I2cModel::injectEeprom },
+	{ "slaves", "", "list the chips on the bus", &I2cModel::injectSlaves },
 };
 
 /* "eeprom@0x50+lm75@0x48" -> the bus; false with a message on a bad spec. */
@@ -906,14 +911,9 @@ void registerI2cModel(ModelRegistry &registry)
 		       [](ModelOptions &opts, DeviceContext &) -> std::unique_ptr<Model> {
 			       std::string spec = opts.string("slaves", "eeprom@0x50+lm75@0x48");
 			       auto fill = static_cast<uint8_t>(opts.number("eeprom_fill", 0xff, 0, 0xff));
-			       std::string tempText = opts.string("temp", "25");
-			       char *end = nullptr;
-			       double celsius = std::strtod(tempText.c_str(), &end);
-			       if (!end || *end || tempText.empty() || !(celsius >= -55.0 && celsius <= 125.0)) {
-				       opts.fail("temp",
-						 fmt::format("'{}' is not a temperature from -55 to 125", tempText));
+			       double celsius = opts.real("temp", 25, -55, 125);
+			       if (!opts.error().empty())
 				       return nullptr;
-			       }
 			       I2cBus bus;
 			       std::string error;
 			       if (!parseSlaves(spec, fill, static_cast<int>(std::floor(celsius * 2)), bus, error)) {
@@ -922,12 +922,7 @@ void registerI2cModel(ModelRegistry &registry)
 			       }
 			       return std::make_unique<I2cModel>(std::move(bus));
 		       },
-		       "temp ADDR CELSIUS     set the temperature the LM75 at ADDR measures (temp ADDR alone shows its "
-		       "registers)\n"
-		       "eeprom ADDR dump      show the EEPROM at ADDR\n"
-		       "eeprom ADDR fill BYTE set every EEPROM byte\n"
-		       "eeprom ADDR write OFFSET BYTE...  set EEPROM bytes directly\n"
-		       "slaves                list the chips on the bus\n" });
+		       injectHelp(I2cModel::kVerbs) });
 }
 
 } // namespace devemu

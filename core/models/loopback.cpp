@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 // loopback: a bounded FIFO; what is written comes back on read, in order.
 #include "devemu/inject_text.h"
+#include "devemu/inject_verbs.h"
 #include "devemu/model_registry.h"
 
 #include <fmt/core.h>
@@ -87,30 +88,22 @@ public:
 
 	int inject(const std::vector<std::string> &args, std::string &reply) override
 	{
-		if (args.empty()) {
-			reply = "verbs: data TEXT, hex BYTES, clear";
-			return -EINVAL;
-		}
+		return runInjectVerb(*this, kVerbs, args, reply);
+	}
+
+	static const InjectVerb<LoopbackModel> kVerbs[3];
+
+	uint32_t readable(const OpenFile &) override { return static_cast<uint32_t>(size_); }
+	uint32_t writable(const OpenFile &) override { return static_cast<uint32_t>(buf_.size() - size_); }
+	uint64_t dropped() const override { return dropped_; }
+
+private:
+	/* data TEXT, hex BYTES */
+	int injectBytes(const std::vector<std::string> &args, std::string &reply)
+	{
 		std::vector<uint8_t> bytes;
-		if (args[0] == "clear") {
-			reply = fmt::format("discarded {} bytes", size_);
-			head_ = size_ = 0;
-			ctx_.notify(POLLOUT);
-			return 0;
-		} else if (args[0] == "data" || args[0] == "hex") {
-			std::string joined;
-			for (size_t i = 1; i < args.size(); i++)
-				joined += (i > 1 ? " " : "") + args[i];
-			std::string error;
-			if (!(args[0] == "data" ? parseEscapedBytes(joined, bytes, error)
-						: parseHexBytes(joined, bytes, error))) {
-				reply = error;
-				return -EINVAL;
-			}
-		} else {
-			reply = fmt::format("unknown verb '{}' (verbs: data TEXT, hex BYTES, clear)", args[0]);
+		if (!parseInjectBytes(args, bytes, reply))
 			return -EINVAL;
-		}
 		/* Injected bytes arrive as if a writer sent them, but never block: what does not fit is dropped. */
 		size_t n = std::min(bytes.size(), buf_.size() - size_);
 		push(std::as_bytes(std::span(bytes)).first(n));
@@ -122,11 +115,14 @@ public:
 		return 0;
 	}
 
-	uint32_t readable(const OpenFile &) override { return static_cast<uint32_t>(size_); }
-	uint32_t writable(const OpenFile &) override { return static_cast<uint32_t>(buf_.size() - size_); }
-	uint64_t dropped() const override { return dropped_; }
+	int injectClear(const std::vector<std::string> &, std::string &reply)
+	{
+		reply = fmt::format("discarded {} bytes", size_);
+		head_ = size_ = 0;
+		ctx_.notify(POLLOUT);
+		return 0;
+	}
 
-private:
 	void push(std::span<const std::byte> in)
 	{
 		size_t tail = (head_ + size_) % buf_.size();
@@ -145,6 +141,12 @@ private:
 	uint64_t dropped_ = 0;
 };
 
+const InjectVerb<LoopbackModel> LoopbackModel::kVerbs[3] = {
+	{ "data", "TEXT", "queue TEXT as if written (escapes \\n \\t \\xNN)", &LoopbackModel::injectBytes },
+	{ "hex", "BYTES", "queue bytes given in hex (\"68 69 0a\")", &LoopbackModel::injectBytes },
+	{ "clear", "", "discard everything buffered", &LoopbackModel::injectClear },
+};
+
 } // namespace
 
 void registerLoopbackModel(ModelRegistry &registry)
@@ -158,9 +160,7 @@ void registerLoopbackModel(ModelRegistry &registry)
 			  bool drop = opts.choice("when_full", "block", { "block", "drop" }) == "drop";
 			  return std::make_unique<LoopbackModel>(ctx, capacity, drop);
 		  },
-		  "data TEXT             queue TEXT as if written (escapes \\n \\t \\xNN)\n"
-		  "hex BYTES             queue bytes given in hex (\"68 69 0a\")\n"
-		  "clear                 discard everything buffered\n" });
+		  injectHelp(LoopbackModel::kVerbs) });
 }
 
 } // namespace devemu

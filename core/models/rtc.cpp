@@ -2,8 +2,12 @@
 // rtc: an MC146818 (PC CMOS) real-time clock behind the <linux/rtc.h> ABI of rtc-cmos and the kernel's rtc core.
 #include "rtc.h"
 
+#include "devemu/clock.h"
+#include "devemu/inject_verbs.h"
 #include "devemu/log.h"
 #include "devemu/model_registry.h"
+#include "devemu/number_text.h"
+#include "devemu/strand_timer.h"
 
 #include <fmt/core.h>
 
@@ -22,7 +26,6 @@ namespace devemu {
 
 namespace {
 
-constexpr int64_t kNsPerSec = 1'000'000'000;
 constexpr int64_t kSecondsPerDay = 86400;
 /* The first update after the divider chain is released comes half a second later (MC146818A data sheet). */
 constexpr int64_t kFirstUpdateNs = kNsPerSec / 2;
@@ -118,13 +121,6 @@ rtc_time secondsToTm(int64_t seconds)
 	tm.tm_yday = static_cast<int>(floorDiv(seconds, kSecondsPerDay) - daysFromCivil(f.year, 1, 1));
 	tm.tm_isdst = 0;
 	return tm;
-}
-
-int64_t realtimeNs()
-{
-	timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return int64_t(ts.tv_sec) * kNsPerSec + ts.tv_nsec;
 }
 
 } // namespace
@@ -540,7 +536,6 @@ public:
 		if (!config_.clock)
 			config_.clock = realtimeNs;
 	}
-	~RtcModel() override { timer_.cancel(); }
 
 	/* The chip powers up with the offset the state file kept. */
 	int start(std::string &error) override
@@ -757,76 +752,82 @@ public:
 
 	int inject(const std::vector<std::string> &args, std::string &reply) override
 	{
-		static constexpr const char *verbs = "verbs: status, regs, peek REG, poke REG VALUE";
-		if (args.empty()) {
-			reply = verbs;
-			return -EINVAL;
-		}
-		int64_t host = now();
-		service(host);
-		if (args[0] == "status" && args.size() == 1) {
-			int64_t t = chip_.timeNs(host);
-			uint8_t b = chip_.peek(Mc146818::kRegB, host);
-			reply = fmt::format(
-				"time={} offset_ns={} uie={} pie={} aie={} freq={} alarm={} alarm_enabled={} "
-				"irq_data={:#x} open={}",
-				formatTime(floorDiv(t, kNsPerSec)), chip_.offsetNs(), (b & Mc146818::kUie) ? 1 : 0,
-				(b & Mc146818::kPie) ? 1 : 0, (b & Mc146818::kAie) ? 1 : 0, chip_.periodicHz(),
-				formatTime(alarmSec_), aieEnabled_ ? 1 : 0, irqData_, open_ ? 1 : 0);
-			return 0;
-		}
-		if (args[0] == "regs" && args.size() == 1) {
-			static constexpr const char *names[] = { "seconds",	"seconds_alarm",
-								 "minutes",	"minutes_alarm",
-								 "hours",	"hours_alarm",
-								 "day_of_week", "day_of_month",
-								 "month",	"year",
-								 "a",		"b",
-								 "c",		"d" };
-			for (uint8_t r = 0; r <= Mc146818::kRegD; r++)
-				reply += fmt::format("{}{:#04x} {}={:#04x}", r ? "\n" : "", r, names[r],
-						     chip_.peek(r, host));
-			reply += fmt::format("\n{:#04x} century={:#04x}", Mc146818::kCentury,
-					     chip_.peek(Mc146818::kCentury, host));
-			return 0;
-		}
-		auto parseByte = [](const std::string &s, unsigned max, unsigned &out) {
-			char *end = nullptr;
-			errno = 0;
-			unsigned long v = std::strtoul(s.c_str(), &end, 0);
-			if (errno || s.empty() || *end || v > max)
-				return false;
-			out = static_cast<unsigned>(v);
-			return true;
-		};
-		unsigned reg, value;
-		if (args[0] == "peek" && args.size() == 2) {
-			if (!parseByte(args[1], Mc146818::kRegCount - 1, reg)) {
-				reply = fmt::format("'{}' is not a register (0 to 0x7f)", args[1]);
-				return -EINVAL;
-			}
-			/* A port read: peeking at C clears it, taking those flags from the driver, as on the real part. */
-			reply = fmt::format("{:#04x}", chip_.read(static_cast<uint8_t>(reg), host));
-			return 0;
-		}
-		if (args[0] == "poke" && args.size() == 3) {
-			if (!parseByte(args[1], Mc146818::kRegCount - 1, reg) || !parseByte(args[2], 0xff, value)) {
-				reply = "usage: poke REG VALUE (register 0 to 0x7f, value 0 to 0xff)";
-				return -EINVAL;
-			}
-			chip_.write(static_cast<uint8_t>(reg), static_cast<uint8_t>(value), host);
-			service(host);
-			rearm();
-			ctx_.notify();
-			reply = fmt::format("{:#04x} <- {:#04x}", reg, value);
-			return 0;
-		}
-		reply = fmt::format("unknown verb or arguments '{}' ({})", args[0], verbs);
-		return -EINVAL;
+		service(now());
+		return runInjectVerb(*this, kVerbs, args, reply);
 	}
+
+	static const InjectVerb<RtcModel> kVerbs[4];
 
 private:
 	int64_t now() const { return config_.clock(); }
+
+	int injectStatus(const std::vector<std::string> &args, std::string &reply)
+	{
+		if (args.size() != 1) {
+			reply = "status takes no arguments";
+			return -EINVAL;
+		}
+		int64_t host = now();
+		int64_t t = chip_.timeNs(host);
+		uint8_t b = chip_.peek(Mc146818::kRegB, host);
+		reply = fmt::format("time={} offset_ns={} uie={} pie={} aie={} freq={} alarm={} alarm_enabled={} "
+				    "irq_data={:#x} open={}",
+				    formatTime(floorDiv(t, kNsPerSec)), chip_.offsetNs(), (b & Mc146818::kUie) ? 1 : 0,
+				    (b & Mc146818::kPie) ? 1 : 0, (b & Mc146818::kAie) ? 1 : 0, chip_.periodicHz(),
+				    formatTime(alarmSec_), aieEnabled_ ? 1 : 0, irqData_, open_ ? 1 : 0);
+		return 0;
+	}
+
+	int injectRegs(const std::vector<std::string> &args, std::string &reply)
+	{
+		if (args.size() != 1) {
+			reply = "regs takes no arguments";
+			return -EINVAL;
+		}
+		static constexpr const char *names[] = { "seconds",	"seconds_alarm",
+							 "minutes",	"minutes_alarm",
+							 "hours",	"hours_alarm",
+							 "day_of_week", "day_of_month",
+							 "month",	"year",
+							 "a",		"b",
+							 "c",		"d" };
+		int64_t host = now();
+		reply.clear();
+		for (uint8_t r = 0; r <= Mc146818::kRegD; r++)
+			reply += fmt::format("{}{:#04x} {}={:#04x}", r ? "\n" : "", r, names[r], chip_.peek(r, host));
+		reply += fmt::format("\n{:#04x} century={:#04x}", Mc146818::kCentury,
+				     chip_.peek(Mc146818::kCentury, host));
+		return 0;
+	}
+
+	int injectPeek(const std::vector<std::string> &args, std::string &reply)
+	{
+		auto reg = args.size() == 2 ? parseUnsigned(args[1], Mc146818::kRegCount - 1) : std::nullopt;
+		if (!reg) {
+			reply = fmt::format("'{}' is not a register (0 to 0x7f)", args.size() == 2 ? args[1] : "");
+			return -EINVAL;
+		}
+		/* A port read: peeking at C clears it, taking those flags from the driver, as on the real part. */
+		reply = fmt::format("{:#04x}", chip_.read(static_cast<uint8_t>(*reg), now()));
+		return 0;
+	}
+
+	int injectPoke(const std::vector<std::string> &args, std::string &reply)
+	{
+		auto reg = args.size() == 3 ? parseUnsigned(args[1], Mc146818::kRegCount - 1) : std::nullopt;
+		auto value = args.size() == 3 ? parseUnsigned(args[2], 0xff) : std::nullopt;
+		if (!reg || !value) {
+			reply = "usage: poke REG VALUE (register 0 to 0x7f, value 0 to 0xff)";
+			return -EINVAL;
+		}
+		int64_t host = now();
+		chip_.write(static_cast<uint8_t>(*reg), static_cast<uint8_t>(*value), host);
+		service(host);
+		rearm();
+		ctx_.notify();
+		reply = fmt::format("{:#04x} <- {:#04x}", *reg, *value);
+		return 0;
+	}
 
 	/* Reads the clock through the time registers, as cmos_read_time()/mc146818_get_time() do. */
 	int64_t readTime(int64_t host)
@@ -966,7 +967,6 @@ private:
 	/* One timer, at the next enabled interrupt, while someone could be waiting for it. */
 	void rearm()
 	{
-		generation_++;
 		timer_.cancel();
 		if (!open_ || irqData_)
 			return;
@@ -975,15 +975,10 @@ private:
 		if (!next)
 			return;
 		int64_t delay = std::max<int64_t>(*next - host, 0) + 20'000; /* just past the edge */
-		timer_.expires_after(std::chrono::nanoseconds(delay));
-		auto onTimer = [this, gen = generation_,
-				alive = std::weak_ptr<int>(alive_)](const boost::system::error_code &ec) {
-			if (ec || alive.expired() || gen != generation_)
-				return;
+		timer_.after(std::chrono::nanoseconds(delay), [this] {
 			service(now());
 			rearm();
-		};
-		timer_.async_wait(onTimer);
+		});
 	}
 
 	void saveState()
@@ -1009,13 +1004,20 @@ private:
 	DeviceContext &ctx_;
 	RtcConfig config_;
 	Mc146818 chip_;
-	asio::steady_timer timer_;
-	std::shared_ptr<int> alive_ = std::make_shared<int>(0);
-	uint64_t generation_ = 0;
+	StrandTimer timer_;
 	bool open_ = false;
 	unsigned long irqData_ = 0;
 	bool aieEnabled_ = false;
 	int64_t alarmSec_ = 0; /* the rtc core's aie_timer expiry, seconds since the epoch */
+};
+
+const InjectVerb<RtcModel> RtcModel::kVerbs[4] = {
+	{ "status", "", "time, offset, interrupt enables, periodic rate, alarm, pending irq data",
+	  &RtcModel::injectStatus },
+	{ "regs", "", "dump the MC146818 registers (0x00-0x0d, century at 0x32)", &RtcModel::injectRegs },
+	{ "peek", "REG", "read a register as the CPU would (reading C clears it)", &RtcModel::injectPeek },
+	{ "poke", "REG VALUE", "write a register as the CPU would (e.g. poke 0x0b 0x06: binary mode)",
+	  &RtcModel::injectPoke },
 };
 
 } // namespace
@@ -1043,10 +1045,7 @@ void registerRtcModel(ModelRegistry &registry)
 			  config.maxUserFreq = static_cast<unsigned>(opts.number("max_user_freq", 64, 1, RTC_MAX_FREQ));
 			  return makeRtcModel(ctx, std::move(config));
 		  },
-		  "status                time, offset, interrupt enables, periodic rate, alarm, pending irq data\n"
-		  "regs                  dump the MC146818 registers (0x00-0x0d, century at 0x32)\n"
-		  "peek REG              read a register as the CPU would (reading C clears it)\n"
-		  "poke REG VALUE        write a register as the CPU would (e.g. poke 0x0b 0x06: binary mode)\n" });
+		  injectHelp(RtcModel::kVerbs) });
 }
 
 } // namespace devemu

@@ -3,9 +3,12 @@
 #include "serial.h"
 
 #include "devemu/inject_text.h"
+#include "devemu/inject_verbs.h"
 
 #include "devemu/log.h"
 #include "devemu/model_registry.h"
+#include "devemu/number_text.h"
+#include "devemu/strand_timer.h"
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/write.hpp>
@@ -751,6 +754,8 @@ public:
 	uint64_t dropped() const override { return icount_.buf_overrun + icount_.overrun; }
 	int inject(const std::vector<std::string> &args, std::string &reply) override;
 
+	static const InjectVerb<SerialModel> kVerbs[5];
+
 	/* For unit tests: the register file as the driver left it. */
 	const Uart16550 &uart() const { return uart_; }
 
@@ -811,14 +816,18 @@ private:
 	void wake();
 	std::string info() const;
 
+	/* control side */
+	int injectInfo(const std::vector<std::string> &args, std::string &reply);
+	int injectBreak(const std::vector<std::string> &args, std::string &reply);
+	int injectBytes(const std::vector<std::string> &args, std::string &reply);
+	int injectModem(const std::vector<std::string> &args, std::string &reply);
+
 	DeviceContext &ctx_;
 	SerialConfig config_;
 	std::shared_ptr<FarEnd> far_;
-	std::shared_ptr<int> alive_ = std::make_shared<int>(0);
 	Uart16550 uart_;
-	asio::steady_timer lineTimer_;
-	asio::steady_timer wakeTimer_;
-	bool lineArmed_ = false;
+	StrandTimer lineTimer_; /* the next character time while the line is busy */
+	StrandTimer wakeTimer_; /* the next VTIME or break deadline */
 	std::optional<Clock::time_point> wakeAt_;
 	Clock::time_point lineLast_{};
 	double credit_ = 0;
@@ -1252,23 +1261,15 @@ double SerialModel::charSeconds() const
 
 void SerialModel::armLine()
 {
-	if (lineArmed_)
+	if (lineTimer_.pending())
 		return;
 	if (!uart_.transmitting() && wire_.empty() && (uart_.rxCount() == 0 || rxIdleChars_ >= 4))
 		return;
-	lineArmed_ = true;
 	lineLast_ = Clock::now();
 	credit_ = 0;
 	auto delay = config_.paced ? std::chrono::duration<double>(std::max(charSeconds(), 0.001))
 				   : std::chrono::duration<double>(0);
-	lineTimer_.expires_after(std::chrono::duration_cast<Clock::duration>(delay));
-	std::weak_ptr<int> alive = alive_;
-	lineTimer_.async_wait([this, alive](const boost::system::error_code &ec) {
-		if (ec || alive.expired())
-			return;
-		lineArmed_ = false;
-		tick();
-	});
+	lineTimer_.after(std::chrono::duration_cast<Clock::duration>(delay), [this] { tick(); });
 }
 
 void SerialModel::tick()
@@ -1840,11 +1841,7 @@ void SerialModel::scheduleWake(Clock::time_point at)
 	if (wakeAt_ && *wakeAt_ <= at)
 		return;
 	wakeAt_ = at;
-	wakeTimer_.expires_at(at);
-	std::weak_ptr<int> alive = alive_;
-	wakeTimer_.async_wait([this, alive](const boost::system::error_code &ec) {
-		if (ec || alive.expired())
-			return;
+	wakeTimer_.at(at, [this] {
 		wakeAt_.reset();
 		wake();
 	});
@@ -2189,72 +2186,76 @@ std::string SerialModel::info() const
 
 int SerialModel::inject(const std::vector<std::string> &args, std::string &reply)
 {
-	static const char *kVerbs =
-		"verbs: data TEXT, hex BYTES, break, modem [cts=0|1] [dsr=0|1] [dcd=0|1] [ri=0|1], info";
-	if (args.empty()) {
-		reply = kVerbs;
+	return runInjectVerb(*this, kVerbs, args, reply);
+}
+
+int SerialModel::injectInfo(const std::vector<std::string> &, std::string &reply)
+{
+	reply = info();
+	return 0;
+}
+
+int SerialModel::injectBreak(const std::vector<std::string> &, std::string &reply)
+{
+	wire_.emplace_back(0, true);
+	armLine();
+	reply = "break queued on the line";
+	return 0;
+}
+
+/* data TEXT, hex BYTES */
+int SerialModel::injectBytes(const std::vector<std::string> &args, std::string &reply)
+{
+	std::vector<uint8_t> bytes;
+	if (!parseInjectBytes(args, bytes, reply))
+		return -EINVAL;
+	for (uint8_t b : bytes)
+		wire_.emplace_back(b, false);
+	armLine();
+	reply = fmt::format("{} bytes on the line to the receiver", bytes.size());
+	return 0;
+}
+
+int SerialModel::injectModem(const std::vector<std::string> &args, std::string &reply)
+{
+	uint8_t lines = farLines_;
+	if (args.size() < 2) {
+		reply = "modem needs at least one of cts=, dsr=, dcd=, ri=";
 		return -EINVAL;
 	}
-	const std::string &verb = args[0];
-	if (verb == "info") {
-		reply = info();
-		return 0;
-	}
-	if (verb == "break") {
-		wire_.emplace_back(0, true);
-		armLine();
-		reply = "break queued on the line";
-		return 0;
-	}
-	if (verb == "data" || verb == "hex") {
-		std::string joined;
-		for (size_t i = 1; i < args.size(); i++)
-			joined += (i > 1 ? " " : "") + args[i];
-		std::vector<uint8_t> bytes;
-		std::string error;
-		if (!(verb == "data" ? parseEscapedBytes(joined, bytes, error) : parseHexBytes(joined, bytes, error))) {
-			reply = error;
+	for (size_t i = 1; i < args.size(); i++) {
+		const std::string &a = args[i];
+		auto eq = a.find('=');
+		std::string key = a.substr(0, eq);
+		std::string val = eq == std::string::npos ? "" : a.substr(eq + 1);
+		uint8_t bit = key == "cts"		      ? msr::CTS
+			      : key == "dsr"		      ? msr::DSR
+			      : (key == "dcd" || key == "cd") ? msr::DCD
+			      : key == "ri"		      ? msr::RI
+							      : 0;
+		if (!bit || (val != "0" && val != "1")) {
+			reply = fmt::format("'{}': expected cts=, dsr=, dcd= or ri= with 0 or 1", a);
 			return -EINVAL;
 		}
-		for (uint8_t b : bytes)
-			wire_.emplace_back(b, false);
-		armLine();
-		reply = fmt::format("{} bytes on the line to the receiver", bytes.size());
-		return 0;
+		lines = val == "1" ? (lines | bit) : (lines & static_cast<uint8_t>(~bit));
 	}
-	if (verb == "modem") {
-		uint8_t lines = farLines_;
-		if (args.size() < 2) {
-			reply = "modem needs at least one of cts=, dsr=, dcd=, ri=";
-			return -EINVAL;
-		}
-		for (size_t i = 1; i < args.size(); i++) {
-			const std::string &a = args[i];
-			auto eq = a.find('=');
-			std::string key = a.substr(0, eq);
-			std::string val = eq == std::string::npos ? "" : a.substr(eq + 1);
-			uint8_t bit = key == "cts"		      ? msr::CTS
-				      : key == "dsr"		      ? msr::DSR
-				      : (key == "dcd" || key == "cd") ? msr::DCD
-				      : key == "ri"		      ? msr::RI
-								      : 0;
-			if (!bit || (val != "0" && val != "1")) {
-				reply = fmt::format("'{}': expected cts=, dsr=, dcd= or ri= with 0 or 1", a);
-				return -EINVAL;
-			}
-			lines = val == "1" ? (lines | bit) : (lines & static_cast<uint8_t>(~bit));
-		}
-		farLines_ = lines;
-		uart_.setModemInputs(lines);
-		service();
-		notify(POLLPRI);
-		reply = fmt::format("cts={} dsr={} dcd={} ri={}", (lines & msr::CTS) ? 1 : 0,
-				    (lines & msr::DSR) ? 1 : 0, (lines & msr::DCD) ? 1 : 0, (lines & msr::RI) ? 1 : 0);
-		return 0;
-	}
-	reply = fmt::format("unknown verb '{}' ({})", verb, kVerbs);
-	return -EINVAL;
+	farLines_ = lines;
+	uart_.setModemInputs(lines);
+	service();
+	notify(POLLPRI);
+	reply = fmt::format("cts={} dsr={} dcd={} ri={}", (lines & msr::CTS) ? 1 : 0, (lines & msr::DSR) ? 1 : 0,
+			    (lines & msr::DCD) ? 1 : 0, (lines & msr::RI) ? 1 : 0);
+	return 0;
 }
+
+const InjectVerb<SerialModel> SerialModel::kVerbs[5] = {
+	{ "data", "TEXT", "bytes from the far end (escapes \\n \\r \\t \\\\ \\xNN)", &SerialModel::injectBytes },
+	{ "hex", "BYTES", "bytes from the far end, in hex (\"68 69 0a\")", &SerialModel::injectBytes },
+	{ "break", "", "a break condition from the far end", &SerialModel::injectBreak },
+	{ "modem", "[cts=0|1] [dsr=0|1] [dcd=0|1] [ri=0|1]", "the far end's modem outputs (any subset)",
+	  &SerialModel::injectModem },
+	{ "info", "", "line settings, modem lines both ways, registers, counters, far end", &SerialModel::injectInfo },
+};
 
 } // namespace
 
@@ -2285,15 +2286,14 @@ void registerSerialModel(ModelRegistry &registry)
 					  host = rest.substr(0, colon);
 					  rest = rest.substr(colon + 1);
 				  }
-				  char *end = nullptr;
-				  unsigned long port = std::strtoul(rest.c_str(), &end, 10);
+				  auto port = parseUnsigned(rest, 65535, 10);
 				  boost::system::error_code ec;
 				  config.farAddress = asio::ip::make_address(host, ec);
-				  if (rest.empty() || *end || port > 65535)
+				  if (!port)
 					  opts.fail("far", fmt::format("'{}' is not a port number", rest));
 				  else if (ec)
 					  opts.fail("far", fmt::format("'{}' is not an IP address", host));
-				  config.farPort = static_cast<uint16_t>(port);
+				  config.farPort = static_cast<uint16_t>(port.value_or(0));
 			  } else if (spec.rfind("unix:", 0) == 0 && spec.size() > 5) {
 				  config.far = FarKind::Unix;
 				  config.farPath = spec.substr(5);
@@ -2304,11 +2304,7 @@ void registerSerialModel(ModelRegistry &registry)
 				  return nullptr;
 			  return std::make_unique<SerialModel>(ctx, std::move(config));
 		  },
-		  "data TEXT             bytes from the far end (escapes \\n \\r \\t \\\\ \\xNN)\n"
-		  "hex BYTES             bytes from the far end, in hex (\"68 69 0a\")\n"
-		  "break                 a break condition from the far end\n"
-		  "modem cts=1 dsr=0 dcd=1 ri=0   the far end's modem outputs (any subset)\n"
-		  "info                  line settings, modem lines both ways, registers, counters, far end\n" });
+		  injectHelp(SerialModel::kVerbs) });
 }
 
 } // namespace devemu

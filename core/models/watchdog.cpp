@@ -2,8 +2,11 @@
 // watchdog: a countdown timer behind the <linux/watchdog.h> ABI of watchdog_dev; expiry is logged, never a reboot.
 #include "watchdog.h"
 
+#include "devemu/clock.h"
+#include "devemu/inject_verbs.h"
 #include "devemu/log.h"
 #include "devemu/model_registry.h"
+#include "devemu/strand_timer.h"
 
 #include <fmt/core.h>
 
@@ -23,19 +26,6 @@
 extern char **environ;
 
 namespace devemu {
-
-namespace {
-
-constexpr int64_t kNsPerMs = 1'000'000;
-
-int64_t monotonicNs()
-{
-	timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return int64_t(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
-}
-
-} // namespace
 
 /* ---------------------------------------------------------------- the timer block */
 
@@ -176,12 +166,6 @@ public:
 		return 0;
 	}
 
-	~WatchdogModel() override
-	{
-		timer_.cancel();
-		reaper_.cancel();
-	}
-
 	int open(OpenFile &) override
 	{
 		check();
@@ -313,59 +297,67 @@ public:
 
 	int inject(const std::vector<std::string> &args, std::string &reply) override
 	{
-		static constexpr const char *verbs = "verbs: status, expire, clear, regs";
 		check();
-		if (args.size() != 1) {
-			reply = verbs;
+		if (args.size() > 1) {
+			reply = injectVerbList(kVerbs);
 			return -EINVAL;
 		}
-		int64_t t = now();
-		if (args[0] == "status") {
-			reply = fmt::format(
-				"state={} timeleft={} timeout={} pretimeout={} expiries={} bootstatus={:#x} "
-				"nowayout={} open={}",
-				active_ ? "running" : "stopped", timeLeft(), timeout_, pretimeout_,
-				chip_.read(WatchdogTimer::kResets, t), bootStatus(), config_.nowayout ? 1 : 0,
-				open_ ? 1 : 0);
-			return 0;
-		}
-		if (args[0] == "expire") {
-			if (!active_) {
-				reply = "the watchdog is not running";
-				return -EINVAL;
-			}
-			/* The count runs out now: load 1 ms and let it pass. */
-			chip_.write(WatchdogTimer::kLoad, 1, t - kNsPerMs);
-			check(t);
-			chip_.write(WatchdogTimer::kLoad, timeout_ * 1000, t); /* stopped now: this only re-arms LOAD */
-			reply = fmt::format("expired (expiries={})", chip_.read(WatchdogTimer::kResets, t));
-			return 0;
-		}
-		if (args[0] == "clear") {
-			chip_.write(WatchdogTimer::kStatus, WatchdogTimer::kStatusTimeout | WatchdogTimer::kStatusPre,
-				    t);
-			publish();
-			reply = "boot status cleared";
-			return 0;
-		}
-		if (args[0] == "regs") {
-			static constexpr std::pair<uint32_t, const char *> regs[] = {
-				{ WatchdogTimer::kLoad, "load" },	{ WatchdogTimer::kValue, "value" },
-				{ WatchdogTimer::kControl, "control" }, { WatchdogTimer::kPreload, "preload" },
-				{ WatchdogTimer::kStatus, "status" },	{ WatchdogTimer::kResets, "resets" },
-				{ WatchdogTimer::kId, "id" },
-			};
-			for (const auto &[off, name] : regs)
-				reply += fmt::format("{}{:#04x} {}={:#x}", reply.empty() ? "" : "\n", off, name,
-						     chip_.read(off, t));
-			return 0;
-		}
-		reply = fmt::format("unknown verb '{}' ({})", args[0], verbs);
-		return -EINVAL;
+		return runInjectVerb(*this, kVerbs, args, reply);
 	}
+
+	static const InjectVerb<WatchdogModel> kVerbs[4];
 
 private:
 	int64_t now() const { return config_.clock(); }
+
+	int injectStatus(const std::vector<std::string> &, std::string &reply)
+	{
+		reply = fmt::format("state={} timeleft={} timeout={} pretimeout={} expiries={} bootstatus={:#x} "
+				    "nowayout={} open={}",
+				    active_ ? "running" : "stopped", timeLeft(), timeout_, pretimeout_,
+				    chip_.read(WatchdogTimer::kResets, now()), bootStatus(), config_.nowayout ? 1 : 0,
+				    open_ ? 1 : 0);
+		return 0;
+	}
+
+	int injectExpire(const std::vector<std::string> &, std::string &reply)
+	{
+		if (!active_) {
+			reply = "the watchdog is not running";
+			return -EINVAL;
+		}
+		/* The count runs out now: load 1 ms and let it pass. */
+		int64_t t = now();
+		chip_.write(WatchdogTimer::kLoad, 1, t - kNsPerMs);
+		check(t);
+		chip_.write(WatchdogTimer::kLoad, timeout_ * 1000, t); /* stopped now: this only re-arms LOAD */
+		reply = fmt::format("expired (expiries={})", chip_.read(WatchdogTimer::kResets, t));
+		return 0;
+	}
+
+	int injectClear(const std::vector<std::string> &, std::string &reply)
+	{
+		chip_.write(WatchdogTimer::kStatus, WatchdogTimer::kStatusTimeout | WatchdogTimer::kStatusPre, now());
+		publish();
+		reply = "boot status cleared";
+		return 0;
+	}
+
+	int injectRegs(const std::vector<std::string> &, std::string &reply)
+	{
+		static constexpr std::pair<uint32_t, const char *> regs[] = {
+			{ WatchdogTimer::kLoad, "load" },	{ WatchdogTimer::kValue, "value" },
+			{ WatchdogTimer::kControl, "control" }, { WatchdogTimer::kPreload, "preload" },
+			{ WatchdogTimer::kStatus, "status" },	{ WatchdogTimer::kResets, "resets" },
+			{ WatchdogTimer::kId, "id" },
+		};
+		int64_t t = now();
+		reply.clear();
+		for (const auto &[off, name] : regs)
+			reply += fmt::format("{}{:#04x} {}={:#x}", reply.empty() ? "" : "\n", off, name,
+					     chip_.read(off, t));
+		return 0;
+	}
 
 	/* The driver reads the reset cause at probe time; here, whenever asked. */
 	uint32_t bootStatus()
@@ -525,34 +517,20 @@ private:
 			}
 			return true; /* done, or not ours to wait for (ECHILD) */
 		});
-		if (children_.empty())
-			return;
-		reaper_.expires_after(std::chrono::milliseconds(100));
-		reaper_.async_wait([this, alive = std::weak_ptr<int>(alive_)](const boost::system::error_code &ec) {
-			if (ec || alive.expired())
-				return;
-			reap();
-		});
+		if (!children_.empty())
+			reaper_.after(std::chrono::milliseconds(100), [this] { reap(); });
 	}
 
 	/* One timer at the next pre-timeout or expiry of the block. */
 	void rearm()
 	{
 		handleEvents();
-		generation_++;
 		timer_.cancel();
 		int64_t t = now();
 		auto next = chip_.nextEvent(t);
 		if (!next)
 			return;
-		timer_.expires_after(std::chrono::nanoseconds(std::max<int64_t>(*next - t, 0) + 100'000));
-		auto onTimer = [this, gen = generation_,
-				alive = std::weak_ptr<int>(alive_)](const boost::system::error_code &ec) {
-			if (ec || alive.expired() || gen != generation_)
-				return;
-			check();
-		};
-		timer_.async_wait(onTimer);
+		timer_.after(std::chrono::nanoseconds(std::max<int64_t>(*next - t, 0) + 100'000), [this] { check(); });
 	}
 
 	void publish()
@@ -569,10 +547,8 @@ private:
 	DeviceContext &ctx_;
 	WatchdogConfig config_;
 	WatchdogTimer chip_;
-	asio::steady_timer timer_;
-	asio::steady_timer reaper_;
-	std::shared_ptr<int> alive_ = std::make_shared<int>(0);
-	uint64_t generation_ = 0;
+	StrandTimer timer_;
+	StrandTimer reaper_; /* polls for finished on_expiry commands */
 	std::vector<pid_t> children_;
 	unsigned timeout_ = 60;
 	unsigned pretimeout_ = 0;
@@ -580,6 +556,14 @@ private:
 	bool active_ = false; /* WDOG_ACTIVE */
 	bool allowRelease_ = false; /* _WDOG_ALLOW_RELEASE: the magic 'V' was the last write's */
 	bool keepalive_ = false; /* _WDOG_KEEPALIVE: pinged since the last GETSTATUS */
+};
+
+const InjectVerb<WatchdogModel> WatchdogModel::kVerbs[4] = {
+	{ "status", "", "state=running|stopped timeleft= timeout= pretimeout= expiries= bootstatus= nowayout= open=",
+	  &WatchdogModel::injectStatus },
+	{ "expire", "", "let the running count run out now", &WatchdogModel::injectExpire },
+	{ "clear", "", "clear the boot status (the reset flag of a previous expiry)", &WatchdogModel::injectClear },
+	{ "regs", "", "dump the timer block's registers", &WatchdogModel::injectRegs },
 };
 
 } // namespace
@@ -615,11 +599,7 @@ void registerWatchdogModel(ModelRegistry &registry)
 			       config.onExpiry = opts.string("on_expiry", "");
 			       return makeWatchdogModel(ctx, std::move(config));
 		       },
-		       "status                state=running|stopped timeleft= timeout= pretimeout= expiries= "
-		       "bootstatus= nowayout= open=\n"
-		       "expire                let the running count run out now\n"
-		       "clear                 clear the boot status (the reset flag of a previous expiry)\n"
-		       "regs                  dump the timer block's registers\n" });
+		       injectHelp(WatchdogModel::kVerbs) });
 }
 
 } // namespace devemu
