@@ -2,7 +2,9 @@
 // Unit tests of the rtc model: the MC146818 register file, and the <linux/rtc.h> ABI driven from it.
 #include "harness.h"
 
-#include "rtc.h"
+#include "rtc/calendar.h"
+#include "rtc/mc146818.h"
+#include "rtc/rtc.h"
 
 #include <linux/rtc.h>
 #include <poll.h>

@@ -1,33 +1,14 @@
 // SPDX-License-Identifier: MIT
-// rtc: the MC146818 register file behind the rtc model, and the model's factory (exposed for unit tests).
+// rtc: the Motorola MC146818 register file (PC CMOS clock): time, alarm and status registers, battery RAM.
 #pragma once
 
-#include "devemu/model.h"
+#include "calendar.h"
 
 #include <array>
 #include <cstdint>
-#include <functional>
-#include <memory>
 #include <optional>
-#include <string>
 
 namespace devemu {
-
-/* Broken-down calendar time as the chip holds it: month 1..12, full year. */
-struct RtcFields {
-	int sec = 0;
-	int min = 0;
-	int hour = 0;
-	int mday = 1;
-	int mon = 1;
-	int year = 1970;
-};
-
-/* Seconds since the epoch <-> calendar (proleptic Gregorian, UTC); out-of-range days roll over. */
-int64_t rtcFieldsToSeconds(const RtcFields &f);
-RtcFields rtcSecondsToFields(int64_t seconds);
-/* 0 = Sunday. */
-int rtcWeekday(int64_t seconds);
 
 /*
  * A Motorola MC146818 (PC CMOS) real-time clock: time and alarm registers,
@@ -134,16 +115,5 @@ private:
 	std::array<uint8_t, 3> alarm_{}; /* seconds, minutes, hours alarm registers, raw */
 	std::array<uint8_t, kRegCount> ram_{};
 };
-
-/* How an rtc model is built; the registry fills it from the device options. */
-struct RtcConfig {
-	std::function<int64_t()> clock; /* host CLOCK_REALTIME in ns; empty: the real one */
-	std::string statePath; /* keeps the offset across restarts; empty: none */
-	bool updateIrq = true; /* false: RTC_UIE_ON fails with EINVAL (clients busy-wait) */
-	unsigned maxUserFreq = 64; /* like /sys/class/rtc/rtcN/max_user_freq */
-};
-
-/* Reads nothing yet: start() loads the state file (and fails when it cannot be read). */
-std::unique_ptr<Model> makeRtcModel(DeviceContext &ctx, RtcConfig config);
 
 } // namespace devemu
