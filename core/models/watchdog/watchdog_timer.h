@@ -1,14 +1,9 @@
 // SPDX-License-Identifier: MIT
-// watchdog: the countdown timer register file behind the watchdog model, and the model's factory (for unit tests).
+// watchdog: the countdown timer block (registers, lazily evaluated count) the watchdog model drives.
 #pragma once
 
-#include "devemu/model.h"
-
 #include <cstdint>
-#include <functional>
-#include <memory>
 #include <optional>
-#include <string>
 #include <utility>
 
 namespace devemu {
@@ -69,18 +64,5 @@ private:
 	bool preFired_ = false;
 	Events events_;
 };
-
-struct WatchdogConfig {
-	std::function<int64_t()> clock; /* monotonic ns; empty: CLOCK_MONOTONIC */
-	unsigned timeout = 60;
-	unsigned pretimeout = 0;
-	unsigned minTimeout = 1;
-	unsigned maxTimeout = 65535;
-	bool nowayout = false;
-	std::string identity = "devemu watchdog";
-	std::string onExpiry; /* run with /bin/sh -c when the timer expires */
-};
-
-std::unique_ptr<Model> makeWatchdogModel(DeviceContext &ctx, WatchdogConfig config);
 
 } // namespace devemu

@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: MIT
-// watchdog: a countdown timer behind the <linux/watchdog.h> ABI of watchdog_dev; expiry is logged, never a reboot.
+// watchdog: the watchdog_dev semantics of <linux/watchdog.h> over the timer block (ioctls, magic close, nowayout); registration.
 #include "watchdog.h"
+
+#include "expiry_command.h"
+#include "watchdog_timer.h"
 
 #include "devemu/clock.h"
 #include "devemu/inject_verbs.h"
@@ -10,12 +13,8 @@
 
 #include <fmt/core.h>
 
-#include <fcntl.h>
 #include <linux/watchdog.h>
 #include <poll.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <time.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -23,109 +22,7 @@
 #include <climits>
 #include <cstring>
 
-extern char **environ;
-
 namespace devemu {
-
-/* ---------------------------------------------------------------- the timer block */
-
-uint32_t WatchdogTimer::read(uint32_t offset, int64_t nowNs)
-{
-	switch (offset) {
-	case kLoad:
-		return load_;
-	case kValue:
-		advance(nowNs);
-		if (!(control_ & kEn))
-			return load_;
-		return static_cast<uint32_t>(std::max<int64_t>(deadlineNs() - nowNs, 0) / kNsPerMs);
-	case kControl:
-		return control_;
-	case kPreload:
-		return preload_;
-	case kStatus:
-		advance(nowNs);
-		return status_;
-	case kResets:
-		return resets_;
-	case kId:
-		return kIdValue;
-	default:
-		return 0;
-	}
-}
-
-void WatchdogTimer::write(uint32_t offset, uint32_t value, int64_t nowNs)
-{
-	advance(nowNs);
-	switch (offset) {
-	case kLoad:
-		/* Like the SP805: a new load value restarts the count at once. */
-		load_ = std::max<uint32_t>(value, 1);
-		startNs_ = nowNs;
-		preFired_ = false;
-		return;
-	case kControl:
-		if ((value & kEn) && !(control_ & kEn)) {
-			startNs_ = nowNs;
-			preFired_ = false;
-		}
-		control_ = value & (kEn | kPreIntEn | kResEn);
-		return;
-	case kPreload:
-		preload_ = value;
-		preFired_ = false;
-		return;
-	case kKick:
-		if (value != kKickMagic) {
-			DEVEMU_LOG(Debug, "watchdog", "timer: ignoring KICK value {:#x}", value);
-			return;
-		}
-		startNs_ = nowNs;
-		preFired_ = false;
-		status_ &= ~kStatusPre;
-		return;
-	case kStatus:
-		status_ &= ~value;
-		return;
-	default:
-		DEVEMU_LOG(Debug, "watchdog", "timer: write of {:#x} to read-only or unknown register {:#x}", value,
-			   offset);
-	}
-}
-
-void WatchdogTimer::advance(int64_t nowNs)
-{
-	if (!(control_ & kEn))
-		return;
-	if ((control_ & kPreIntEn) && preload_ && !preFired_ && nowNs >= deadlineNs() - int64_t(preload_) * kNsPerMs) {
-		preFired_ = true;
-		status_ |= kStatusPre;
-		events_.pretimeout = true;
-	}
-	if (nowNs >= deadlineNs()) {
-		/* The count stops at zero; with RESEN that is the reset, which also clears the block's control. */
-		bool reset = control_ & kResEn;
-		control_ = 0;
-		if (reset) {
-			status_ |= kStatusTimeout;
-			resets_++;
-			events_.reset = true;
-		}
-	}
-}
-
-std::optional<int64_t> WatchdogTimer::nextEvent(int64_t) const
-{
-	if (!(control_ & kEn))
-		return std::nullopt;
-	int64_t t = deadlineNs();
-	if ((control_ & kPreIntEn) && preload_ && !preFired_)
-		t = std::min(t, deadlineNs() - int64_t(preload_) * kNsPerMs);
-	return t;
-}
-
-/* ---------------------------------------------------------------- the model */
 
 namespace {
 
@@ -148,7 +45,8 @@ class WatchdogModel final : public Model
 {
 public:
 	WatchdogModel(DeviceContext &ctx, WatchdogConfig config)
-		: ctx_(ctx), config_(std::move(config)), timer_(ctx.strand()), reaper_(ctx.strand())
+		: ctx_(ctx), config_(std::move(config)), timer_(ctx.strand()),
+		  onExpiry_(ctx.strand(), ctx.name(), config_.onExpiry)
 	{
 		if (!config_.clock)
 			config_.clock = monotonicNs;
@@ -450,75 +348,11 @@ private:
 		uint32_t n = chip_.read(WatchdogTimer::kResets, now());
 		DEVEMU_LOG(Warning, ctx_.name(),
 			   "watchdog expired: no keepalive within {} s; the machine would reset now (expiry #{}){}",
-			   timeout_, n, config_.onExpiry.empty() ? "" : fmt::format(", running: {}", config_.onExpiry));
-		if (!config_.onExpiry.empty())
-			runCommand(n);
+			   timeout_, n, onExpiry_.empty() ? "" : fmt::format(", running: {}", onExpiry_.command()));
+		if (!onExpiry_.empty())
+			onExpiry_.run(n);
 		publish();
 		ctx_.notify();
-	}
-
-	void runCommand(uint32_t expiries)
-	{
-		std::vector<std::string> env;
-		for (char **e = environ; e && *e; e++)
-			if (std::strncmp(*e, "DEVEMU_DEVICE=", 14) != 0 &&
-			    std::strncmp(*e, "DEVEMU_EXPIRIES=", 16) != 0)
-				env.emplace_back(*e);
-		env.push_back("DEVEMU_DEVICE=" + ctx_.name());
-		env.push_back(fmt::format("DEVEMU_EXPIRIES={}", expiries));
-		std::vector<char *> envp;
-		for (auto &s : env)
-			envp.push_back(s.data());
-		envp.push_back(nullptr);
-		std::string sh = "/bin/sh", dashC = "-c", cmd = config_.onExpiry;
-		char *argv[] = { sh.data(), dashC.data(), cmd.data(), nullptr };
-
-		posix_spawn_file_actions_t actions;
-		posix_spawn_file_actions_init(&actions);
-		posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-		posix_spawnattr_t attr;
-		posix_spawnattr_init(&attr);
-		/* Its own process group, and default signal dispositions and mask. */
-		sigset_t all, none;
-		sigfillset(&all);
-		sigemptyset(&none);
-		posix_spawnattr_setsigdefault(&attr, &all);
-		posix_spawnattr_setsigmask(&attr, &none);
-		posix_spawnattr_setpgroup(&attr, 0);
-		posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETPGROUP);
-		pid_t pid;
-		int err = posix_spawn(&pid, "/bin/sh", &actions, &attr, argv, envp.data());
-		posix_spawnattr_destroy(&attr);
-		posix_spawn_file_actions_destroy(&actions);
-		if (err) {
-			DEVEMU_LOG(Error, ctx_.name(), "cannot run the on_expiry command: {}", strerror(err));
-			return;
-		}
-		children_.push_back(pid);
-		reap();
-	}
-
-	/* Collects finished on_expiry commands without ever blocking the strand. */
-	void reap()
-	{
-		std::erase_if(children_, [this](pid_t pid) {
-			int status;
-			pid_t r = waitpid(pid, &status, WNOHANG);
-			if (r == 0)
-				return false;
-			if (r == pid) {
-				if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
-					DEVEMU_LOG(Info, ctx_.name(), "on_expiry command (pid {}) finished", pid);
-				else
-					DEVEMU_LOG(Warning, ctx_.name(), "on_expiry command (pid {}) failed: {}", pid,
-						   WIFEXITED(status)
-							   ? fmt::format("exit status {}", WEXITSTATUS(status))
-							   : fmt::format("signal {}", WTERMSIG(status)));
-			}
-			return true; /* done, or not ours to wait for (ECHILD) */
-		});
-		if (!children_.empty())
-			reaper_.after(std::chrono::milliseconds(100), [this] { reap(); });
 	}
 
 	/* One timer at the next pre-timeout or expiry of the block. */
@@ -548,8 +382,7 @@ private:
 	WatchdogConfig config_;
 	WatchdogTimer chip_;
 	StrandTimer timer_;
-	StrandTimer reaper_; /* polls for finished on_expiry commands */
-	std::vector<pid_t> children_;
+	ExpiryCommand onExpiry_;
 	unsigned timeout_ = 60;
 	unsigned pretimeout_ = 0;
 	bool open_ = false;
