@@ -1,10 +1,13 @@
 // SPDX-License-Identifier: MIT
-// Names of the input event types and codes of <linux/input-event-codes.h>, for the evdev model's inject verbs.
+// evdev: the names of the event types and codes of <linux/input-event-codes.h>, printed and parsed for inject verbs.
 #pragma once
 
 #include <linux/input-event-codes.h>
 
 #include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
 
 namespace devemu::evdev {
 
@@ -361,3 +364,18 @@ inline constexpr CodeName kCodeNames[] = {
 // clang-format on
 
 } // namespace devemu::evdev
+
+namespace devemu {
+
+/* KEY_A, BTN_LEFT, ABS_X...; the number when the code has no name. */
+std::string codeName(unsigned type, unsigned code);
+/* EV_KEY...; the number when the type has no name. */
+std::string typeName(unsigned type);
+/* A type by name (EV_KEY) or number. */
+std::optional<uint16_t> parseType(const std::string &s);
+/* A code of the given type by name (KEY_A, BTN_LEFT, ABS_X) or number. */
+std::optional<uint16_t> parseCode(uint16_t type, const std::string &s);
+/* A US layout: the key that types c and whether shift is held. */
+std::optional<std::pair<uint16_t, bool>> keyForChar(char c);
+
+} // namespace devemu

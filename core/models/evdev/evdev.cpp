@@ -1,13 +1,15 @@
 // SPDX-License-Identifier: MIT
-// evdev: an input device as /dev/input/eventN presents it (<linux/input.h>): capabilities, state, per-open event queues.
+// evdev: the evdev client surface (per-file queues, struct input_event reads, EVIOCG*/EVIOCS*, grab, masks); inject; registration.
+#include "evdev_codes.h"
+#include "input_device.h"
+#include "input_profiles.h"
+
 #include "devemu/clock.h"
 #include "devemu/inject_text.h"
 #include "devemu/inject_verbs.h"
 #include "devemu/log.h"
 #include "devemu/model_registry.h"
 #include "devemu/number_text.h"
-#include "devemu/strand_timer.h"
-#include "evdev_codes.h"
 
 #include <fmt/core.h>
 
@@ -18,7 +20,6 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
-#include <cstdlib>
 #include <deque>
 #include <string>
 #include <vector>
@@ -48,73 +49,6 @@ constexpr uint32_t withoutSize(uint32_t cmd)
 	return cmd & ~(uint32_t(_IOC_SIZEMASK) << _IOC_SIZESHIFT);
 }
 
-/* A capability or state bitmap, laid out as the kernel's unsigned long arrays on a little-endian machine. */
-template<size_t Bits>
-class Bitmap
-{
-public:
-	bool test(unsigned bit) const { return bit < Bits && (bytes_[bit / 8] >> (bit % 8)) & 1; }
-	void set(unsigned bit, bool on = true)
-	{
-		if (bit >= Bits)
-			return;
-		if (on)
-			bytes_[bit / 8] = static_cast<uint8_t>(bytes_[bit / 8] | 1u << (bit % 8));
-		else
-			bytes_[bit / 8] = static_cast<uint8_t>(bytes_[bit / 8] & ~(1u << (bit % 8)));
-	}
-	bool any() const
-	{
-		return std::any_of(bytes_.begin(), bytes_.end(), [](uint8_t b) { return b != 0; });
-	}
-	/* What bits_to_user() copies for maxbit: BITS_TO_LONGS(maxbit) longs. */
-	std::vector<std::byte> bytes(unsigned maxbit) const
-	{
-		size_t len = std::min<size_t>((maxbit + 63) / 64 * 8, bytes_.size());
-		auto b = std::as_bytes(std::span(bytes_)).first(len);
-		return { b.begin(), b.end() };
-	}
-	/* bits_from_user(): up to len bytes, the rest cleared. */
-	void assign(std::span<const std::byte> in)
-	{
-		bytes_.fill(0);
-		std::memcpy(bytes_.data(), in.data(), std::min(in.size(), bytes_.size()));
-	}
-	void fill(bool on) { bytes_.fill(on ? 0xff : 0); }
-
-private:
-	std::array<uint8_t, (Bits + 63) / 64 * 8> bytes_{};
-};
-
-/* The input device: identity, capabilities, state (struct input_dev). */
-struct InputDevice {
-	std::string name;
-	std::string phys; /* empty: none (ENOENT) */
-	std::string uniq; /* empty: none (ENOENT) */
-	input_id id{};
-	Bitmap<EV_CNT> evBits;
-	Bitmap<KEY_CNT> keyBits;
-	Bitmap<REL_CNT> relBits;
-	Bitmap<ABS_CNT> absBits;
-	Bitmap<MSC_CNT> mscBits;
-	Bitmap<LED_CNT> ledBits;
-	Bitmap<SND_CNT> sndBits;
-	Bitmap<FF_CNT> ffBits;
-	Bitmap<SW_CNT> swBits;
-	Bitmap<INPUT_PROP_CNT> props;
-	/* State. */
-	Bitmap<KEY_CNT> key;
-	Bitmap<LED_CNT> led;
-	Bitmap<SND_CNT> snd;
-	Bitmap<SW_CNT> sw;
-	bool hasAbsInfo = false;
-	std::array<input_absinfo, ABS_CNT> abs{};
-	std::array<int32_t, REP_CNT> rep{};
-	bool softRepeat = false;
-	/* Scancode (index) -> keycode; empty: the device has no keymap. */
-	std::vector<uint16_t> keymap;
-};
-
 /* One open file: its own queue of events (struct evdev_client). */
 struct Client final : FileState {
 	std::deque<Event> queue;
@@ -123,12 +57,6 @@ struct Client final : FileState {
 	bool revoked = false;
 	/* EVIOCSMASK masks by type (index 0: the types); empty: everything passes. */
 	std::array<std::vector<std::byte>, EV_CNT> masks;
-};
-
-struct Value {
-	uint16_t type;
-	uint16_t code;
-	int32_t value;
 };
 
 /* evdev_get_mask_cnt(): how many codes a type's event mask covers. */
@@ -163,97 +91,13 @@ bool maskTest(const std::vector<std::byte> &mask, unsigned bit)
 	return bit / 8 < mask.size() && (static_cast<uint8_t>(mask[bit / 8]) >> (bit % 8)) & 1;
 }
 
-std::string codeName(unsigned type, unsigned code)
-{
-	for (const auto &n : evdev::kCodeNames)
-		if (n.type == type && n.code == code && !(type == 0 && std::string_view(n.name).substr(0, 3) == "EV_"))
-			return n.name;
-	return fmt::format("{}", code);
-}
-
-std::string typeName(unsigned type)
-{
-	for (const auto &n : evdev::kCodeNames)
-		if (n.type == 0 && n.code == type && std::string_view(n.name).substr(0, 3) == "EV_")
-			return n.name;
-	return fmt::format("{}", type);
-}
-
-/* A type by name (EV_KEY) or number. */
-std::optional<uint16_t> parseType(const std::string &s)
-{
-	for (const auto &n : evdev::kCodeNames)
-		if (n.type == 0 && s == n.name && s.substr(0, 3) == "EV_")
-			return n.code;
-	if (auto v = parseInteger(s, 0, EV_MAX))
-		return static_cast<uint16_t>(*v);
-	return std::nullopt;
-}
-
-/* A code of the given type by name (KEY_A, BTN_LEFT, ABS_X) or number. */
-std::optional<uint16_t> parseCode(uint16_t type, const std::string &s)
-{
-	for (const auto &n : evdev::kCodeNames)
-		if (n.type == type && s == n.name && !(type == 0 && s.substr(0, 3) == "EV_"))
-			return n.code;
-	if (auto v = parseInteger(s, 0, KEY_MAX))
-		return static_cast<uint16_t>(*v);
-	return std::nullopt;
-}
-
-/* input_defuzz_abs_event(): small moves around the last value are noise. */
-int32_t defuzz(int32_t value, int32_t old, int32_t fuzz)
-{
-	if (fuzz) {
-		if (value > old - fuzz / 2 && value < old + fuzz / 2)
-			return old;
-		if (value > old - fuzz && value < old + fuzz)
-			return (old * 3 + value) / 4;
-		if (value > old - fuzz * 2 && value < old + fuzz * 2)
-			return (old + value) / 2;
-	}
-	return value;
-}
-
-/* A US layout: the key and whether shift is held, for `type TEXT`. */
-std::optional<std::pair<uint16_t, bool>> keyForChar(char c)
-{
-	static constexpr std::string_view kPlain = "-=[];'`\\,./";
-	static constexpr std::string_view kShifted = "_+{}:\"~|<>?";
-	static constexpr uint16_t kPunct[] = { KEY_MINUS,     KEY_EQUAL,      KEY_LEFTBRACE, KEY_RIGHTBRACE,
-					       KEY_SEMICOLON, KEY_APOSTROPHE, KEY_GRAVE,     KEY_BACKSLASH,
-					       KEY_COMMA,     KEY_DOT,	      KEY_SLASH };
-	static constexpr std::string_view kDigitsShifted = ")!@#$%^&*(";
-	static constexpr uint16_t kDigits[] = { KEY_0, KEY_1, KEY_2, KEY_3, KEY_4, KEY_5, KEY_6, KEY_7, KEY_8, KEY_9 };
-	if (c >= 'a' && c <= 'z')
-		return std::pair{ *parseCode(EV_KEY, fmt::format("KEY_{}", char(c - 'a' + 'A'))), false };
-	if (c >= 'A' && c <= 'Z')
-		return std::pair{ *parseCode(EV_KEY, fmt::format("KEY_{}", c)), true };
-	if (c >= '0' && c <= '9')
-		return std::pair{ kDigits[c - '0'], false };
-	if (auto i = kDigitsShifted.find(c); i != std::string_view::npos)
-		return std::pair{ kDigits[i], true };
-	if (auto i = kPlain.find(c); i != std::string_view::npos)
-		return std::pair{ kPunct[i], false };
-	if (auto i = kShifted.find(c); i != std::string_view::npos)
-		return std::pair{ kPunct[i], true };
-	if (c == ' ')
-		return std::pair{ uint16_t(KEY_SPACE), false };
-	if (c == '\t')
-		return std::pair{ uint16_t(KEY_TAB), false };
-	if (c == '\n')
-		return std::pair{ uint16_t(KEY_ENTER), false };
-	return std::nullopt;
-}
-
-class EvdevModel final : public Model
+class EvdevModel final : public Model, private InputHandler
 {
 public:
-	EvdevModel(DeviceContext &ctx, InputDevice dev, size_t queueSize, bool scan)
-		: ctx_(ctx), dev_(std::move(dev)), queueSize_(queueSize), scan_(scan), repeatTimer_(ctx.strand())
+	EvdevModel(DeviceContext &ctx, InputDevice dev, size_t queueSize)
+		: ctx_(ctx), input_(ctx.strand(), std::move(dev), *this), queueSize_(queueSize)
 	{
-		size_t perPacket = eventsPerPacket();
-		maxVals_ = perPacket + 2;
+		size_t perPacket = input_.eventsPerPacket();
 		if (queueSize_ == 0) {
 			/* evdev_compute_buffer_size(): room for 8 packets, at least 64 events, a power of two. */
 			queueSize_ = 64;
@@ -311,7 +155,7 @@ public:
 		for (size_t i = 0; i < n; i++) {
 			Event e;
 			std::memcpy(&e, in.data() + i * kEventSize, kEventSize);
-			handleEvent(e.type, e.code, e.value);
+			input_.event(e.type, e.code, e.value);
 		}
 		wakeReaders();
 		return static_cast<ssize_t>(n * kEventSize);
@@ -341,8 +185,8 @@ public:
 			auto v = call.argIn<std::array<uint32_t, 2>>();
 			if (!v)
 				return call.done();
-			handleEvent(EV_REP, REP_DELAY, static_cast<int32_t>((*v)[0]));
-			handleEvent(EV_REP, REP_PERIOD, static_cast<int32_t>((*v)[1]));
+			input_.event(EV_REP, REP_DELAY, static_cast<int32_t>((*v)[0]));
+			input_.event(EV_REP, REP_PERIOD, static_cast<int32_t>((*v)[1]));
 			wakeReaders();
 			return call.done(0);
 		}
@@ -471,8 +315,8 @@ public:
 		if (ret < 0 || args[0] == "state")
 			return ret;
 		wakeReaders();
-		if (!pending_.empty())
-			reply += fmt::format("{} event(s) pending until syn\n", pending_.size());
+		if (input_.pending())
+			reply += fmt::format("{} event(s) pending until syn\n", input_.pending());
 		reply += fmt::format("{} event(s) delivered to {} open file(s)", delivered_ - before, clients_.size());
 		return 0;
 	}
@@ -482,98 +326,8 @@ public:
 private:
 	static Client &client(OpenFile &f) { return f.stateAs<Client>(); }
 
-	/* input_estimate_events_per_packet(): sizes the queues and the packet limit. */
-	size_t eventsPerPacket() const
-	{
-		size_t events = 1; /* SYN_REPORT */
-		if (dev_.evBits.test(EV_ABS))
-			for (unsigned i = 0; i < ABS_CNT; i++)
-				events += dev_.absBits.test(i);
-		if (dev_.evBits.test(EV_REL))
-			for (unsigned i = 0; i < REL_CNT; i++)
-				events += dev_.relBits.test(i);
-		return events + 7; /* room for KEY and MSC events */
-	}
-
-	/* A state bit (key, switch, LED, sound) passes only if the device has it and the value flips it. */
-	template<size_t N>
-	static bool flipState(const Bitmap<N> &caps, Bitmap<N> &state, uint16_t code, int32_t value)
-	{
-		if (!caps.test(code) || state.test(code) == (value != 0))
-			return false;
-		state.set(code, value != 0);
-		return true;
-	}
-
-	/* input_handle_event(): filter by capability and state, collect the packet, flush it at SYN_REPORT. */
-	void handleEvent(uint16_t type, uint16_t code, int32_t value)
-	{
-		if (!dev_.evBits.test(type))
-			return;
-		bool pass = false, flush = false;
-		switch (type) {
-		case EV_SYN:
-			pass = code == SYN_REPORT || code == SYN_CONFIG || code == SYN_MT_REPORT;
-			flush = code == SYN_REPORT;
-			break;
-		case EV_KEY:
-			if (value == 2)
-				pass = dev_.keyBits.test(code); /* autorepeat bypasses the state */
-			else
-				pass = flipState(dev_.keyBits, dev_.key, code, value);
-			break;
-		case EV_SW:
-			pass = flipState(dev_.swBits, dev_.sw, code, value);
-			break;
-		case EV_ABS:
-			if (dev_.absBits.test(code)) {
-				input_absinfo &a = dev_.abs[code];
-				value = defuzz(value, a.value, a.fuzz);
-				pass = a.value != value;
-				a.value = value;
-			}
-			break;
-		case EV_REL:
-			pass = dev_.relBits.test(code) && value;
-			break;
-		case EV_MSC:
-			pass = dev_.mscBits.test(code);
-			break;
-		case EV_LED:
-			pass = flipState(dev_.ledBits, dev_.led, code, value);
-			break;
-		case EV_SND:
-			pass = flipState(dev_.sndBits, dev_.snd, code, value);
-			break;
-		case EV_REP:
-			if (code <= REP_MAX && value >= 0 && dev_.rep[code] != value) {
-				dev_.rep[code] = value;
-				pass = true;
-			}
-			break;
-		case EV_FF:
-			pass = value >= 0;
-			break;
-		case EV_PWR:
-			pass = true;
-			break;
-		}
-		if (pass)
-			pending_.push_back({ type, code, value });
-		if (flush) {
-			if (pending_.size() >= 2)
-				passValues(pending_);
-			pending_.clear();
-		} else if (pending_.size() >= maxVals_ - 2) {
-			/* A packet longer than the device's estimate is cut with a SYN_REPORT. */
-			pending_.push_back({ EV_SYN, SYN_REPORT, 1 });
-			passValues(pending_);
-			pending_.clear();
-		}
-	}
-
-	/* input_pass_values(): to the grabbing file only, else to every open file; then autorepeat. */
-	void passValues(std::span<const Value> vals)
+	/* evdev_events(): to the grabbing file only, else to every open file. */
+	void pass(std::span<const InputValue> vals) override
 	{
 		const std::array<int64_t, 3> now{ clockNs(CLOCK_REALTIME), clockNs(CLOCK_MONOTONIC),
 						  clockNs(CLOCK_BOOTTIME) };
@@ -583,17 +337,12 @@ private:
 			for (Client *c : clients_)
 				deliver(*c, vals, now);
 		}
-		for (const auto &v : vals)
-			if (v.type == EV_KEY && v.value != 2 && dev_.evBits.test(EV_REP)) {
-				if (v.value)
-					startRepeat(v.code);
-				else
-					repeatTimer_.cancel();
-			}
 	}
 
+	void repeated() override { wakeReaders(); }
+
 	/* evdev_pass_values(): stamp with the file's clock, filter by its masks, queue. */
-	void deliver(Client &c, std::span<const Value> vals, const std::array<int64_t, 3> &now)
+	void deliver(Client &c, std::span<const InputValue> vals, const std::array<int64_t, 3> &now)
 	{
 		if (c.revoked)
 			return;
@@ -673,27 +422,6 @@ private:
 			notified_ = delivered_;
 			ctx_.notify(POLLIN);
 		}
-	}
-
-	/* The input core's software autorepeat: value 2 after rep[REP_DELAY] ms, then every rep[REP_PERIOD] ms. */
-	void startRepeat(uint16_t code)
-	{
-		if (!dev_.softRepeat || !dev_.rep[REP_PERIOD] || !dev_.rep[REP_DELAY])
-			return;
-		repeatKey_ = code;
-		armRepeat(dev_.rep[REP_DELAY]);
-	}
-	void armRepeat(int ms)
-	{
-		repeatTimer_.after(std::chrono::milliseconds(ms), [this] {
-			if (!dev_.key.test(repeatKey_) || !dev_.keyBits.test(repeatKey_))
-				return;
-			handleEvent(EV_KEY, repeatKey_, 2);
-			handleEvent(EV_SYN, SYN_REPORT, 1);
-			wakeReaders();
-			if (dev_.rep[REP_PERIOD])
-				armRepeat(dev_.rep[REP_PERIOD]);
-		});
 	}
 
 	int grab(Client &c)
@@ -843,37 +571,6 @@ private:
 		return call.done(0);
 	}
 
-	/* input_scancode_to_scalar() and the default keymap lookup; -EINVAL without a keymap or out of range. */
-	int keymapIndex(const input_keymap_entry &ke, unsigned &index) const
-	{
-		if (dev_.keymap.empty())
-			return -EINVAL;
-		if (ke.flags & INPUT_KEYMAP_BY_INDEX) {
-			index = ke.index;
-		} else {
-			switch (ke.len) {
-			case 1:
-				index = ke.scancode[0];
-				break;
-			case 2: {
-				uint16_t v;
-				std::memcpy(&v, ke.scancode, 2);
-				index = v;
-				break;
-			}
-			case 4: {
-				uint32_t v;
-				std::memcpy(&v, ke.scancode, 4);
-				index = v;
-				break;
-			}
-			default:
-				return -EINVAL;
-			}
-		}
-		return index < dev_.keymap.size() ? 0 : -EINVAL;
-	}
-
 	IoctlResult getKeycode(IoctlCall &call, bool v2)
 	{
 		input_keymap_entry ke{};
@@ -890,7 +587,7 @@ private:
 			std::memcpy(ke.scancode, &*scancode, sizeof(uint32_t));
 		}
 		unsigned index = 0;
-		if (int err = keymapIndex(ke, index))
+		if (int err = input_.keymapIndex(ke, index))
 			return IoctlResult::error(err);
 		ke.keycode = dev_.keymap[index];
 		ke.index = static_cast<uint16_t>(index);
@@ -925,39 +622,20 @@ private:
 		if (ke.keycode > KEY_MAX)
 			return IoctlResult::error(-EINVAL);
 		unsigned index = 0;
-		if (int err = keymapIndex(ke, index))
+		if (int err = input_.keymapIndex(ke, index))
 			return IoctlResult::error(err);
-		uint16_t old = dev_.keymap[index];
-		dev_.keymap[index] = static_cast<uint16_t>(ke.keycode);
-		dev_.keyBits.set(old, std::find(dev_.keymap.begin(), dev_.keymap.end(), old) != dev_.keymap.end());
-		dev_.keyBits.set(ke.keycode);
-		dev_.keyBits.set(KEY_RESERVED, false);
-		/* A key that left the keymap while held is released. */
-		if (!dev_.keyBits.test(old) && dev_.key.test(old)) {
-			dev_.key.set(old, false);
-			std::array<Value, 2> up{ Value{ EV_KEY, old, 0 }, Value{ EV_SYN, SYN_REPORT, 0 } };
-			passValues(up);
-			wakeReaders();
-		}
+		input_.setKeycode(index, static_cast<uint16_t>(ke.keycode));
+		wakeReaders();
 		return call.done(0);
-	}
-
-	/* The scancode the keyboard sends for a key (the first keymap entry), if it has one. */
-	std::optional<uint32_t> scancodeOf(uint16_t keycode) const
-	{
-		auto it = std::find(dev_.keymap.begin(), dev_.keymap.end(), keycode);
-		if (it == dev_.keymap.end())
-			return std::nullopt;
-		return static_cast<uint32_t>(it - dev_.keymap.begin());
 	}
 
 	/* A key change as the keyboard reports it: MSC_SCAN first when the device reports scancodes. */
 	void keyEvent(uint16_t code, int32_t value)
 	{
-		if (scan_ && value != 2)
-			if (auto sc = scancodeOf(code))
-				handleEvent(EV_MSC, MSC_SCAN, static_cast<int32_t>(*sc));
-		handleEvent(EV_KEY, code, value);
+		if (dev_.reportsScan && value != 2)
+			if (auto sc = input_.scancodeOf(code))
+				input_.event(EV_MSC, MSC_SCAN, static_cast<int32_t>(*sc));
+		input_.event(EV_KEY, code, value);
 	}
 
 	/* key, abs, rel CODE VALUE */
@@ -988,8 +666,8 @@ private:
 			reply = "syn takes no arguments";
 			return -EINVAL;
 		}
-		size_t pending = pending_.size();
-		handleEvent(EV_SYN, SYN_REPORT, 0);
+		size_t pending = input_.pending();
+		input_.event(EV_SYN, SYN_REPORT, 0);
 		reply = pending ? "" : "nothing pending: an empty report is not delivered\n";
 		return 0;
 	}
@@ -1009,41 +687,15 @@ private:
 					    typeName(type));
 			return -EINVAL;
 		}
-		if (!supported(type, *code)) {
+		if (!input_.supported(type, *code)) {
 			reply = fmt::format("this device has no {} {}", typeName(type), codeText);
 			return -EINVAL;
 		}
 		if (type == EV_KEY)
 			keyEvent(*code, static_cast<int32_t>(*value));
 		else
-			handleEvent(type, *code, static_cast<int32_t>(*value));
+			input_.event(type, *code, static_cast<int32_t>(*value));
 		return 0;
-	}
-
-	bool supported(uint16_t type, uint16_t code) const
-	{
-		if (!dev_.evBits.test(type))
-			return false;
-		switch (type) {
-		case EV_KEY:
-			return dev_.keyBits.test(code);
-		case EV_ABS:
-			return dev_.absBits.test(code);
-		case EV_REL:
-			return dev_.relBits.test(code);
-		case EV_MSC:
-			return dev_.mscBits.test(code);
-		case EV_LED:
-			return dev_.ledBits.test(code);
-		case EV_SND:
-			return dev_.sndBits.test(code);
-		case EV_SW:
-			return dev_.swBits.test(code);
-		case EV_REP:
-			return code <= REP_MAX;
-		default:
-			return true;
-		}
 	}
 
 	/* tap KEY...: press, report, release, report, for each; type TEXT: the same for characters (US layout). */
@@ -1078,15 +730,15 @@ private:
 		for (auto [code, shift] : keys) {
 			if (shift) {
 				keyEvent(KEY_LEFTSHIFT, 1);
-				handleEvent(EV_SYN, SYN_REPORT, 0);
+				input_.event(EV_SYN, SYN_REPORT, 0);
 			}
 			keyEvent(code, 1);
-			handleEvent(EV_SYN, SYN_REPORT, 0);
+			input_.event(EV_SYN, SYN_REPORT, 0);
 			keyEvent(code, 0);
-			handleEvent(EV_SYN, SYN_REPORT, 0);
+			input_.event(EV_SYN, SYN_REPORT, 0);
 			if (shift) {
 				keyEvent(KEY_LEFTSHIFT, 0);
-				handleEvent(EV_SYN, SYN_REPORT, 0);
+				input_.event(EV_SYN, SYN_REPORT, 0);
 			}
 		}
 		return 0;
@@ -1106,10 +758,10 @@ private:
 			reply = fmt::format("scan SCANCODE VALUE, SCANCODE from 0 to {:#x}", dev_.keymap.size() - 1);
 			return -EINVAL;
 		}
-		if (scan_)
-			handleEvent(EV_MSC, MSC_SCAN, static_cast<int32_t>(index));
+		if (dev_.reportsScan)
+			input_.event(EV_MSC, MSC_SCAN, static_cast<int32_t>(index));
 		if (uint16_t code = dev_.keymap[static_cast<size_t>(index)])
-			handleEvent(EV_KEY, code, static_cast<int32_t>(*value));
+			input_.event(EV_KEY, code, static_cast<int32_t>(*value));
 		return 0;
 	}
 
@@ -1148,18 +800,14 @@ private:
 	}
 
 	DeviceContext &ctx_;
-	InputDevice dev_;
+	InputCore input_;
+	InputDevice &dev_ = input_.dev();
 	size_t queueSize_;
-	bool scan_;
-	size_t maxVals_ = 0;
 	std::vector<Client *> clients_;
 	Client *grab_ = nullptr;
-	std::vector<Value> pending_; /* the packet being collected until SYN_REPORT */
 	uint64_t delivered_ = 0;
 	uint64_t notified_ = 0;
 	uint64_t dropped_ = 0;
-	uint16_t repeatKey_ = 0;
-	StrandTimer repeatTimer_;
 };
 
 const InjectVerb<EvdevModel> EvdevModel::kVerbs[9] = {
@@ -1177,137 +825,11 @@ const InjectVerb<EvdevModel> EvdevModel::kVerbs[9] = {
 	{ "state", "", "keys down, LEDs, axes, open files, grab", &EvdevModel::injectState },
 };
 
-/* The keyboard's keymap: XT scancode set 1 (e0-prefixed codes at 0x80 | code) to key codes; a 105-key PC keyboard. */
-std::vector<uint16_t> pcKeymap()
-{
-	std::vector<uint16_t> map(256, KEY_RESERVED);
-	for (uint16_t sc = 0x01; sc <= 0x53; sc++)
-		map[sc] = sc; /* the main block: Linux key codes are set-1 scancodes */
-	map[0x56] = KEY_102ND;
-	map[0x57] = KEY_F11;
-	map[0x58] = KEY_F12;
-	const std::pair<uint8_t, uint16_t> extended[] = {
-		{ 0x1c, KEY_KPENTER },	 { 0x1d, KEY_RIGHTCTRL }, { 0x20, KEY_MUTE },	{ 0x2e, KEY_VOLUMEDOWN },
-		{ 0x30, KEY_VOLUMEUP },	 { 0x35, KEY_KPSLASH },	  { 0x37, KEY_SYSRQ },	{ 0x38, KEY_RIGHTALT },
-		{ 0x45, KEY_PAUSE },	 { 0x47, KEY_HOME },	  { 0x48, KEY_UP },	{ 0x49, KEY_PAGEUP },
-		{ 0x4b, KEY_LEFT },	 { 0x4d, KEY_RIGHT },	  { 0x4f, KEY_END },	{ 0x50, KEY_DOWN },
-		{ 0x51, KEY_PAGEDOWN },	 { 0x52, KEY_INSERT },	  { 0x53, KEY_DELETE }, { 0x5b, KEY_LEFTMETA },
-		{ 0x5c, KEY_RIGHTMETA }, { 0x5d, KEY_COMPOSE },	  { 0x5e, KEY_POWER },
-	};
-	for (auto [sc, key] : extended)
-		map[0x80 | sc] = key;
-	return map;
-}
-
-/* "MIN:MAX" with signed numbers. */
-bool parseRange(const std::string &s, int32_t &min, int32_t &max)
-{
-	size_t colon = s.find(':');
-	if (colon == std::string::npos)
-		return false;
-	auto lo = parseInteger(s.substr(0, colon), INT32_MIN, INT32_MAX);
-	auto hi = parseInteger(s.substr(colon + 1), INT32_MIN, INT32_MAX);
-	if (!lo || !hi || *lo >= *hi)
-		return false;
-	min = static_cast<int32_t>(*lo);
-	max = static_cast<int32_t>(*hi);
-	return true;
-}
-
 std::unique_ptr<Model> makeEvdev(ModelOptions &opts, DeviceContext &ctx)
 {
-	std::string type = opts.choice("type", "keyboard", { "keyboard", "tablet", "joystick" });
-	InputDevice dev;
-	dev.name = opts.string("name", "devemu " + type);
-	dev.phys = opts.string("phys", "devemu/" + ctx.name() + "/input0");
-	dev.uniq = opts.string("uniq", "");
-	dev.id.bustype = static_cast<uint16_t>(opts.number("bus", BUS_VIRTUAL, 0, 0xffff));
-	dev.id.vendor = static_cast<uint16_t>(opts.number("vendor", 0, 0, 0xffff));
-	dev.id.product = static_cast<uint16_t>(opts.number("product",
-							   type == "keyboard" ? 1
-							   : type == "tablet" ? 2
-									      : 3,
-							   0, 0xffff));
-	dev.id.version = static_cast<uint16_t>(opts.number("version", 1, 0, 0xffff));
-	dev.evBits.set(EV_SYN);
-	dev.evBits.set(EV_KEY);
-	bool scan = false;
-
-	if (type == "keyboard") {
-		for (const char *key : { "abs_x", "abs_y" })
-			if (opts.string(key, "") != "")
-				opts.fail(key, "only tablets and joysticks have axes");
-		scan = opts.flag("scan", true);
-		std::string repeat = opts.string("repeat", "250/33");
-		dev.keymap = pcKeymap();
-		for (uint16_t k : dev.keymap)
-			if (k)
-				dev.keyBits.set(k);
-		if (scan) {
-			dev.evBits.set(EV_MSC);
-			dev.mscBits.set(MSC_SCAN);
-		}
-		dev.evBits.set(EV_LED);
-		for (unsigned led : { LED_NUML, LED_CAPSL, LED_SCROLLL })
-			dev.ledBits.set(led);
-		if (repeat != "off") {
-			size_t slash = repeat.find('/');
-			auto delay = slash == std::string::npos ? std::nullopt
-								: parseInteger(repeat.substr(0, slash), 1, 10000);
-			auto period = slash == std::string::npos ? std::nullopt
-								 : parseInteger(repeat.substr(slash + 1), 1, 10000);
-			if (!delay || !period) {
-				opts.fail("repeat",
-					  fmt::format("'{}' is not DELAY/PERIOD in ms (e.g. 250/33) or off", repeat));
-				return nullptr;
-			}
-			dev.evBits.set(EV_REP);
-			dev.softRepeat = true;
-			dev.rep[REP_DELAY] = static_cast<int32_t>(*delay);
-			dev.rep[REP_PERIOD] = static_cast<int32_t>(*period);
-		}
-	} else {
-		for (const char *key : { "scan", "repeat" })
-			if (opts.string(key, "") != "")
-				opts.fail(key, "only keyboards have this option");
-		bool tablet = type == "tablet";
-		int32_t xmin = tablet ? 0 : -32768, xmax = tablet ? 32767 : 32767, ymin = xmin, ymax = xmax;
-		for (auto [key, lo, hi] :
-		     { std::tuple{ "abs_x", &xmin, &xmax }, std::tuple{ "abs_y", &ymin, &ymax } }) {
-			std::string text = opts.string(key, "");
-			if (!text.empty() && !parseRange(text, *lo, *hi)) {
-				opts.fail(key, fmt::format("'{}' is not MIN:MAX with MIN < MAX", text));
-				return nullptr;
-			}
-		}
-		dev.evBits.set(EV_ABS);
-		dev.hasAbsInfo = true;
-		auto axis = [&](unsigned code, int32_t min, int32_t max, int32_t fuzz, int32_t flat, int32_t res) {
-			dev.absBits.set(code);
-			dev.abs[code] = { 0, min, max, fuzz, flat, res };
-			if (min > 0 || max < 0)
-				dev.abs[code].value = min;
-		};
-		if (tablet) {
-			/* A pen tablet: tool, tip and barrel buttons, position and pressure. */
-			for (unsigned k : { BTN_TOOL_PEN, BTN_TOOL_RUBBER, BTN_TOUCH, BTN_STYLUS, BTN_STYLUS2 })
-				dev.keyBits.set(k);
-			axis(ABS_X, xmin, xmax, 0, 0, 100);
-			axis(ABS_Y, ymin, ymax, 0, 0, 100);
-			axis(ABS_PRESSURE, 0, 2047, 0, 0, 0);
-			dev.props.set(INPUT_PROP_POINTER);
-		} else {
-			/* A flight-style joystick: stick, throttle, hat and eight buttons. */
-			for (unsigned k = BTN_TRIGGER; k <= BTN_BASE2; k++)
-				dev.keyBits.set(k);
-			axis(ABS_X, xmin, xmax, 16, 128, 0);
-			axis(ABS_Y, ymin, ymax, 16, 128, 0);
-			axis(ABS_THROTTLE, 0, 255, 0, 0, 0);
-			axis(ABS_HAT0X, -1, 1, 0, 0, 0);
-			axis(ABS_HAT0Y, -1, 1, 0, 0, 0);
-		}
-	}
-
+	auto dev = inputDeviceFromOptions(opts, ctx.name());
+	if (!dev)
+		return nullptr;
 	size_t queue = opts.number("queue", 0, 0, 65536);
 	if (queue && (queue < 8 || (queue & (queue - 1)))) {
 		opts.fail("queue", "a power of two from 8 to 65536 events");
@@ -1315,7 +837,7 @@ std::unique_ptr<Model> makeEvdev(ModelOptions &opts, DeviceContext &ctx)
 	}
 	if (!opts.error().empty())
 		return nullptr;
-	return std::make_unique<EvdevModel>(ctx, std::move(dev), queue, scan);
+	return std::make_unique<EvdevModel>(ctx, std::move(*dev), queue);
 }
 
 } // namespace
