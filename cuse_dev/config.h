@@ -57,7 +57,10 @@ struct DaemonConfig {
  * file, the line and the key, and what was expected. Returns false on error.
  */
 bool loadConfigFile(const std::string &path, DaemonConfig &config, std::string &error);
-/* Checks a device's model options by building the model once: the error (empty when fine) and its key. */
+/*
+ * Checks a device's model options by building the model once without starting
+ * it (a factory acquires nothing): the error (empty when fine) and its key.
+ */
 struct OptionCheck {
 	std::string error;
 	std::string key;

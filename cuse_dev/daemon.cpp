@@ -107,6 +107,10 @@ int Daemon::addDevice(const DeviceSpec &spec, std::function<void(int, const std:
 	}
 	if (std::string err = options.error(); !err.empty() || !model)
 		return fail(-EINVAL, err.empty() ? "device '" + spec.name + "': model failed to start" : err);
+	/* Only a device that will serve takes its resources (sockets, files, timers). */
+	std::string startError;
+	if (int err = model->start(startError); err < 0)
+		return fail(err, fmt::format("device '{}': {}", spec.name, startError));
 	dev.core->setModel(std::move(model));
 
 	Transports transports = spec.transports.value_or(config_.transports);

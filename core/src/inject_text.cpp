@@ -88,4 +88,19 @@ bool parseEscapedBytes(std::string_view text, std::vector<uint8_t> &out, std::st
 	return true;
 }
 
+std::string joinInjectArgs(const std::vector<std::string> &words, size_t first)
+{
+	std::string joined;
+	for (size_t i = first; i < words.size(); i++)
+		joined += (i > first ? " " : "") + words[i];
+	return joined;
+}
+
+bool parseInjectBytes(const std::vector<std::string> &words, std::vector<uint8_t> &out, std::string &error)
+{
+	std::string joined = joinInjectArgs(words);
+	return !words.empty() && words[0] == "hex" ? parseHexBytes(joined, out, error)
+						   : parseEscapedBytes(joined, out, error);
+}
+
 } // namespace devemu

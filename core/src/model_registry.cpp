@@ -2,10 +2,11 @@
 // Model option parsing and the model registry.
 #include "devemu/model_registry.h"
 
+#include "devemu/number_text.h"
+
 #include <fmt/core.h>
 
 #include <algorithm>
-#include <charconv>
 
 namespace devemu {
 
@@ -40,59 +41,30 @@ void ModelOptions::fail(std::string_view key, std::string message)
 	}
 }
 
-namespace {
-bool parseNumber(std::string_view text, uint64_t &out)
-{
-	int base = 10;
-	if (text.size() > 2 && text[0] == '0' && (text[1] == 'x' || text[1] == 'X')) {
-		base = 16;
-		text.remove_prefix(2);
-	}
-	uint64_t multiplier = 1;
-	if (!text.empty() && base == 10) {
-		switch (text.back()) {
-		case 'k':
-		case 'K':
-			multiplier = 1ULL << 10;
-			break;
-		case 'm':
-		case 'M':
-			multiplier = 1ULL << 20;
-			break;
-		case 'g':
-		case 'G':
-			multiplier = 1ULL << 30;
-			break;
-		default:
-			break;
-		}
-		if (multiplier != 1)
-			text.remove_suffix(1);
-	}
-	if (text.empty())
-		return false;
-	uint64_t v = 0;
-	auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), v, base);
-	if (ec != std::errc() || ptr != text.data() + text.size())
-		return false;
-	if (v > UINT64_MAX / multiplier)
-		return false;
-	out = v * multiplier;
-	return true;
-}
-} // namespace
-
 std::optional<uint64_t> ModelOptions::optionalNumber(std::string_view key, uint64_t min, uint64_t max)
 {
 	const std::string *v = find(key);
 	if (!v)
 		return std::nullopt;
-	uint64_t n;
-	if (!parseNumber(*v, n) || n < min || n > max) {
+	auto n = parseSize(*v);
+	if (!n || *n < min || *n > max) {
 		bad(key, *v, fmt::format("a number from {} to {}", min, max));
 		return std::nullopt;
 	}
 	return n;
+}
+
+double ModelOptions::real(std::string_view key, double fallback, double min, double max)
+{
+	const std::string *v = find(key);
+	if (!v)
+		return fallback;
+	auto n = parseReal(*v, min, max);
+	if (!n) {
+		bad(key, *v, fmt::format("a number from {} to {}", min, max));
+		return fallback;
+	}
+	return *n;
 }
 
 uint64_t ModelOptions::number(std::string_view key, uint64_t fallback, uint64_t min, uint64_t max)

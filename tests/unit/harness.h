@@ -71,6 +71,8 @@ public:
 		ModelOptions opts("test", model, std::move(options));
 		auto model_ = ModelRegistry::builtin().find(model)->factory(opts, *core_);
 		REQUIRE_MESSAGE(opts.error().empty(), opts.error());
+		std::string startError;
+		REQUIRE_MESSAGE(model_->start(startError) == 0, startError);
 		core_->setModel(std::move(model_));
 	}
 

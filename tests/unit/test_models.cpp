@@ -2,7 +2,7 @@
 // Unit tests of the built-in models and their options.
 #include "harness.h"
 
-#include "chacha20.h"
+#include "rng/chacha20.h"
 
 #include <poll.h>
 #include <set>

@@ -2,7 +2,7 @@
 // Unit tests of the serial model: the 16550A register file, and the tty ABI (termios ioctls, n_tty) driven from it.
 #include "harness.h"
 
-#include "../../core/models/serial.h"
+#include "serial/uart16550.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -30,29 +30,29 @@ namespace s = devemu::serial;
 TEST_CASE("serial 16550A: registers come out of reset with the datasheet's values")
 {
 	s::Uart16550 u;
-	CHECK(u.read(s::IER) == 0);
-	CHECK(u.read(s::IIR) == 0x01);
-	CHECK(u.read(s::LCR) == 0);
-	CHECK(u.read(s::MCR) == 0);
-	CHECK(u.read(s::LSR) == (s::lsr::THRE | s::lsr::TEMT));
-	u.write(s::SCR, 0x5a);
-	CHECK(u.read(s::SCR) == 0x5a);
+	CHECK(u.read(UART_IER) == 0);
+	CHECK(u.read(UART_IIR) == 0x01);
+	CHECK(u.read(UART_LCR) == 0);
+	CHECK(u.read(UART_MCR) == 0);
+	CHECK(u.read(UART_LSR) == (UART_LSR_THRE | UART_LSR_TEMT));
+	u.write(UART_SCR, 0x5a);
+	CHECK(u.read(UART_SCR) == 0x5a);
 }
 
 TEST_CASE("serial 16550A: DLAB switches offsets 0 and 1 to the divisor latch")
 {
 	s::Uart16550 u;
-	u.write(s::LCR, s::lcr::DLAB | 0x03);
-	u.write(s::DLL, 0x0c);
-	u.write(s::DLM, 0x01);
-	CHECK(u.read(s::DLL) == 0x0c);
-	CHECK(u.read(s::DLM) == 0x01);
+	u.write(UART_LCR, UART_LCR_DLAB | 0x03);
+	u.write(UART_DLL, 0x0c);
+	u.write(UART_DLM, 0x01);
+	CHECK(u.read(UART_DLL) == 0x0c);
+	CHECK(u.read(UART_DLM) == 0x01);
 	CHECK(u.divisor() == 0x10c);
-	u.write(s::LCR, 0x03);
-	CHECK(u.read(s::IER) == 0); /* IER again, untouched by the DLM write */
+	u.write(UART_LCR, 0x03);
+	CHECK(u.read(UART_IER) == 0); /* IER again, untouched by the DLM write */
 	CHECK(u.wordLength() == 8);
 	CHECK(u.bitsPerChar() == 10);
-	u.write(s::LCR, s::lcr::PARITY | s::lcr::STOP | 0x02); /* 7E2 */
+	u.write(UART_LCR, UART_LCR_PARITY | UART_LCR_STOP | 0x02); /* 7E2 */
 	CHECK(u.bitsPerChar() == 1 + 7 + 1 + 2);
 }
 
@@ -60,19 +60,19 @@ TEST_CASE("serial 16550A: the receive FIFO holds 16 characters, then overruns "
 	  "(LSR.OE, cleared by reading LSR)")
 {
 	s::Uart16550 u;
-	u.write(s::LCR, 0x03);
-	u.write(s::FCR, s::fcr::ENABLE);
-	CHECK((u.read(s::IIR) & s::iir::FIFOS) == s::iir::FIFOS);
+	u.write(UART_LCR, 0x03);
+	u.write(UART_FCR, UART_FCR_ENABLE_FIFO);
+	CHECK((u.read(UART_IIR) & s::kIirFifosEnabled) == s::kIirFifosEnabled);
 	for (int i = 0; i < 17; i++)
 		u.receive(static_cast<uint8_t>('a' + i));
 	CHECK(u.rxCount() == 16);
 	CHECK(u.overruns() == 1);
-	uint8_t l = u.read(s::LSR);
-	CHECK((l & (s::lsr::DR | s::lsr::OE)) == (s::lsr::DR | s::lsr::OE));
-	CHECK((u.read(s::LSR) & s::lsr::OE) == 0);
+	uint8_t l = u.read(UART_LSR);
+	CHECK((l & (UART_LSR_DR | UART_LSR_OE)) == (UART_LSR_DR | UART_LSR_OE));
+	CHECK((u.read(UART_LSR) & UART_LSR_OE) == 0);
 	std::string got;
-	while (u.read(s::LSR) & s::lsr::DR)
-		got += static_cast<char>(u.read(s::RBR));
+	while (u.read(UART_LSR) & UART_LSR_DR)
+		got += static_cast<char>(u.read(UART_RX));
 	CHECK(got == "abcdefghijklmnop"); /* the 17th character was the one lost */
 }
 
@@ -80,79 +80,79 @@ TEST_CASE("serial 16550A: without FIFOs (16450 mode) an overrun overwrites the "
 	  "holding register")
 {
 	s::Uart16550 u;
-	u.write(s::LCR, 0x03);
+	u.write(UART_LCR, 0x03);
 	u.receive('x');
 	u.receive('y');
 	CHECK(u.rxCount() == 1);
-	CHECK((u.read(s::LSR) & s::lsr::OE) != 0);
-	CHECK(u.read(s::RBR) == 'y');
+	CHECK((u.read(UART_LSR) & UART_LSR_OE) != 0);
+	CHECK(u.read(UART_RX) == 'y');
 }
 
 TEST_CASE("serial 16550A: received-data interrupt at the trigger level, "
 	  "character timeout below it")
 {
 	s::Uart16550 u;
-	u.write(s::LCR, 0x03);
-	u.write(s::FCR, s::fcr::ENABLE | s::fcr::TRIGGER_8);
-	u.write(s::IER, s::ier::RDI);
+	u.write(UART_LCR, 0x03);
+	u.write(UART_FCR, UART_FCR_ENABLE_FIFO | UART_FCR_TRIGGER_8);
+	u.write(UART_IER, UART_IER_RDI);
 	for (int i = 0; i < 7; i++)
 		u.receive('0');
 	CHECK_FALSE(u.irq());
 	u.receive('0');
 	CHECK(u.irq());
-	CHECK((u.read(s::IIR) & s::iir::ID_MASK) == s::iir::RDI);
+	CHECK((u.read(UART_IIR) & s::kIirIdMask) == UART_IIR_RDI);
 	for (int i = 0; i < 6; i++)
-		u.read(s::RBR);
+		u.read(UART_RX);
 	CHECK_FALSE(u.irq()); /* 2 left, below the trigger */
 	u.rxIdle();
-	CHECK((u.read(s::IIR) & s::iir::ID_MASK) == s::iir::TIMEOUT);
-	u.read(s::RBR);
+	CHECK((u.read(UART_IIR) & s::kIirIdMask) == UART_IIR_RX_TIMEOUT);
+	u.read(UART_RX);
 	CHECK_FALSE(u.irq()); /* reading RBR clears the timeout indication */
 }
 
 TEST_CASE("serial 16550A: THRE interrupt, THRE and TEMT as the transmitter drains")
 {
 	s::Uart16550 u;
-	u.write(s::LCR, 0x03);
-	u.write(s::FCR, s::fcr::ENABLE);
-	u.write(s::IER, s::ier::THRI);
-	CHECK((u.read(s::IIR) & s::iir::ID_MASK) == s::iir::THRI); /* enabling it with THR empty raises it */
+	u.write(UART_LCR, 0x03);
+	u.write(UART_FCR, UART_FCR_ENABLE_FIFO);
+	u.write(UART_IER, UART_IER_THRI);
+	CHECK((u.read(UART_IIR) & s::kIirIdMask) == UART_IIR_THRI); /* enabling it with THR empty raises it */
 	CHECK_FALSE(u.irq()); /* reading IIR acknowledged it */
-	u.write(s::THR, 'A'); /* straight into the shift register */
-	u.write(s::THR, 'B'); /* waits in the FIFO */
-	CHECK((u.read(s::LSR) & (s::lsr::THRE | s::lsr::TEMT)) == 0);
+	u.write(UART_TX, 'A'); /* straight into the shift register */
+	u.write(UART_TX, 'B'); /* waits in the FIFO */
+	CHECK((u.read(UART_LSR) & (UART_LSR_THRE | UART_LSR_TEMT)) == 0);
 	CHECK(u.shiftOut() == std::optional<uint8_t>('A'));
-	CHECK((u.read(s::LSR) & (s::lsr::THRE | s::lsr::TEMT)) == s::lsr::THRE);
-	CHECK((u.read(s::IIR) & s::iir::ID_MASK) == s::iir::THRI);
+	CHECK((u.read(UART_LSR) & (UART_LSR_THRE | UART_LSR_TEMT)) == UART_LSR_THRE);
+	CHECK((u.read(UART_IIR) & s::kIirIdMask) == UART_IIR_THRI);
 	CHECK(u.shiftOut() == std::optional<uint8_t>('B'));
-	CHECK((u.read(s::LSR) & s::lsr::TEMT) != 0);
+	CHECK((u.read(UART_LSR) & UART_LSR_TEMT) != 0);
 	CHECK_FALSE(u.shiftOut().has_value());
 }
 
 TEST_CASE("serial 16550A: the word length masks what goes out and what comes in")
 {
 	s::Uart16550 u;
-	u.write(s::LCR, 0x02); /* 7 bits */
-	u.write(s::THR, 0xc1);
+	u.write(UART_LCR, 0x02); /* 7 bits */
+	u.write(UART_TX, 0xc1);
 	CHECK(u.shiftOut() == std::optional<uint8_t>(0x41));
 	u.receive(0xff);
-	CHECK(u.read(s::RBR) == 0x7f);
+	CHECK(u.read(UART_RX) == 0x7f);
 }
 
 TEST_CASE("serial 16550A: MSR deltas, trailing-edge RI, cleared by reading MSR")
 {
 	s::Uart16550 u;
-	u.setModemInputs(s::msr::CTS | s::msr::RI);
-	uint8_t m = u.read(s::MSR);
-	CHECK((m & s::msr::LINES) == (s::msr::CTS | s::msr::RI));
-	CHECK((m & s::msr::DELTAS) == s::msr::DCTS); /* RI rising is not an event */
-	CHECK((u.read(s::MSR) & s::msr::DELTAS) == 0);
-	u.write(s::IER, s::ier::MSI);
-	u.setModemInputs(s::msr::DCD);
+	u.setModemInputs(UART_MSR_CTS | UART_MSR_RI);
+	uint8_t m = u.read(UART_MSR);
+	CHECK((m & s::kMsrLines) == (UART_MSR_CTS | UART_MSR_RI));
+	CHECK((m & UART_MSR_ANY_DELTA) == UART_MSR_DCTS); /* RI rising is not an event */
+	CHECK((u.read(UART_MSR) & UART_MSR_ANY_DELTA) == 0);
+	u.write(UART_IER, UART_IER_MSI);
+	u.setModemInputs(UART_MSR_DCD);
 	CHECK(u.irq());
-	CHECK((u.read(s::IIR) & s::iir::ID_MASK) == s::iir::MSI);
-	m = u.read(s::MSR);
-	CHECK((m & s::msr::DELTAS) == (s::msr::DCTS | s::msr::TERI | s::msr::DDCD));
+	CHECK((u.read(UART_IIR) & s::kIirIdMask) == UART_IIR_MSI);
+	m = u.read(UART_MSR);
+	CHECK((m & UART_MSR_ANY_DELTA) == (UART_MSR_DCTS | UART_MSR_TERI | UART_MSR_DDCD));
 	CHECK_FALSE(u.irq());
 }
 
@@ -160,14 +160,14 @@ TEST_CASE("serial 16550A: loop mode wires the outputs to the inputs and the "
 	  "transmitter to the receiver")
 {
 	s::Uart16550 u;
-	u.write(s::LCR, 0x03);
-	u.setModemInputs(s::msr::LINES); /* the far end's lines are disconnected in loop mode */
-	u.write(s::MCR, s::mcr::LOOP | s::mcr::RTS | s::mcr::OUT2);
-	CHECK((u.read(s::MSR) & s::msr::LINES) == (s::msr::CTS | s::msr::DCD));
+	u.write(UART_LCR, 0x03);
+	u.setModemInputs(s::kMsrLines); /* the far end's lines are disconnected in loop mode */
+	u.write(UART_MCR, UART_MCR_LOOP | UART_MCR_RTS | UART_MCR_OUT2);
+	CHECK((u.read(UART_MSR) & s::kMsrLines) == (UART_MSR_CTS | UART_MSR_DCD));
 	CHECK(u.outputs() == 0);
-	u.write(s::THR, 'z');
+	u.write(UART_TX, 'z');
 	CHECK_FALSE(u.shiftOut().has_value()); /* nothing on the wire */
-	CHECK(u.read(s::RBR) == 'z');
+	CHECK(u.read(UART_RX) == 'z');
 	u.receive('w'); /* the line input is ignored */
 	CHECK(u.rxCount() == 0);
 }
@@ -176,14 +176,14 @@ TEST_CASE("serial 16550A: a break sets BI with a NUL character and raises the "
 	  "line-status interrupt")
 {
 	s::Uart16550 u;
-	u.write(s::LCR, 0x03);
-	u.write(s::FCR, s::fcr::ENABLE | s::fcr::TRIGGER_14);
-	u.write(s::IER, s::ier::RLSI | s::ier::RDI);
-	u.receive(0, s::lsr::BI);
-	CHECK((u.read(s::IIR) & s::iir::ID_MASK) == s::iir::RLSI);
-	uint8_t l = u.read(s::LSR);
-	CHECK((l & (s::lsr::BI | s::lsr::DR | s::lsr::FIFOE)) == (s::lsr::BI | s::lsr::DR | s::lsr::FIFOE));
-	CHECK(u.read(s::RBR) == 0);
+	u.write(UART_LCR, 0x03);
+	u.write(UART_FCR, UART_FCR_ENABLE_FIFO | UART_FCR_TRIGGER_14);
+	u.write(UART_IER, UART_IER_RLSI | UART_IER_RDI);
+	u.receive(0, UART_LSR_BI);
+	CHECK((u.read(UART_IIR) & s::kIirIdMask) == UART_IIR_RLSI);
+	uint8_t l = u.read(UART_LSR);
+	CHECK((l & (UART_LSR_BI | UART_LSR_DR | UART_LSR_FIFOE)) == (UART_LSR_BI | UART_LSR_DR | UART_LSR_FIFOE));
+	CHECK(u.read(UART_RX) == 0);
 }
 
 /* ---------------- the tty on top ---------------- */
@@ -829,4 +829,24 @@ TEST_CASE("serial tty: a tcp far end exchanges bytes with a connected client "
 	boost::system::error_code ec;
 	size_t n = client.read_some(asio::buffer(buf), ec);
 	CHECK(std::string(buf.data(), n) == "to far");
+}
+
+TEST_CASE("serial tty: a burst from the far end reaches a canonical, echoing reader in order")
+{
+	Tty t({ { "pace", "none" }, { "far", "tcp:0" } }); /* the default termios: ICANON, ECHO, ONLCR */
+	std::string far = t.info("far");
+	uint16_t port = static_cast<uint16_t>(std::stoul(far.substr(far.rfind(':') + 1)));
+	asio::ip::tcp::socket client(t.h.io_);
+	client.connect({ asio::ip::make_address("127.0.0.1"), port });
+	t.settle();
+	/* More than the receive FIFO's trigger level: each echo restarts the transmitter mid-burst. */
+	asio::write(client, asio::buffer(std::string("from-far-start\nx\n")));
+	t.settle();
+	CHECK(t.readNow() == "from-far-start\n");
+	CHECK(t.readNow() == "x\n");
+	std::array<char, 64> buf{};
+	client.non_blocking(true);
+	boost::system::error_code ec;
+	size_t n = client.read_some(asio::buffer(buf), ec);
+	CHECK(std::string(buf.data(), n) == "from-far-start\r\nx\r\n");
 }

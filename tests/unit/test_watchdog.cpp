@@ -2,7 +2,8 @@
 // Unit tests of the watchdog model: the countdown timer block, and the <linux/watchdog.h> ABI of watchdog_dev on top.
 #include "harness.h"
 
-#include "watchdog.h"
+#include "watchdog/watchdog.h"
+#include "watchdog/watchdog_timer.h"
 
 #include <fmt/core.h>
 

@@ -179,7 +179,22 @@ public:
 class Model
 {
 public:
+	/* Releases only what start() acquired (a model that never started holds nothing). */
 	virtual ~Model() = default;
+
+	/*
+	 * Acquires what the device needs to run: sockets, ptys, files, timers,
+	 * threads. A factory only parses and checks the options and acquires
+	 * nothing, so options can be checked by building a model that is never
+	 * started (QEMU's property parsing before realize). Called once, when the
+	 * device starts, before its first request. Returns 0, or -errno with what
+	 * failed in error.
+	 */
+	virtual int start(std::string &error)
+	{
+		(void)error;
+		return 0;
+	}
 
 	virtual int open(OpenFile &) { return 0; }
 	virtual void release(OpenFile &) {}

@@ -28,6 +28,8 @@ public:
 	/* A byte count or number: decimal, 0x hex, optional k/K/m/M/g/G (x1024) suffix. */
 	uint64_t number(std::string_view key, uint64_t fallback, uint64_t min, uint64_t max);
 	std::optional<uint64_t> optionalNumber(std::string_view key, uint64_t min, uint64_t max);
+	/* A decimal number with an optional fraction (a temperature, a voltage). */
+	double real(std::string_view key, double fallback, double min, double max);
 	std::string string(std::string_view key, std::string_view fallback);
 	std::string choice(std::string_view key, std::string_view fallback,
 			   std::initializer_list<std::string_view> allowed);
@@ -53,6 +55,10 @@ private:
 };
 
 struct ModelInfo {
+	/*
+	 * Builds a model from its options: parses and checks them (problems go to
+	 * ModelOptions) and acquires nothing; Model::start() does that.
+	 */
 	using Factory = std::function<std::unique_ptr<Model>(ModelOptions &, DeviceContext &)>;
 	std::string name;
 	std::string summary;
