@@ -3,8 +3,8 @@
 #pragma once
 
 #include "config.h"
-#include "control.h"
-#include "frontend.h"
+#include "control/control_server.h"
+#include "transports/transport.h"
 
 #include "devemu/asio.h"
 #include "devemu/device_core.h"

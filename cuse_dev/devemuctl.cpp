@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 // devemuctl: talks to a running devemud over its control socket (list, stats, add, remove, inject, fault).
 #include "config.h"
-#include "control.h"
+#include "control/control_server.h"
 
 #include <boost/program_options.hpp>
 #include <fmt/core.h>

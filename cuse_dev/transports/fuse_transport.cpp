@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // FUSE fallback frontend: the device as a one-file FUSE mount under /run/devemu, linked from /dev/NAME.
-#include "frontend.h"
+#include "transport.h"
 #include "fuse_bridge.h"
 #include "session_pump.h"
 

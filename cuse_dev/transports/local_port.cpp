@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // LocalPort: an in-process device window with its driver, attached to a core as one port.
-#include "frontend.h"
+#include "transport.h"
 
 #include <cstring>
 #include <system_error>

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // kshim frontend: serves a device through devemu_kshim.ko: the module's window, a doorbell and an interrupt eventfd.
-#include "frontend.h"
+#include "transport.h"
 
 #include "devemu/log.h"
 

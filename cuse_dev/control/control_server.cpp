@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // ControlServer: accepts connections, reads one JSON request per line, writes one JSON response per line.
-#include "control.h"
+#include "control_server.h"
 
 #include "devemu/log.h"
 

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // CUSE frontend: a /dev node through the kernel's cuse.ko, on libfuse3's cuse_lowlevel API, driven from Asio.
-#include "frontend.h"
+#include "transport.h"
 #include "fuse_bridge.h"
 #include "session_pump.h"
 
