@@ -44,7 +44,7 @@ private:
 	void applyNodeSettings(int attempt);
 
 	FrontendParts parts_;
-	LocalPort local_;
+	LocalWindow local_;
 	FuseBridge bridge_;
 	fuse_session *se_ = nullptr;
 	std::unique_ptr<SessionPump> pump_;

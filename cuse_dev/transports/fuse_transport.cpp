@@ -66,7 +66,7 @@ public:
 	}
 
 	FrontendParts parts_;
-	LocalPort local_;
+	LocalWindow local_;
 	FuseBridge bridge_;
 
 private:

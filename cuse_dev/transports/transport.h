@@ -3,7 +3,7 @@
 #pragma once
 
 #include "devemu/device_core.h"
-#include "devemu/window_driver.h"
+#include "devemu/local_window.h"
 
 #include <sys/types.h>
 
@@ -43,26 +43,6 @@ struct FrontendParts {
 	DeviceCore &core;
 	NodeSettings node;
 	std::chrono::microseconds busyPoll{ 0 }; /* kshim: spin this long for more work before sleeping */
-};
-
-/*
- * An in-process window on a core: a memfd window and the user-space driver
- * that CUSE and FUSE frontends submit through. The doorbell is a direct call
- * into the core and the interrupt a callback: no thread hop.
- */
-class LocalPort
-{
-public:
-	LocalPort(DeviceCore &core, const std::string &name);
-	~LocalPort();
-	Window &window() { return window_; }
-	WindowDriver &driver() { return *driver_; }
-
-private:
-	DeviceCore &core_;
-	Window window_;
-	std::unique_ptr<WindowDriver> driver_;
-	unsigned port_ = 0;
 };
 
 std::unique_ptr<Frontend> makeCuseFrontend(FrontendParts parts);
