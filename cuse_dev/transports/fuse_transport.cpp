@@ -1,12 +1,11 @@
 // SPDX-License-Identifier: MIT
-// FUSE fallback frontend: the device as a one-file FUSE mount under /run/devemu, linked from /dev/NAME.
-#include "transport.h"
-#include "fuse_bridge.h"
-#include "session_pump.h"
+// FUSE fallback transport: the device as a one-file FUSE mount under /run/devemu, linked from /dev/NAME.
+#include "fuse_session_transport.h"
 
 #include "devemu/log.h"
 
 #include <cerrno>
+#include <climits>
 #include <cstring>
 #include <fcntl.h>
 #include <sys/mount.h>
@@ -24,106 +23,62 @@ namespace {
 
 constexpr const char *kRunDir = "/run/devemu";
 
-class FuseFrontend final : public Frontend
+class FuseTransport final : public FuseSessionTransport
 {
 public:
-	explicit FuseFrontend(FrontendParts parts)
-		: parts_(std::move(parts)), local_(parts_.core, parts_.node.name),
-		  bridge_(parts_.strand, local_.window(), local_.driver(), true)
-	{
-		local_.driver().setShadowHandler([this] { bridge_.shadowChanged(); });
-	}
-	~FuseFrontend() override { stop(); }
+	explicit FuseTransport(TransportParts parts) : FuseSessionTransport(std::move(parts), true) {}
+	~FuseTransport() override { stop(); }
 
-	int start(ReadyHandler onReady, EndHandler onEnd, std::string &error) override;
 	void stop() override;
-	std::string nodePath() const override { return "/dev/" + parts_.node.name; }
-	const char *transport() const override { return "fuse"; }
-
-	FuseBridge &bridge() { return bridge_; }
-	void fillAttr(struct stat &st) const
-	{
-		st = {};
-		st.st_ino = FUSE_ROOT_ID;
-		st.st_mode = S_IFREG | (parts_.node.mode & 07777);
-		st.st_nlink = 1;
-		st.st_uid = parts_.node.uid;
-		st.st_gid = parts_.node.gid;
-		st.st_blksize = 4096;
-	}
-	void initialised()
-	{
-		/* The mount answers now: point /dev/NAME at it. */
-		std::string link = nodePath();
-		if (symlink(mountPath_.c_str(), link.c_str()) < 0) {
-			int err = errno;
-			onReady_(-err, fmt::format("cannot create {}: {}", link, strerror(err)));
-			return;
-		}
-		linked_ = true;
-		ready_ = true;
-		onReady_(0, {});
-	}
-
-	FrontendParts parts_;
-	LocalWindow local_;
-	FuseBridge bridge_;
+	TransportKind kind() const override { return TransportKind::Fuse; }
 
 private:
-	fuse_session *se_ = nullptr;
-	std::unique_ptr<SessionPump> pump_;
+	int openSession(std::string &error) override;
+	void endedEarly(int err) override;
+	static FuseTransport &self(fuse_req_t req) { return static_cast<FuseTransport &>(of(fuse_req_userdata(req))); }
+	static void onInit(void *userdata, fuse_conn_info *conn);
+	static void replyAttr(fuse_req_t req);
+	void initialised();
+
 	std::string mountPath_;
-	ReadyHandler onReady_;
-	EndHandler onEnd_;
-	bool mounted_ = false;
+	bool madeMountPoint_ = false;
 	bool linked_ = false;
-	bool ready_ = false;
 };
 
-FuseFrontend *self(fuse_req_t req)
+void FuseTransport::onInit(void *userdata, fuse_conn_info *conn)
 {
-	return static_cast<FuseFrontend *>(fuse_req_userdata(req));
+	auto &f = static_cast<FuseTransport &>(of(userdata));
+	conn->max_write = f.slotSize();
+	conn->max_read = f.slotSize();
+	conn->want &= ~FUSE_CAP_ASYNC_READ;
+	asio::post(f.parts_.strand, [&f] { f.initialised(); });
 }
 
-const fuse_lowlevel_ops kFuseOps = [] {
-	fuse_lowlevel_ops ops{};
-	ops.init = [](void *userdata, fuse_conn_info *conn) {
-		auto *f = static_cast<FuseFrontend *>(userdata);
-		conn->max_write = f->local_.window().slotSize();
-		conn->max_read = f->local_.window().slotSize();
-		conn->want &= ~FUSE_CAP_ASYNC_READ;
-		asio::post(f->parts_.strand, [f] { f->initialised(); });
-	};
-	ops.lookup = [](fuse_req_t req, fuse_ino_t, const char *) { fuse_reply_err(req, ENOENT); };
-	ops.getattr = [](fuse_req_t req, fuse_ino_t, fuse_file_info *) {
-		struct stat st;
-		self(req)->fillAttr(st);
-		fuse_reply_attr(req, &st, 1.0);
-	};
-	ops.setattr = [](fuse_req_t req, fuse_ino_t, struct stat *, int, fuse_file_info *) {
-		/* O_TRUNC on open arrives as a size change: a device has no size, so it is a no-op. */
-		struct stat st;
-		self(req)->fillAttr(st);
-		fuse_reply_attr(req, &st, 1.0);
-	};
-	ops.open = [](fuse_req_t req, fuse_ino_t, fuse_file_info *fi) { self(req)->bridge().open(req, fi); };
-	ops.read = [](fuse_req_t req, fuse_ino_t, size_t size, off_t, fuse_file_info *fi) {
-		self(req)->bridge().read(req, size, fi);
-	};
-	ops.write = [](fuse_req_t req, fuse_ino_t, const char *buf, size_t size, off_t, fuse_file_info *fi) {
-		self(req)->bridge().write(req, buf, size, fi);
-	};
-	ops.flush = [](fuse_req_t req, fuse_ino_t, fuse_file_info *fi) { self(req)->bridge().flush(req, fi); };
-	ops.release = [](fuse_req_t req, fuse_ino_t, fuse_file_info *fi) { self(req)->bridge().release(req, fi); };
-	ops.fsync = [](fuse_req_t req, fuse_ino_t, int, fuse_file_info *) { fuse_reply_err(req, 0); };
-	ops.ioctl = [](fuse_req_t req, fuse_ino_t, unsigned int cmd, void *arg, fuse_file_info *fi, unsigned flags,
-		       const void *in, size_t inSize,
-		       size_t outSize) { self(req)->bridge().ioctl(req, cmd, arg, fi, flags, in, inSize, outSize); };
-	ops.poll = [](fuse_req_t req, fuse_ino_t, fuse_file_info *fi, fuse_pollhandle *ph) {
-		self(req)->bridge().poll(req, fi, ph);
-	};
-	return ops;
-}();
+void FuseTransport::replyAttr(fuse_req_t req)
+{
+	const NodeSettings &node = self(req).parts_.node;
+	struct stat st = {};
+	st.st_ino = FUSE_ROOT_ID;
+	st.st_mode = S_IFREG | (node.mode & 07777);
+	st.st_nlink = 1;
+	st.st_uid = node.uid;
+	st.st_gid = node.gid;
+	st.st_blksize = 4096;
+	fuse_reply_attr(req, &st, 1.0);
+}
+
+void FuseTransport::initialised()
+{
+	/* The mount answers now: point /dev/NAME at it. */
+	std::string link = nodePath();
+	if (symlink(mountPath_.c_str(), link.c_str()) < 0) {
+		int err = errno;
+		nodeReady(-err, fmt::format("cannot create {}: {}", link, strerror(err)));
+		return;
+	}
+	linked_ = true;
+	nodeReady(0, {});
+}
 
 /* A mount left by a daemon that died: stat() fails with ENOTCONN. Detach it. */
 void clearStaleMount(const std::string &path)
@@ -133,10 +88,8 @@ void clearStaleMount(const std::string &path)
 		umount2(path.c_str(), MNT_DETACH);
 }
 
-int FuseFrontend::start(ReadyHandler onReady, EndHandler onEnd, std::string &error)
+int FuseTransport::openSession(std::string &error)
 {
-	onReady_ = std::move(onReady);
-	onEnd_ = std::move(onEnd);
 	mountPath_ = fmt::format("{}/{}", kRunDir, parts_.node.name);
 	std::string link = nodePath();
 
@@ -170,65 +123,58 @@ int FuseFrontend::start(ReadyHandler onReady, EndHandler onEnd, std::string &err
 		return -err;
 	}
 	close(fd);
+	madeMountPoint_ = true;
 
+	static const fuse_lowlevel_ops ops = [] {
+		fuse_lowlevel_ops o{};
+		setBridgeOps<unsigned int, fuse_ino_t>(o);
+		o.init = &FuseTransport::onInit;
+		o.lookup = [](fuse_req_t req, fuse_ino_t, const char *) { fuse_reply_err(req, ENOENT); };
+		o.getattr = [](fuse_req_t req, fuse_ino_t, fuse_file_info *) { replyAttr(req); };
+		/* O_TRUNC on open arrives as a size change: a device has no size, so it is a no-op. */
+		o.setattr = [](fuse_req_t req, fuse_ino_t, struct stat *, int, fuse_file_info *) { replyAttr(req); };
+		return o;
+	}();
 	std::string opts = fmt::format("allow_other,default_permissions,fsname=devemu-{},subtype=devemu,max_read={}",
-				       parts_.node.name, local_.window().slotSize());
+				       parts_.node.name, slotSize());
 	const char *argv[] = { "devemud", "-o", opts.c_str(), nullptr };
 	fuse_args args = FUSE_ARGS_INIT(3, const_cast<char **>(argv));
-	se_ = fuse_session_new(&args, &kFuseOps, sizeof(kFuseOps), this);
+	fuse_session *se = fuse_session_new(&args, &ops, sizeof(ops), static_cast<FuseSessionTransport *>(this));
 	fuse_opt_free_args(&args);
-	if (!se_) {
+	if (!se) {
 		error = "fuse_session_new failed";
 		return -ENOMEM;
 	}
-	if (fuse_session_mount(se_, mountPath_.c_str()) != 0) {
+	if (!mountSession(se, mountPath_)) {
 		error = fmt::format("cannot mount FUSE at {} (devemud needs root, and /dev/fuse)", mountPath_);
-		fuse_session_destroy(se_);
-		se_ = nullptr;
-		unlink(mountPath_.c_str());
 		return -EPERM;
-	}
-	mounted_ = true;
-	pump_ = std::make_unique<SessionPump>(parts_.strand, se_, [this](int err) {
-		if (!ready_) {
-			onReady_(err ? err : -EIO, "the FUSE mount ended before it was initialised");
-			return;
-		}
-		if (onEnd_)
-			onEnd_(err);
-	});
-	int ret = pump_->start();
-	if (ret < 0) {
-		error = fmt::format("cannot watch the FUSE session: {}", strerror(-ret));
-		return ret;
 	}
 	return 0;
 }
 
-void FuseFrontend::stop()
+void FuseTransport::endedEarly(int err)
 {
-	if (pump_)
-		pump_->cancel();
-	pump_.reset();
+	nodeReady(err ? err : -EIO, "the FUSE mount ended before it was initialised");
+}
+
+void FuseTransport::stop()
+{
 	if (linked_) {
 		unlink(nodePath().c_str());
 		linked_ = false;
 	}
-	if (se_) {
-		if (mounted_)
-			fuse_session_unmount(se_);
-		fuse_session_destroy(se_);
-		se_ = nullptr;
-		mounted_ = false;
+	FuseSessionTransport::stop();
+	if (madeMountPoint_) {
 		unlink(mountPath_.c_str());
+		madeMountPoint_ = false;
 	}
 }
 
 } // namespace
 
-std::unique_ptr<Frontend> makeFuseFrontend(FrontendParts parts)
+std::unique_ptr<Transport> makeFuseTransport(TransportParts parts)
 {
-	return std::make_unique<FuseFrontend>(std::move(parts));
+	return std::make_unique<FuseTransport>(std::move(parts));
 }
 
 } // namespace devemu

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-// kshim frontend: serves a device through devemu_kshim.ko: the module's window, a doorbell and an interrupt eventfd.
+// kshim transport: a node made by devemu_kshim.ko, served through the module's channel (window, doorbell, interrupt).
 #include "transport.h"
 
 #include "devemu/log.h"
@@ -19,25 +19,23 @@ namespace {
 
 constexpr const char *kControlPath = "/dev/" DEVEMU_KSHIM_CONTROL_NAME;
 
-class KshimFrontend final : public Frontend
+class KshimTransport final : public Transport
 {
 public:
-	explicit KshimFrontend(FrontendParts parts)
-		: parts_(std::move(parts)), doorbell_(parts_.strand), channel_(parts_.strand)
+	explicit KshimTransport(TransportParts parts)
+		: Transport(std::move(parts)), doorbell_(parts_.strand), channel_(parts_.strand)
 	{}
-	~KshimFrontend() override { stop(); }
+	~KshimTransport() override { stop(); }
 
 	int start(ReadyHandler onReady, EndHandler onEnd, std::string &error) override;
 	void stop() override;
-	std::string nodePath() const override { return "/dev/" + parts_.node.name; }
-	const char *transport() const override { return "kshim"; }
+	TransportKind kind() const override { return TransportKind::Kshim; }
 
 private:
 	void waitDoorbell();
 	void watchChannel();
 	void raiseInterrupt();
 
-	FrontendParts parts_;
 	UniqueFD control_;
 	UniqueFD doorbellFd_;
 	UniqueFD irqFd_;
@@ -50,7 +48,7 @@ private:
 	bool stopped_ = false;
 };
 
-int KshimFrontend::start(ReadyHandler onReady, EndHandler onEnd, std::string &error)
+int KshimTransport::start(ReadyHandler onReady, EndHandler onEnd, std::string &error)
 {
 	onEnd_ = std::move(onEnd);
 	control_ = UniqueFD(::open(kControlPath, O_RDWR | O_CLOEXEC));
@@ -143,7 +141,7 @@ int KshimFrontend::start(ReadyHandler onReady, EndHandler onEnd, std::string &er
 	return 0;
 }
 
-void KshimFrontend::waitDoorbell()
+void KshimTransport::waitDoorbell()
 {
 	/*
 	 * The reactor reads the counter itself: tried at once when re-armed and otherwise on the next
@@ -165,7 +163,7 @@ void KshimFrontend::waitDoorbell()
 				  });
 }
 
-void KshimFrontend::watchChannel()
+void KshimTransport::watchChannel()
 {
 	/*
 	 * The module detaches a channel on a protocol error, or when the device is removed by someone
@@ -186,7 +184,7 @@ void KshimFrontend::watchChannel()
 	});
 }
 
-void KshimFrontend::raiseInterrupt()
+void KshimTransport::raiseInterrupt()
 {
 	/* The module's wait-queue callback runs inside this write and drains the completions. */
 	uint64_t one = 1;
@@ -194,7 +192,7 @@ void KshimFrontend::raiseInterrupt()
 		DEVEMU_LOG(Error, parts_.node.name, "cannot raise the interrupt: {}", strerror(errno));
 }
 
-void KshimFrontend::stop()
+void KshimTransport::stop()
 {
 	if (stopped_)
 		return;
@@ -217,9 +215,9 @@ void KshimFrontend::stop()
 
 } // namespace
 
-std::unique_ptr<Frontend> makeKshimFrontend(FrontendParts parts)
+std::unique_ptr<Transport> makeKshimTransport(TransportParts parts)
 {
-	return std::make_unique<KshimFrontend>(std::move(parts));
+	return std::make_unique<KshimTransport>(std::move(parts));
 }
 
 } // namespace devemu
