@@ -197,7 +197,7 @@ ParseResult parseCommandLine(int argc, char **argv, DaemonConfig &config)
 		"name", po::value(&name), "shorthand: the name of a single device (with --model)")(
 		"model", po::value(&model), "shorthand: the model of a single device (with --name)")(
 		"transport,t", po::value(&transport),
-		"auto|cuse|fuse|kshim, or cuse,kshim to expose one device through both drivers (the kshim node is "
+		"auto|cuse|fuse|kshim, or cuse,kshim to serve one device over two transports (the kshim node is "
 		"then NAMEk); default auto: CUSE when the kernel has it, else the FUSE fallback")(
 		"mode", po::value(&mode), "node permission bits, octal (default 0660)")(
 		"owner", po::value(&owner), "node owner, name or uid (default root)")(
@@ -229,7 +229,7 @@ ParseResult parseCommandLine(int argc, char **argv, DaemonConfig &config)
 		out << "Usage: devemud [--device NAME=MODEL[,key=value...]]... [--transport auto|cuse|fuse|kshim]\n"
 		       "               [--mode 0660] [--owner USER] [--group GROUP] [--foreground]\n"
 		       "               [--log-level LEVEL] [--help] [--version]\n"
-		       "Serves emulated character devices as /dev nodes (CUSE, or a FUSE fallback).\n"
+		       "Serves emulated character devices as /dev nodes (CUSE, the FUSE fallback or the kernel shim).\n"
 		       "With no device it serves devemu0=loopback.\n\n"
 		    << desc << "\nExamples:\n"
 		    << "  devemud -f --device devemu0=loopback,capacity=1M\n"

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-// DaemonConfig: what devemud serves and how, from the command line.
+// DaemonConfig: what devemud serves and how, from the command line and the config file.
 #pragma once
 
 #include "control/protocol.h"

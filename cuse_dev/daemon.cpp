@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-// Daemon: builds each device (core, model, transports), reports readiness, reloads, serves the control socket, shuts down.
+// Daemon: builds each device (core, model, transports), reports readiness, reloads, drops privileges, shuts down.
 #include "daemon.h"
 #include "control/commands.h"
 
