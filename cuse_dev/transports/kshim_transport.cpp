@@ -19,6 +19,19 @@ namespace {
 
 constexpr const char *kControlPath = "/dev/" DEVEMU_KSHIM_CONTROL_NAME;
 
+/* Asio watches a copy of fd: closing the copy leaves the descriptor its owner keeps. */
+int watchCopy(asio::posix::stream_descriptor &sd, int fd, std::string &error)
+{
+	int copy = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+	if (copy < 0) {
+		int err = errno;
+		error = fmt::format("dup: {}", strerror(err));
+		return -err;
+	}
+	sd.assign(copy);
+	return 0;
+}
+
 class KshimTransport final : public Transport
 {
 public:
@@ -66,8 +79,9 @@ int KshimTransport::start(ReadyHandler onReady, EndHandler onEnd, std::string &e
 	doorbellFd_ = UniqueFD(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
 	irqFd_ = UniqueFD(eventfd(0, EFD_CLOEXEC));
 	if (!doorbellFd_.isValid() || !irqFd_.isValid()) {
-		error = fmt::format("eventfd: {}", strerror(errno));
-		return -errno;
+		int err = errno;
+		error = fmt::format("eventfd: {}", strerror(err));
+		return -err;
 	}
 
 	devemu_kshim_add add{};
@@ -112,19 +126,11 @@ int KshimTransport::start(ReadyHandler onReady, EndHandler onEnd, std::string &e
 		DEVEMU_LOG(Info, parts_.node.name, "re-attached to {} (epoch {})", nodePath(),
 			   window_.regs().attach_epoch);
 
-	int dupFd = fcntl(doorbellFd_.get(), F_DUPFD_CLOEXEC, 3);
-	if (dupFd < 0) {
-		error = fmt::format("dup: {}", strerror(errno));
-		return -errno;
-	}
-	doorbell_.assign(dupFd);
+	if ((ret = watchCopy(doorbell_, doorbellFd_.get(), error)) < 0)
+		return ret;
 	waitDoorbell();
-	int channelDup = fcntl(window_.fd(), F_DUPFD_CLOEXEC, 3);
-	if (channelDup < 0) {
-		error = fmt::format("dup: {}", strerror(errno));
-		return -errno;
-	}
-	channel_.assign(channelDup);
+	if ((ret = watchCopy(channel_, window_.fd(), error)) < 0)
+		return ret;
 	watchChannel();
 	/* Requests may have been published before we waited: look once. */
 	asio::post(parts_.strand, [this] {
