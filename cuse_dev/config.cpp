@@ -23,47 +23,26 @@ namespace devemu {
 
 namespace po = boost::program_options;
 
-const char *transportName(Transport transport)
+bool parseTransports(std::string_view text, TransportKinds &transports, std::string &error)
 {
-	switch (transport) {
-	case Transport::Auto:
-		return "auto";
-	case Transport::Cuse:
-		return "cuse";
-	case Transport::Fuse:
-		return "fuse";
-	case Transport::Kshim:
-		return "kshim";
-	}
-	return "?";
-}
-
-bool parseTransports(std::string_view text, Transports &transports, std::string &error)
-{
-	Transports out;
+	TransportKinds out;
 	size_t userSpace = 0;
 	while (true) {
 		size_t comma = text.find(',');
 		std::string_view item = text.substr(0, comma);
-		Transport t;
-		if (item == "auto")
-			t = Transport::Auto;
-		else if (item == "cuse")
-			t = Transport::Cuse;
-		else if (item == "fuse")
-			t = Transport::Fuse;
-		else if (item == "kshim")
-			t = Transport::Kshim;
-		else {
+		auto known = std::find_if(std::begin(kTransportNames), std::end(kTransportNames),
+					  [&](const auto &entry) { return entry.second == item; });
+		if (known == std::end(kTransportNames)) {
 			error = fmt::format("'{}': expected auto, cuse, fuse, kshim, or a list such as cuse,kshim",
 					    item);
 			return false;
 		}
+		TransportKind t = known->first;
 		if (std::find(out.begin(), out.end(), t) != out.end()) {
 			error = fmt::format("'{}' is listed twice", item);
 			return false;
 		}
-		if (t != Transport::Kshim)
+		if (t != TransportKind::Kshim)
 			userSpace++;
 		out.push_back(t);
 		if (comma == std::string_view::npos)
@@ -190,7 +169,7 @@ bool parseDeviceSpec(std::string_view text, DeviceSpec &spec, std::string &error
 			/* Inside a device spec a comma separates options: combine transports with '+'. */
 			std::string list = value;
 			std::replace(list.begin(), list.end(), '+', ',');
-			Transports t;
+			TransportKinds t;
 			std::string why;
 			if (!parseTransports(list, t, why)) {
 				error = fmt::format("device '{}': option 'transport={}': {}", spec.name, value, why);
@@ -218,7 +197,7 @@ ParseResult parseCommandLine(int argc, char **argv, DaemonConfig &config)
 		"name", po::value(&name), "shorthand: the name of a single device (with --model)")(
 		"model", po::value(&model), "shorthand: the model of a single device (with --name)")(
 		"transport,t", po::value(&transport),
-		"auto|cuse|fuse|kshim, or cuse,kshim to expose one device through both drivers (the kshim node is "
+		"auto|cuse|fuse|kshim, or cuse,kshim to serve one device over two transports (the kshim node is "
 		"then NAMEk); default auto: CUSE when the kernel has it, else the FUSE fallback")(
 		"mode", po::value(&mode), "node permission bits, octal (default 0660)")(
 		"owner", po::value(&owner), "node owner, name or uid (default root)")(
@@ -250,7 +229,7 @@ ParseResult parseCommandLine(int argc, char **argv, DaemonConfig &config)
 		out << "Usage: devemud [--device NAME=MODEL[,key=value...]]... [--transport auto|cuse|fuse|kshim]\n"
 		       "               [--mode 0660] [--owner USER] [--group GROUP] [--foreground]\n"
 		       "               [--log-level LEVEL] [--help] [--version]\n"
-		       "Serves emulated character devices as /dev nodes (CUSE, or a FUSE fallback).\n"
+		       "Serves emulated character devices as /dev nodes (CUSE, the FUSE fallback or the kernel shim).\n"
 		       "With no device it serves devemu0=loopback.\n\n"
 		    << desc << "\nExamples:\n"
 		    << "  devemud -f --device devemu0=loopback,capacity=1M\n"

@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: MIT
-// DaemonConfig: what devemud serves and how, from the command line.
+// DaemonConfig: what devemud serves and how, from the command line and the config file.
 #pragma once
+
+#include "control/protocol.h"
+#include "transports/transport_kind.h"
 
 #include "devemu/log.h"
 #include "devemu/model_registry.h"
@@ -15,14 +18,13 @@
 
 namespace devemu {
 
-enum class Transport { Auto, Cuse, Fuse, Kshim };
-using Transports = std::vector<Transport>;
+using TransportKinds = std::vector<TransportKind>;
 
 struct DeviceSpec {
 	std::string name;
 	std::string model;
 	ModelOptions::Pairs options; /* model options; node keys (mode, owner, group, transport) removed */
-	std::optional<Transports> transports;
+	std::optional<TransportKinds> transports;
 	std::optional<mode_t> mode;
 	std::optional<uid_t> uid;
 	std::optional<gid_t> gid;
@@ -32,11 +34,10 @@ struct DeviceSpec {
 };
 
 constexpr const char *kDefaultConfigPath = "/etc/devemu/devemud.toml";
-constexpr const char *kDefaultControlPath = "/run/devemu/control";
 
 struct DaemonConfig {
 	std::vector<DeviceSpec> devices;
-	Transports transports{ Transport::Auto };
+	TransportKinds transports{ TransportKind::Auto };
 	mode_t mode = 0660;
 	uid_t uid = 0;
 	gid_t gid = 0;
@@ -80,8 +81,7 @@ ParseResult parseCommandLine(int argc, char **argv, DaemonConfig &config);
 /* Parses "NAME=MODEL[,key=value...]"; on error returns false with a message. */
 bool parseDeviceSpec(std::string_view text, DeviceSpec &spec, std::string &error);
 /* "auto", "cuse", "fuse", "kshim", or a comma list of a user-space one and kshim ("cuse,kshim"). */
-bool parseTransports(std::string_view text, Transports &transports, std::string &error);
-const char *transportName(Transport transport);
+bool parseTransports(std::string_view text, TransportKinds &transports, std::string &error);
 bool parseMode(std::string_view text, mode_t &mode);
 bool resolveUser(std::string_view text, uid_t &uid, std::string &error);
 bool resolveGroup(std::string_view text, gid_t &gid, std::string &error);

@@ -59,7 +59,7 @@ public:
 		return true;
 	}
 
-	bool transports(const toml::node &node, std::string_view key, Transports &out)
+	bool transports(const toml::node &node, std::string_view key, TransportKinds &out)
 	{
 		std::string list;
 		if (node.is_string()) {
@@ -200,7 +200,7 @@ public:
 				if (!string(v, full, spec.model))
 					return false;
 			} else if (key == "transport") {
-				Transports t;
+				TransportKinds t;
 				if (!transports(v, full, t))
 					return false;
 				spec.transports = t;

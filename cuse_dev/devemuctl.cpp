@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: MIT
 // devemuctl: talks to a running devemud over its control socket (list, stats, add, remove, inject, fault).
-#include "config.h"
-#include "control.h"
+#include "control/protocol.h"
 
 #include <boost/program_options.hpp>
 #include <fmt/core.h>
@@ -105,33 +104,33 @@ std::string join(const json &array)
 void printList(const json &r)
 {
 	fmt::print("{:<16} {:<10} {:<11} {:<28} {:<9} {}\n", "NAME", "MODEL", "TRANSPORT", "NODE", "STATE", "OPEN");
-	for (const auto &d : r["devices"])
-		fmt::print("{:<16} {:<10} {:<11} {:<28} {:<9} {}\n", d["name"].get<std::string>(),
-			   d["model"].get<std::string>(), join(d["transports"]), join(d["nodes"]),
-			   d["state"].get<std::string>(), d["open_files"].get<uint64_t>());
+	for (const auto &d : r[key::devices])
+		fmt::print("{:<16} {:<10} {:<11} {:<28} {:<9} {}\n", d[key::name].get<std::string>(),
+			   d[key::model].get<std::string>(), join(d[key::transports]), join(d[key::nodes]),
+			   d[key::state].get<std::string>(), d[key::openFiles].get<uint64_t>());
 }
 
 void printStats(const json &r)
 {
 	fmt::print(
 		"device {}: {} open files, {} opens, {} bytes in, {} bytes out, {} dropped, {} waited, {} cancelled\n",
-		r["name"].get<std::string>(), r["open_files"].get<uint64_t>(), r["opens"].get<uint64_t>(),
-		r["bytes_in"].get<uint64_t>(), r["bytes_out"].get<uint64_t>(), r["dropped"].get<uint64_t>(),
-		r["waited"].get<uint64_t>(), r["cancelled"].get<uint64_t>());
+		r[key::name].get<std::string>(), r[key::openFiles].get<uint64_t>(), r[key::opens].get<uint64_t>(),
+		r[key::bytesIn].get<uint64_t>(), r[key::bytesOut].get<uint64_t>(), r[key::dropped].get<uint64_t>(),
+		r[key::waited].get<uint64_t>(), r[key::cancelled].get<uint64_t>());
 	fmt::print("{:<8} {:>10} {:>8}  latency (count below N us)\n", "OP", "REQUESTS", "ERRORS");
-	for (const auto &[op, s] : r["operations"].items()) {
+	for (const auto &[op, s] : r[key::operations].items()) {
 		std::string hist;
-		for (const auto &b : s["latency"])
-			hist += b["below_us"].is_null() ? fmt::format(" slower:{}", b["count"].get<uint64_t>())
-							: fmt::format(" <{}:{}", b["below_us"].get<uint64_t>(),
-								      b["count"].get<uint64_t>());
-		fmt::print("{:<8} {:>10} {:>8} {}\n", op, s["requests"].get<uint64_t>(), s["errors"].get<uint64_t>(),
-			   hist);
+		for (const auto &b : s[key::latency])
+			hist += b[key::belowUs].is_null() ? fmt::format(" slower:{}", b[key::count].get<uint64_t>())
+							  : fmt::format(" <{}:{}", b[key::belowUs].get<uint64_t>(),
+									b[key::count].get<uint64_t>());
+		fmt::print("{:<8} {:>10} {:>8} {}\n", op, s[key::requests].get<uint64_t>(),
+			   s[key::errors].get<uint64_t>(), hist);
 	}
-	for (const auto &f : r["faults"])
-		fmt::print("fault: {} errno={} delay={}ms short={} remaining={} hits={}\n", f["op"].get<std::string>(),
-			   f["errno"].get<int>(), f["delay_ms"].get<int64_t>(), f["short"].dump(),
-			   f["remaining"].get<int64_t>(), f["hits"].get<uint64_t>());
+	for (const auto &f : r[key::faults])
+		fmt::print("fault: {} errno={} delay={}ms short={} remaining={} hits={}\n",
+			   f[key::op].get<std::string>(), f[key::errnoValue].get<int>(), f[key::delayMs].get<int64_t>(),
+			   f[key::shortLen].dump(), f[key::remaining].get<int64_t>(), f[key::hits].get<uint64_t>());
 }
 
 /* "50ms", "2s", "100" (ms). */
@@ -160,9 +159,9 @@ int main(int argc, char **argv)
 	std::vector<std::string> words;
 	std::string op, errnoText, delay, shortText;
 	int64_t count = -1;
+	std::string socketHelp = fmt::format("control socket (default {})", kDefaultControlPath);
 	po::options_description desc("Options");
-	desc.add_options()("help,h", "show this help")("socket,s", po::value(&socketPath),
-						       "control socket (default /run/devemu/control)")(
+	desc.add_options()("help,h", "show this help")("socket,s", po::value(&socketPath), socketHelp.c_str())(
 		"json", "print the daemon's JSON response")("op", po::value(&op), "fault: read|write|ioctl|open|poll")(
 		"errno", po::value(&errnoText), "fault: fail with this errno (EIO, ENODEV... or a number)")(
 		"delay", po::value(&delay), "fault: hold each request this long (50ms, 2s)")(
@@ -184,47 +183,47 @@ int main(int argc, char **argv)
 	}
 	asJson = vm.count("json") > 0;
 	const std::string &command = words[0];
-	json request = { { "version", kControlProtocolVersion }, { "command", command } };
+	json request = { { key::version, kControlProtocolVersion }, { key::command, command } };
 	auto needArgs = [&](size_t n) { return words.size() >= n; };
 
-	if (command == "list" || command == "version") {
-	} else if (command == "stats" || command == "remove") {
+	if (command == cmd::list || command == cmd::version) {
+	} else if (command == cmd::stats || command == cmd::remove) {
 		if (!needArgs(2))
 			return fail(fmt::format("{} needs a device name", command));
-		request["device"] = words[1];
-	} else if (command == "add") {
+		request[key::device] = words[1];
+	} else if (command == cmd::add) {
 		if (!needArgs(2))
 			return fail("add needs NAME=MODEL[,key=value...]");
-		request["spec"] = words[1];
-	} else if (command == "inject") {
+		request[key::spec] = words[1];
+	} else if (command == cmd::inject) {
 		if (!needArgs(3))
 			return fail("inject needs a device name and a verb");
-		request["device"] = words[1];
-		request["args"] = std::vector<std::string>(words.begin() + 2, words.end());
-	} else if (command == "fault") {
+		request[key::device] = words[1];
+		request[key::args] = std::vector<std::string>(words.begin() + 2, words.end());
+	} else if (command == cmd::fault) {
 		if (!needArgs(2))
 			return fail("fault needs a device name");
-		request["device"] = words[1];
+		request[key::device] = words[1];
 		if (vm.count("clear")) {
-			request["clear"] = true;
+			request[key::clear] = true;
 		} else {
 			if (op.empty())
 				return fail("fault needs --op read|write|ioctl|open|poll");
-			request["op"] = op;
+			request[key::op] = op;
 			if (!errnoText.empty()) {
 				int n = 0;
 				auto [p, ec] =
 					std::from_chars(errnoText.data(), errnoText.data() + errnoText.size(), n);
-				request["errno"] = ec == std::errc() && p == errnoText.data() + errnoText.size()
-							   ? json(n)
-							   : json(errnoText);
+				request[key::errnoValue] = ec == std::errc() && p == errnoText.data() + errnoText.size()
+								   ? json(n)
+								   : json(errnoText);
 			}
 			if (!delay.empty()) {
 				int64_t ms;
 				if (!parseDelay(delay, ms))
 					return fail(fmt::format("--delay '{}': expected a duration such as 50ms or 2s",
 								delay));
-				request["delay_ms"] = ms;
+				request[key::delayMs] = ms;
 			}
 			if (!shortText.empty()) {
 				uint32_t n = 0;
@@ -233,10 +232,10 @@ int main(int argc, char **argv)
 				if (ec != std::errc() || p != shortText.data() + shortText.size())
 					return fail(fmt::format("--short '{}': expected a byte count from 0 to {}",
 								shortText, UINT32_MAX));
-				request["short"] = n;
+				request[key::shortLen] = n;
 			}
 			if (count != -1)
-				request["count"] = count;
+				request[key::count] = count;
 		}
 	} else {
 		return fail(fmt::format("unknown command '{}'\n{}", command, kUsage));
@@ -248,25 +247,25 @@ int main(int argc, char **argv)
 		return fail(error);
 	if (asJson) {
 		fmt::print("{}\n", response.dump(2));
-		return response.value("ok", false) ? 0 : 1;
+		return response.value(key::ok, false) ? 0 : 1;
 	}
-	if (!response.value("ok", false))
-		return fail(response.value("error", "the daemon refused the request"));
-	if (command == "list")
+	if (!response.value(key::ok, false))
+		return fail(response.value(key::error, "the daemon refused the request"));
+	if (command == cmd::list)
 		printList(response);
-	else if (command == "stats")
+	else if (command == cmd::stats)
 		printStats(response);
-	else if (command == "add")
-		fmt::print("serving {}\n", join(response["device"]["nodes"]));
-	else if (command == "remove")
-		fmt::print("removed {} ({} open files were cut off)\n", response["removed"].get<std::string>(),
-			   response["open_files"].get<uint64_t>());
-	else if (command == "inject")
-		fmt::print("{}\n", response["reply"].get<std::string>());
-	else if (command == "fault")
+	else if (command == cmd::add)
+		fmt::print("serving {}\n", join(response[key::device][key::nodes]));
+	else if (command == cmd::remove)
+		fmt::print("removed {} ({} open files were cut off)\n", response[key::removed].get<std::string>(),
+			   response[key::openFiles].get<uint64_t>());
+	else if (command == cmd::inject)
+		fmt::print("{}\n", response[key::reply].get<std::string>());
+	else if (command == cmd::fault)
 		fmt::print("{}\n", vm.count("clear") ? "faults cleared" : "fault set");
-	else if (command == "version")
-		fmt::print("devemud {} (protocol {})\n", response["version"].get<std::string>(),
-			   response["protocol"].get<int>());
+	else if (command == cmd::version)
+		fmt::print("devemud {} (protocol {})\n", response[key::version].get<std::string>(),
+			   response[key::protocol].get<int>());
 	return 0;
 }

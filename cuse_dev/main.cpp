@@ -59,6 +59,7 @@ int detach()
 
 int main(int argc, char **argv)
 {
+	setProgramName("devemud");
 	DaemonConfig config;
 	ParseResult parsed = parseCommandLine(argc, argv, config);
 	if (parsed.exitStatus) {

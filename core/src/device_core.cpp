@@ -96,6 +96,7 @@ void DeviceCore::removePort(unsigned index)
 	port.openCount = 0;
 	port.window = nullptr;
 	port.interrupt = nullptr;
+	port.pendingIsr = 0; /* raised by the releases above, for a driver that is gone */
 	shadowDirty_ = true;
 	notify();
 }

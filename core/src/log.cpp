@@ -3,6 +3,7 @@
 #include "devemu/log.h"
 
 #include <atomic>
+#include <cerrno>
 #include <cstdio>
 #include <string>
 #include <unistd.h>
@@ -11,7 +12,18 @@ namespace devemu {
 
 namespace {
 std::atomic<LogLevel> currentLevel{ LogLevel::Info };
+
+std::string &programName()
+{
+	static std::string name = program_invocation_short_name;
+	return name;
+}
 } // namespace
+
+void setProgramName(std::string_view name)
+{
+	programName() = name;
+}
 
 bool parseLogLevel(std::string_view text, LogLevel &level)
 {
@@ -54,7 +66,7 @@ void logWrite(LogLevel level, std::string_view category, std::string_view messag
 	if (journal)
 		line = fmt::format("<{}>{}: {}\n", priorities[idx], category, message);
 	else
-		line = fmt::format("devemud[{}] {}: {}: {}\n", getpid(), names[idx], category, message);
+		line = fmt::format("{}[{}] {}: {}: {}\n", programName(), getpid(), names[idx], category, message);
 	fwrite(line.data(), 1, line.size(), stderr);
 }
 

@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: MIT
-// Test harness: a DeviceCore reached through a WindowDriver, with a fake caller memory for ioctl retry rounds.
+// Test harness: a DeviceCore reached through a LocalWindow's driver, with a fake caller memory for ioctl retry rounds.
 #pragma once
 
 #include "devemu/device_core.h"
+#include "devemu/local_window.h"
 #include "devemu/model_registry.h"
-#include "devemu/window_driver.h"
 
 #include <doctest/doctest.h>
 
@@ -62,12 +62,9 @@ class Harness
 {
 public:
 	explicit Harness(std::string model, ModelOptions::Pairs options = {}, WindowGeometry geometry = {})
-		: strand_(io_.get_executor())
+		: strand_(io_.get_executor()), core_(std::make_unique<DeviceCore>(strand_, "test")),
+		  local_(*core_, "test", geometry), window_(local_.window()), driver_(&local_.driver())
 	{
-		REQUIRE(Window::create(geometry, "test", 0, window_) == 0);
-		core_ = std::make_unique<DeviceCore>(strand_, "test", window_);
-		driver_ = std::make_unique<WindowDriver>(window_, [this] { core_->doorbell(); });
-		core_->setInterruptHandler([this](uint32_t isr) { driver_->interrupt(isr); });
 		ModelOptions opts("test", model, std::move(options));
 		auto model_ = ModelRegistry::builtin().find(model)->factory(opts, *core_);
 		REQUIRE_MESSAGE(opts.error().empty(), opts.error());
@@ -215,9 +212,10 @@ public:
 
 	asio::io_context io_;
 	Strand strand_;
-	Window window_;
 	std::unique_ptr<DeviceCore> core_;
-	std::unique_ptr<WindowDriver> driver_;
+	LocalWindow local_; /* declared after core_: detached before the core goes */
+	Window &window_;
+	WindowDriver *driver_;
 };
 
 } // namespace devemu::test

@@ -13,6 +13,8 @@ enum class LogLevel { Debug = 0, Info, Warning, Error };
 // Parses "debug", "info", "warning" (or "warn"), "error". Returns false on unknown names.
 bool parseLogLevel(std::string_view text, LogLevel &level);
 void setLogLevel(LogLevel level);
+// The name stderr lines start with, as in "NAME[pid] info: ..." (default: the executable's file name).
+void setProgramName(std::string_view name);
 LogLevel logLevel();
 bool logEnabled(LogLevel level);
 void logWrite(LogLevel level, std::string_view category, std::string_view message);

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // ControlServer: accepts connections, reads one JSON request per line, writes one JSON response per line.
-#include "control.h"
+#include "control_server.h"
 
 #include "devemu/log.h"
 
@@ -19,7 +19,7 @@ constexpr size_t kMaxRequest = 1 << 20;
 
 nlohmann::json controlError(const std::string &message)
 {
-	return { { "ok", false }, { "error", message } };
+	return { { key::ok, false }, { key::error, message } };
 }
 
 class ControlServer::Session : public std::enable_shared_from_this<ControlServer::Session>
@@ -62,12 +62,12 @@ private:
 			nlohmann::json request = nlohmann::json::parse(line);
 			if (!request.is_object())
 				reply(controlError("a request is a JSON object"));
-			else if (request.contains("version") &&
-				 (!request["version"].is_number_integer() ||
-				  request["version"].get<int>() != kControlProtocolVersion))
+			else if (request.contains(key::version) &&
+				 (!request[key::version].is_number_integer() ||
+				  request[key::version].get<int>() != kControlProtocolVersion))
 				reply(controlError(
 					fmt::format("protocol version {} is not supported (this daemon speaks {})",
-						    request["version"].dump(), kControlProtocolVersion)));
+						    request[key::version].dump(), kControlProtocolVersion)));
 			else
 				handler_(request, reply);
 		} catch (const nlohmann::json::exception &e) {

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
-// ControlServer: the unix-socket control protocol of devemud (JSON lines, versioned), spoken by devemuctl.
+// ControlServer: devemud's control socket (accepts connections, one JSON request and response per line).
 #pragma once
+
+#include "protocol.h"
 
 #include "devemu/asio.h"
 
@@ -11,9 +13,6 @@
 #include <string>
 
 namespace devemu {
-
-/* Version of the request/response protocol; a request naming another major version is refused. */
-constexpr int kControlProtocolVersion = 1;
 
 class ControlServer
 {

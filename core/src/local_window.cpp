@@ -1,23 +1,22 @@
 // SPDX-License-Identifier: MIT
-// LocalPort: an in-process device window with its driver, attached to a core as one port.
-#include "frontend.h"
+// LocalWindow: creates the memfd window, wires its driver to the core's doorbell and interrupt.
+#include "devemu/local_window.h"
 
-#include <cstring>
 #include <system_error>
 
 namespace devemu {
 
-LocalPort::LocalPort(DeviceCore &core, const std::string &name) : core_(core)
+LocalWindow::LocalWindow(DeviceCore &core, const std::string &name, const WindowGeometry &geometry) : core_(core)
 {
 	static uint32_t nextId = 0;
-	int ret = Window::create(WindowGeometry{}, name, nextId++, window_);
+	int ret = Window::create(geometry, name, nextId++, window_);
 	if (ret < 0)
 		throw std::system_error(-ret, std::generic_category(), "cannot create the device window");
 	driver_ = std::make_unique<WindowDriver>(window_, [this] { core_.doorbell(); });
 	port_ = core_.addPort(window_, [this](uint32_t isr) { driver_->interrupt(isr); });
 }
 
-LocalPort::~LocalPort()
+LocalWindow::~LocalWindow()
 {
 	core_.removePort(port_);
 }

@@ -16,8 +16,8 @@
 namespace devemu {
 
 /*
- * One per served node. Both frontends' ops tables call into it, so CUSE and
- * the FUSE fallback share every line of request handling: the only difference
+ * One per served node. The CUSE and FUSE transports' ops tables call into it,
+ * so both share every line of request handling: the only difference
  * is whether ioctls are restricted (FUSE carries only size-encoded arguments).
  * Every entry point runs on the device's strand and never lets an exception
  * escape into libfuse.

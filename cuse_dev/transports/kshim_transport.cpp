@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
-// kshim frontend: serves a device through devemu_kshim.ko: the module's window, a doorbell and an interrupt eventfd.
-#include "frontend.h"
+// kshim transport: a node made by devemu_kshim.ko, served through the module's channel (window, doorbell, interrupt).
+#include "transport.h"
 
 #include "devemu/log.h"
 
@@ -19,25 +19,36 @@ namespace {
 
 constexpr const char *kControlPath = "/dev/" DEVEMU_KSHIM_CONTROL_NAME;
 
-class KshimFrontend final : public Frontend
+/* Asio watches a copy of fd: closing the copy leaves the descriptor its owner keeps. */
+int watchCopy(asio::posix::stream_descriptor &sd, int fd, std::string &error)
+{
+	int copy = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+	if (copy < 0) {
+		int err = errno;
+		error = fmt::format("dup: {}", strerror(err));
+		return -err;
+	}
+	sd.assign(copy);
+	return 0;
+}
+
+class KshimTransport final : public Transport
 {
 public:
-	explicit KshimFrontend(FrontendParts parts)
-		: parts_(std::move(parts)), doorbell_(parts_.strand), channel_(parts_.strand)
+	explicit KshimTransport(TransportParts parts)
+		: Transport(std::move(parts)), doorbell_(parts_.strand), channel_(parts_.strand)
 	{}
-	~KshimFrontend() override { stop(); }
+	~KshimTransport() override { stop(); }
 
 	int start(ReadyHandler onReady, EndHandler onEnd, std::string &error) override;
 	void stop() override;
-	std::string nodePath() const override { return "/dev/" + parts_.node.name; }
-	const char *transport() const override { return "kshim"; }
+	TransportKind kind() const override { return TransportKind::Kshim; }
 
 private:
 	void waitDoorbell();
 	void watchChannel();
 	void raiseInterrupt();
 
-	FrontendParts parts_;
 	UniqueFD control_;
 	UniqueFD doorbellFd_;
 	UniqueFD irqFd_;
@@ -50,7 +61,7 @@ private:
 	bool stopped_ = false;
 };
 
-int KshimFrontend::start(ReadyHandler onReady, EndHandler onEnd, std::string &error)
+int KshimTransport::start(ReadyHandler onReady, EndHandler onEnd, std::string &error)
 {
 	onEnd_ = std::move(onEnd);
 	control_ = UniqueFD(::open(kControlPath, O_RDWR | O_CLOEXEC));
@@ -68,8 +79,9 @@ int KshimFrontend::start(ReadyHandler onReady, EndHandler onEnd, std::string &er
 	doorbellFd_ = UniqueFD(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
 	irqFd_ = UniqueFD(eventfd(0, EFD_CLOEXEC));
 	if (!doorbellFd_.isValid() || !irqFd_.isValid()) {
-		error = fmt::format("eventfd: {}", strerror(errno));
-		return -errno;
+		int err = errno;
+		error = fmt::format("eventfd: {}", strerror(err));
+		return -err;
 	}
 
 	devemu_kshim_add add{};
@@ -114,19 +126,11 @@ int KshimFrontend::start(ReadyHandler onReady, EndHandler onEnd, std::string &er
 		DEVEMU_LOG(Info, parts_.node.name, "re-attached to {} (epoch {})", nodePath(),
 			   window_.regs().attach_epoch);
 
-	int dupFd = fcntl(doorbellFd_.get(), F_DUPFD_CLOEXEC, 3);
-	if (dupFd < 0) {
-		error = fmt::format("dup: {}", strerror(errno));
-		return -errno;
-	}
-	doorbell_.assign(dupFd);
+	if ((ret = watchCopy(doorbell_, doorbellFd_.get(), error)) < 0)
+		return ret;
 	waitDoorbell();
-	int channelDup = fcntl(window_.fd(), F_DUPFD_CLOEXEC, 3);
-	if (channelDup < 0) {
-		error = fmt::format("dup: {}", strerror(errno));
-		return -errno;
-	}
-	channel_.assign(channelDup);
+	if ((ret = watchCopy(channel_, window_.fd(), error)) < 0)
+		return ret;
 	watchChannel();
 	/* Requests may have been published before we waited: look once. */
 	asio::post(parts_.strand, [this] {
@@ -143,7 +147,7 @@ int KshimFrontend::start(ReadyHandler onReady, EndHandler onEnd, std::string &er
 	return 0;
 }
 
-void KshimFrontend::waitDoorbell()
+void KshimTransport::waitDoorbell()
 {
 	/*
 	 * The reactor reads the counter itself: tried at once when re-armed and otherwise on the next
@@ -165,7 +169,7 @@ void KshimFrontend::waitDoorbell()
 				  });
 }
 
-void KshimFrontend::watchChannel()
+void KshimTransport::watchChannel()
 {
 	/*
 	 * The module detaches a channel on a protocol error, or when the device is removed by someone
@@ -186,7 +190,7 @@ void KshimFrontend::watchChannel()
 	});
 }
 
-void KshimFrontend::raiseInterrupt()
+void KshimTransport::raiseInterrupt()
 {
 	/* The module's wait-queue callback runs inside this write and drains the completions. */
 	uint64_t one = 1;
@@ -194,7 +198,7 @@ void KshimFrontend::raiseInterrupt()
 		DEVEMU_LOG(Error, parts_.node.name, "cannot raise the interrupt: {}", strerror(errno));
 }
 
-void KshimFrontend::stop()
+void KshimTransport::stop()
 {
 	if (stopped_)
 		return;
@@ -217,9 +221,9 @@ void KshimFrontend::stop()
 
 } // namespace
 
-std::unique_ptr<Frontend> makeKshimFrontend(FrontendParts parts)
+std::unique_ptr<Transport> makeKshimTransport(TransportParts parts)
 {
-	return std::make_unique<KshimFrontend>(std::move(parts));
+	return std::make_unique<KshimTransport>(std::move(parts));
 }
 
 } // namespace devemu
