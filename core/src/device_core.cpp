@@ -50,53 +50,53 @@ DeviceCore::DeviceCore(Strand strand, std::string name) : strand_(std::move(stra
 
 DeviceCore::DeviceCore(Strand strand, std::string name, Window &window) : DeviceCore(std::move(strand), std::move(name))
 {
-	addPort(window);
+	attachWindow(window);
 }
 
 DeviceCore::~DeviceCore()
 {
-	for (auto &port : ports_)
-		for (auto &f : port.files)
+	for (auto &aw : windows_)
+		for (auto &f : aw.files)
 			if (f && model_)
 				model_->release(*f);
 }
 
-unsigned DeviceCore::addPort(Window &window, InterruptHandler interrupt)
+unsigned DeviceCore::attachWindow(Window &window, InterruptHandler interrupt)
 {
 	devemu_regs &r = window.regs();
 	r.features_accepted = r.features_offered &
 			      (DEVEMU_F_SHADOW_POLL | DEVEMU_F_IOCTL_RETRY | DEVEMU_F_CANCEL | DEVEMU_F_NEED_KICK);
 	std::atomic_ref<uint32_t>(r.status).fetch_or(DEVEMU_STATUS_ACKNOWLEDGE | DEVEMU_STATUS_DRIVER_OK);
 	std::atomic_ref<uint32_t>(window.sq().flags).fetch_or(DEVEMU_RING_NEED_KICK);
-	Port port;
-	port.window = &window;
-	port.interrupt = std::move(interrupt);
-	port.files.resize(std::min<uint32_t>(r.max_files, DEVEMU_MAX_FILES));
-	port.inflight.assign(window.queueDepth(), 0);
-	port.started.resize(window.queueDepth());
-	ports_.push_back(std::move(port));
-	return static_cast<unsigned>(ports_.size() - 1);
+	AttachedWindow aw;
+	aw.window = &window;
+	aw.interrupt = std::move(interrupt);
+	aw.files.resize(std::min<uint32_t>(r.max_files, DEVEMU_MAX_FILES));
+	aw.inflight.assign(window.queueDepth(), 0);
+	aw.started.resize(window.queueDepth());
+	windows_.push_back(std::move(aw));
+	return static_cast<unsigned>(windows_.size() - 1);
 }
 
-void DeviceCore::removePort(unsigned index)
+void DeviceCore::detachWindow(unsigned index)
 {
-	Port &port = ports_.at(index);
+	AttachedWindow &aw = windows_.at(index);
 	for (auto it = parked_.begin(); it != parked_.end();)
-		it = it->port == index ? parked_.erase(it) : std::next(it);
+		it = it->windowIndex == index ? parked_.erase(it) : std::next(it);
 	for (auto it = delayed_.begin(); it != delayed_.end();)
-		it = it->port == index ? delayed_.erase(it) : std::next(it);
+		it = it->windowIndex == index ? delayed_.erase(it) : std::next(it);
 	for (auto it = released_.begin(); it != released_.end();)
 		it = it->first == index ? released_.erase(it) : std::next(it);
-	for (auto &f : port.files)
+	for (auto &f : aw.files)
 		if (f) {
 			if (model_)
 				model_->release(*f);
 			f.reset();
 		}
-	port.openCount = 0;
-	port.window = nullptr;
-	port.interrupt = nullptr;
-	port.pendingIsr = 0; /* raised by the releases above, for a driver that is gone */
+	aw.openCount = 0;
+	aw.window = nullptr;
+	aw.interrupt = nullptr;
+	aw.pendingIsr = 0; /* raised by the releases above, for a driver that is gone */
 	shadowDirty_ = true;
 	notify();
 }
@@ -104,8 +104,8 @@ void DeviceCore::removePort(unsigned index)
 size_t DeviceCore::openFiles() const
 {
 	size_t n = 0;
-	for (const auto &port : ports_)
-		n += port.openCount;
+	for (const auto &aw : windows_)
+		n += aw.openCount;
 	return n;
 }
 
@@ -135,10 +135,10 @@ void DeviceCore::notify(uint32_t pulse)
 
 void DeviceCore::consume(unsigned index)
 {
-	Port &port = ports_[index];
-	if (!port.window)
+	AttachedWindow &aw = windows_[index];
+	if (!aw.window)
 		return;
-	Window &window = *port.window;
+	Window &window = *aw.window;
 	devemu_ring &sq = window.sq();
 	std::atomic_ref<uint32_t> sqFlags(sq.flags);
 	/* Awake: drivers need not ring. (Read first: a locked operation per request is not free.) */
@@ -168,8 +168,8 @@ void DeviceCore::consume(unsigned index)
 		devemu_sqe sqe = window.sqe(head);
 		storeRelease(sq.head, head + 1);
 		process(index, sqe);
-		if (!port.window)
-			return; /* the port went away while processing */
+		if (!aw.window)
+			return; /* the window was detached while processing */
 	}
 }
 
@@ -180,37 +180,37 @@ void DeviceCore::dispatch()
 	do {
 		kicked_ = false;
 		while (!released_.empty()) {
-			auto [port, sqe] = released_.front();
+			auto [windowIndex, sqe] = released_.front();
 			released_.pop_front();
-			if (ports_[port].window)
-				process(port, sqe, true);
+			if (windows_[windowIndex].window)
+				process(windowIndex, sqe, true);
 		}
-		for (unsigned i = 0; i < ports_.size(); i++)
+		for (unsigned i = 0; i < windows_.size(); i++)
 			consume(i);
 		runWakeups();
 		publishShadows();
-		for (auto &port : ports_) {
-			if (!port.pendingIsr || !port.window)
+		for (auto &aw : windows_) {
+			if (!aw.pendingIsr || !aw.window)
 				continue;
-			uint32_t isr = std::exchange(port.pendingIsr, 0);
-			std::atomic_ref<uint32_t>(port.window->regs().isr).fetch_or(isr);
-			if (port.interrupt)
-				port.interrupt(isr);
+			uint32_t isr = std::exchange(aw.pendingIsr, 0);
+			std::atomic_ref<uint32_t>(aw.window->regs().isr).fetch_or(isr);
+			if (aw.interrupt)
+				aw.interrupt(isr);
 		}
 		/* Go round again only if the interrupt handlers submitted or something changed. */
 		again = kicked_ || dirty_ || !released_.empty();
-		for (const auto &port : ports_)
-			again = again || port.pendingIsr;
+		for (const auto &aw : windows_)
+			again = again || aw.pendingIsr;
 	} while (again);
 	inDispatch_ = false;
 }
 
 void DeviceCore::complete(unsigned index, const devemu_sqe &sqe, int32_t result, uint32_t aux, uint16_t flags)
 {
-	Port &port = ports_[index];
-	if (!port.window)
+	AttachedWindow &aw = windows_[index];
+	if (!aw.window)
 		return;
-	Window &window = *port.window;
+	Window &window = *aw.window;
 	devemu_ring &cq = window.cq();
 	uint32_t tail = cq.tail;
 	if (tail - loadAcquire(cq.head) >= window.queueDepth()) {
@@ -225,10 +225,10 @@ void DeviceCore::complete(unsigned index, const devemu_sqe &sqe, int32_t result,
 	cqe.epoch = static_cast<uint16_t>(sqe.epoch);
 	cqe.flags = flags;
 	storeRelease(cq.tail, tail + 1);
-	if (sqe.tag < port.inflight.size() && port.inflight[sqe.tag]) {
-		port.inflight[sqe.tag] = 0;
+	if (sqe.tag < aw.inflight.size() && aw.inflight[sqe.tag]) {
+		aw.inflight[sqe.tag] = 0;
 		auto us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() -
-										port.started[sqe.tag])
+										aw.started[sqe.tag])
 				  .count();
 		size_t bucket = 0;
 		while (bucket + 1 < DeviceStats::kLatencyBuckets && us >= (int64_t(1) << bucket))
@@ -238,14 +238,14 @@ void DeviceCore::complete(unsigned index, const devemu_sqe &sqe, int32_t result,
 	}
 	if (result < 0 && DeviceStats::isOpcode(sqe.opcode))
 		stats_.errors[DeviceStats::opOf(sqe.opcode)]++;
-	port.pendingIsr |= DEVEMU_ISR_CQ;
+	aw.pendingIsr |= DEVEMU_ISR_CQ;
 }
 
 void DeviceCore::process(unsigned index, const devemu_sqe &submitted, bool faultsApplied)
 {
 	devemu_sqe sqe = submitted;
-	Port &port = ports_[index];
-	Window &window = *port.window;
+	AttachedWindow &aw = windows_[index];
+	Window &window = *aw.window;
 	if (sqe.tag >= window.queueDepth())
 		return protocolError(sqe, "tag out of range");
 	if (!DeviceStats::isOpcode(sqe.opcode))
@@ -258,7 +258,7 @@ void DeviceCore::process(unsigned index, const devemu_sqe &submitted, bool fault
 			return protocolError(sqe, "reserved bits set in a cancel");
 		/* A cancel shares its target's tag: end the parked request; if none, it already completed. */
 		for (auto it = parked_.begin(); it != parked_.end(); ++it) {
-			if (it->port != index || it->sqe.tag != sqe.tag)
+			if (it->windowIndex != index || it->sqe.tag != sqe.tag)
 				continue;
 			stats_.cancelled++;
 			int32_t result = it->progress ? static_cast<int32_t>(it->progress) : -EINTR;
@@ -267,7 +267,7 @@ void DeviceCore::process(unsigned index, const devemu_sqe &submitted, bool fault
 			return;
 		}
 		for (auto it = delayed_.begin(); it != delayed_.end(); ++it) {
-			if (it->port != index || it->sqe.tag != sqe.tag)
+			if (it->windowIndex != index || it->sqe.tag != sqe.tag)
 				continue;
 			stats_.cancelled++;
 			complete(index, it->sqe, -EINTR);
@@ -277,10 +277,10 @@ void DeviceCore::process(unsigned index, const devemu_sqe &submitted, bool fault
 		return;
 	}
 	if (!faultsApplied) {
-		if (port.inflight[sqe.tag])
+		if (aw.inflight[sqe.tag])
 			return protocolError(sqe, "tag already in flight");
-		port.inflight[sqe.tag] = 1;
-		port.started[sqe.tag] = std::chrono::steady_clock::now();
+		aw.inflight[sqe.tag] = 1;
+		aw.started[sqe.tag] = std::chrono::steady_clock::now();
 		/* A flag or field this core does not know: refuse rather than guess what it asks for. */
 		if (!reservedClear(sqe))
 			return complete(index, sqe, -EINVAL);
@@ -295,9 +295,9 @@ void DeviceCore::process(unsigned index, const devemu_sqe &submitted, bool fault
 
 	if (sqe.opcode == DEVEMU_OP_OPEN) {
 		uint32_t fh = 0;
-		while (fh < port.files.size() && port.files[fh])
+		while (fh < aw.files.size() && aw.files[fh])
 			fh++;
-		if (fh == port.files.size())
+		if (fh == aw.files.size())
 			return complete(index, sqe, -ENFILE);
 		auto f = std::make_unique<OpenFile>();
 		f->fh = fh;
@@ -309,8 +309,8 @@ void DeviceCore::process(unsigned index, const devemu_sqe &submitted, bool fault
 		int ret = model_->open(*f);
 		if (ret < 0)
 			return complete(index, sqe, ret);
-		port.files[fh] = std::move(f);
-		port.openCount++;
+		aw.files[fh] = std::move(f);
+		aw.openCount++;
 		stats_.opens++;
 		/* A fresh file starts with a clean shadow entry; publishShadows fills it. */
 		seqlockWrite(window.fileShadow(fh),
@@ -319,7 +319,7 @@ void DeviceCore::process(unsigned index, const devemu_sqe &submitted, bool fault
 		return complete(index, sqe, static_cast<int32_t>(fh));
 	}
 
-	OpenFile *f = sqe.fh < port.files.size() ? port.files[sqe.fh].get() : nullptr;
+	OpenFile *f = sqe.fh < aw.files.size() ? aw.files[sqe.fh].get() : nullptr;
 	if (!f)
 		return complete(index, sqe, -EBADF);
 
@@ -327,7 +327,7 @@ void DeviceCore::process(unsigned index, const devemu_sqe &submitted, bool fault
 	case DEVEMU_OP_RELEASE: {
 		/* The driver releases only idle files; end anything left so no tag leaks. */
 		for (auto it = parked_.begin(); it != parked_.end();) {
-			if (it->port == index && it->sqe.fh == sqe.fh) {
+			if (it->windowIndex == index && it->sqe.fh == sqe.fh) {
 				complete(index, it->sqe, -EBADF);
 				it = parked_.erase(it);
 			} else {
@@ -335,8 +335,8 @@ void DeviceCore::process(unsigned index, const devemu_sqe &submitted, bool fault
 			}
 		}
 		model_->release(*f);
-		port.files[sqe.fh].reset();
-		port.openCount--;
+		aw.files[sqe.fh].reset();
+		aw.openCount--;
 		shadowDirty_ = true;
 		return complete(index, sqe, 0);
 	}
@@ -362,10 +362,10 @@ void DeviceCore::process(unsigned index, const devemu_sqe &submitted, bool fault
 bool DeviceCore::attempt(Request &req)
 {
 	const devemu_sqe &sqe = req.sqe;
-	Port &port = ports_[req.port];
-	OpenFile &f = *port.files[sqe.fh];
+	AttachedWindow &aw = windows_[req.windowIndex];
+	OpenFile &f = *aw.files[sqe.fh];
 	bool nonblock = sqe.flags & DEVEMU_SQE_F_NONBLOCK;
-	std::span<std::byte> slot = port.window->slot(sqe.tag);
+	std::span<std::byte> slot = aw.window->slot(sqe.tag);
 	/* Reads and writes carry the file's current flags (fcntl may have changed O_NONBLOCK since open). */
 	if (sqe.opcode == DEVEMU_OP_READ || sqe.opcode == DEVEMU_OP_WRITE)
 		f.flags = sqe.open_flags;
@@ -379,7 +379,7 @@ bool DeviceCore::attempt(Request &req)
 			return false;
 		if (n > 0)
 			stats_.bytesOut += static_cast<uint64_t>(n);
-		complete(req.port, sqe, static_cast<int32_t>(n));
+		complete(req.windowIndex, sqe, static_cast<int32_t>(n));
 		return true;
 	}
 	case DEVEMU_OP_WRITE: {
@@ -389,7 +389,7 @@ bool DeviceCore::attempt(Request &req)
 			if (n == -EAGAIN || n == 0)
 				break;
 			if (n < 0) {
-				complete(req.port, sqe,
+				complete(req.windowIndex, sqe,
 					 req.progress ? static_cast<int32_t>(req.progress) : static_cast<int32_t>(n));
 				return true;
 			}
@@ -397,7 +397,7 @@ bool DeviceCore::attempt(Request &req)
 			stats_.bytesIn += static_cast<uint64_t>(n);
 		}
 		if (req.progress == sqe.len || nonblock) {
-			complete(req.port, sqe, req.progress ? static_cast<int32_t>(req.progress) : -EAGAIN);
+			complete(req.windowIndex, sqe, req.progress ? static_cast<int32_t>(req.progress) : -EAGAIN);
 			return true;
 		}
 		return false;
@@ -431,7 +431,7 @@ bool DeviceCore::coreIoctl(IoctlCall &call, OpenFile &file, IoctlResult &result)
 bool DeviceCore::attemptIoctl(Request &req, OpenFile &f)
 {
 	const devemu_sqe &sqe = req.sqe;
-	std::span<std::byte> slot = ports_[req.port].window->slot(sqe.tag);
+	std::span<std::byte> slot = windows_[req.windowIndex].window->slot(sqe.tag);
 	bool restricted = sqe.flags & DEVEMU_SQE_F_IOCTL_RESTRICTED;
 	/* The input lives in the slot that the output overwrites: work on a copy of it. */
 	std::vector<std::byte> in(slot.begin(), slot.begin() + sqe.len);
@@ -458,7 +458,7 @@ bool DeviceCore::attemptIoctl(Request &req, OpenFile &f)
 		size_t need = sizeof(devemu_ioctl_retry) + count * sizeof(devemu_iovec);
 		if (count > DEVEMU_IOCTL_MAX_IOV || need > slot.size() || inTotal > slot.size() ||
 		    outTotal > slot.size()) {
-			complete(req.port, sqe, -EINVAL);
+			complete(req.windowIndex, sqe, -EINVAL);
 			return true;
 		}
 		devemu_ioctl_retry hdr{ static_cast<uint32_t>(ins.size()), static_cast<uint32_t>(outs.size()) };
@@ -470,7 +470,7 @@ bool DeviceCore::attemptIoctl(Request &req, OpenFile &f)
 				std::memcpy(p, &v, sizeof(v));
 				p += sizeof(v);
 			}
-		complete(req.port, sqe, 0, 0, DEVEMU_CQE_F_IOCTL_RETRY);
+		complete(req.windowIndex, sqe, 0, 0, DEVEMU_CQE_F_IOCTL_RETRY);
 		return true;
 	}
 	case IoctlResult::Kind::Done:
@@ -490,7 +490,7 @@ bool DeviceCore::attemptIoctl(Request &req, OpenFile &f)
 		outLen = static_cast<uint32_t>(std::min(out.size(), slot.size()));
 		std::memcpy(slot.data(), out.data(), outLen);
 	}
-	complete(req.port, sqe, result.ret, outLen);
+	complete(req.windowIndex, sqe, result.ret, outLen);
 	return true;
 }
 
@@ -513,16 +513,16 @@ void DeviceCore::publishShadows()
 		return;
 	shadowDirty_ = false;
 	uint32_t pulse = std::exchange(pulse_, 0);
-	for (auto &port : ports_) {
-		if (!port.window)
+	for (auto &aw : windows_) {
+		if (!aw.window)
 			continue;
-		for (auto &f : port.files) {
+		for (auto &f : aw.files) {
 			if (!f)
 				continue;
 			uint32_t revents = model_->poll(*f);
 			uint32_t readable = model_->readable(*f);
 			uint32_t writable = model_->writable(*f);
-			devemu_shadow_file &s = port.window->fileShadow(f->fh);
+			devemu_shadow_file &s = aw.window->fileShadow(f->fh);
 			if (s.revents == revents && s.readable == readable && s.writable == writable &&
 			    !(pulse & revents))
 				continue;
@@ -531,7 +531,7 @@ void DeviceCore::publishShadows()
 				b.readable = readable;
 				b.writable = writable;
 			});
-			port.pendingIsr |= DEVEMU_ISR_SHADOW;
+			aw.pendingIsr |= DEVEMU_ISR_SHADOW;
 		}
 	}
 }
@@ -540,11 +540,11 @@ void DeviceCore::setStatusWord(unsigned index, uint32_t value)
 {
 	if (index >= DEVEMU_STATUS_WORDS)
 		return;
-	for (auto &port : ports_) {
-		if (!port.window)
+	for (auto &aw : windows_) {
+		if (!aw.window)
 			continue;
-		seqlockWrite(port.window->shadow(), [&](devemu_shadow &b) { b.status[index] = value; });
-		port.pendingIsr |= DEVEMU_ISR_SHADOW;
+		seqlockWrite(aw.window->shadow(), [&](devemu_shadow &b) { b.status[index] = value; });
+		aw.pendingIsr |= DEVEMU_ISR_SHADOW;
 	}
 }
 
@@ -556,8 +556,8 @@ void DeviceCore::busyPoll(std::chrono::microseconds budget)
 	auto deadline = std::chrono::steady_clock::now() + budget;
 	while (std::chrono::steady_clock::now() < deadline) {
 		bool work = false;
-		for (auto &port : ports_)
-			if (port.window && loadAcquire(port.window->sq().tail) != port.window->sq().head)
+		for (auto &aw : windows_)
+			if (aw.window && loadAcquire(aw.window->sq().tail) != aw.window->sq().head)
 				work = true;
 		if (work) {
 			dispatch();
@@ -606,7 +606,7 @@ bool DeviceCore::applyFault(unsigned index, devemu_sqe &sqe)
 					      [t](const Delayed &x) { return x.timer.get() == t; });
 			if (d == delayed_.end())
 				return;
-			released_.emplace_back(d->port, d->sqe);
+			released_.emplace_back(d->windowIndex, d->sqe);
 			delayed_.erase(d);
 			if (!inDispatch_)
 				dispatch();
@@ -635,17 +635,17 @@ void DeviceCore::stop(int err)
 {
 	stopError_ = err;
 	for (auto &req : parked_)
-		complete(req.port, req.sqe, req.progress ? static_cast<int32_t>(req.progress) : err);
+		complete(req.windowIndex, req.sqe, req.progress ? static_cast<int32_t>(req.progress) : err);
 	parked_.clear();
 	for (auto &d : delayed_)
-		complete(d.port, d.sqe, err);
+		complete(d.windowIndex, d.sqe, err);
 	delayed_.clear();
-	for (auto &[port, sqe] : released_)
-		complete(port, sqe, err);
+	for (auto &[windowIndex, sqe] : released_)
+		complete(windowIndex, sqe, err);
 	released_.clear();
 	/* Wake poll waiters so they see the device go away. */
-	for (auto &port : ports_)
-		port.pendingIsr |= DEVEMU_ISR_SHADOW;
+	for (auto &aw : windows_)
+		aw.pendingIsr |= DEVEMU_ISR_SHADOW;
 	if (!inDispatch_)
 		dispatch();
 }

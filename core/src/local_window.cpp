@@ -13,12 +13,12 @@ LocalWindow::LocalWindow(DeviceCore &core, const std::string &name, const Window
 	if (ret < 0)
 		throw std::system_error(-ret, std::generic_category(), "cannot create the device window");
 	driver_ = std::make_unique<WindowDriver>(window_, [this] { core_.doorbell(); });
-	port_ = core_.addPort(window_, [this](uint32_t isr) { driver_->interrupt(isr); });
+	windowIndex_ = core_.attachWindow(window_, [this](uint32_t isr) { driver_->interrupt(isr); });
 }
 
 LocalWindow::~LocalWindow()
 {
-	core_.removePort(port_);
+	core_.detachWindow(windowIndex_);
 }
 
 } // namespace devemu

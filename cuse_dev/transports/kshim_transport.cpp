@@ -57,7 +57,7 @@ private:
 	uint64_t doorbellCount_ = 0;
 	asio::posix::stream_descriptor channel_; /* polls POLLHUP when the module detaches us */
 	EndHandler onEnd_;
-	std::optional<unsigned> port_;
+	std::optional<unsigned> windowIndex_;
 	bool stopped_ = false;
 };
 
@@ -121,7 +121,7 @@ int KshimTransport::start(ReadyHandler onReady, EndHandler onEnd, std::string &e
 		error = fmt::format("cannot map the kernel shim's window: {}", strerror(-ret));
 		return ret;
 	}
-	port_ = parts_.core.addPort(window_, [this](uint32_t) { raiseInterrupt(); });
+	windowIndex_ = parts_.core.attachWindow(window_, [this](uint32_t) { raiseInterrupt(); });
 	if (reattached)
 		DEVEMU_LOG(Info, parts_.node.name, "re-attached to {} (epoch {})", nodePath(),
 			   window_.regs().attach_epoch);
@@ -206,9 +206,9 @@ void KshimTransport::stop()
 	boost::system::error_code ec;
 	doorbell_.close(ec);
 	channel_.close(ec);
-	if (port_) {
-		parts_.core.removePort(*port_);
-		port_.reset();
+	if (windowIndex_) {
+		parts_.core.detachWindow(*windowIndex_);
+		windowIndex_.reset();
 	}
 	if (control_.isValid() && window_.isValid()) {
 		char name[DEVEMU_DEVICE_NAME_MAX] = {};

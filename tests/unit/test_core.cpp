@@ -352,8 +352,8 @@ TEST_CASE("one core serves two windows: bytes written through one are read throu
 	Window second;
 	REQUIRE(Window::create({}, "second", 1, second) == 0);
 	WindowDriver driver2(second, [&] { h.core_->doorbell(); });
-	unsigned port = h.core_->addPort(second, [&](uint32_t isr) { driver2.interrupt(isr); });
-	CHECK(port == 1);
+	unsigned secondIndex = h.core_->attachWindow(second, [&](uint32_t isr) { driver2.interrupt(isr); });
+	CHECK(secondIndex == 1);
 
 	devemu_sqe open{};
 	open.opcode = DEVEMU_OP_OPEN;
@@ -377,7 +377,7 @@ TEST_CASE("one core serves two windows: bytes written through one are read throu
 	CHECK(got == "across");
 	CHECK(h.core_->openFiles() == 2);
 	/* The second driver goes away: its files are released, the first window keeps serving. */
-	h.core_->removePort(port);
+	h.core_->detachWindow(secondIndex);
 	CHECK(h.core_->openFiles() == 1);
 	h.write(fh1, bytes("still"));
 	CHECK(text(h.read(fh1, 10)->data) == "still");

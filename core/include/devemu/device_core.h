@@ -61,9 +61,9 @@ struct FaultSpec {
 };
 
 /*
- * One device: its model, and the windows (ports) through which drivers reach
- * it. Usually one port; a device exposed through CUSE and the kernel shim at
- * once has two, and both see the same model state.
+ * One device: its model, and the windows attached to it, through which drivers
+ * reach it. Usually one window; a device exposed through CUSE and the kernel
+ * shim at once has two, and both see the same model state.
  */
 class DeviceCore final : public DeviceContext
 {
@@ -71,17 +71,17 @@ public:
 	using InterruptHandler = std::function<void(uint32_t isr)>;
 
 	explicit DeviceCore(Strand strand, std::string name);
-	/* Shorthand: a core with one port on window. */
+	/* Shorthand: a core with window attached as window 0. */
 	DeviceCore(Strand strand, std::string name, Window &window);
 	~DeviceCore() override;
 
 	void setModel(std::unique_ptr<Model> model) { model_ = std::move(model); }
 	Model *model() const { return model_.get(); }
 
-	/* Adds a window (it must outlive the port); returns the port number. */
-	unsigned addPort(Window &window, InterruptHandler interrupt = {});
-	/* Detaches a port: its open files are released and its parked requests dropped (the driver is gone). */
-	void removePort(unsigned port);
+	/* Attaches a window (it must stay until detached); returns its index. */
+	unsigned attachWindow(Window &window, InterruptHandler interrupt = {});
+	/* Detaches a window: its open files are released and its parked requests dropped (the driver is gone). */
+	void detachWindow(unsigned windowIndex);
 	/* Doorbell: consume every submitted entry. Runs on the strand; re-entrant calls are folded. */
 	void doorbell();
 	/*
@@ -90,10 +90,10 @@ public:
 	 * go back to sleeping. Trades a CPU for the doorbell's wake-up cost.
 	 */
 	void busyPoll(std::chrono::microseconds budget);
-	/* The interrupt line of port 0 (or of the given port). */
-	void setInterruptHandler(InterruptHandler handler, unsigned port = 0)
+	/* The interrupt line of window 0 (or of the given window). */
+	void setInterruptHandler(InterruptHandler handler, unsigned windowIndex = 0)
 	{
-		ports_.at(port).interrupt = std::move(handler);
+		windows_.at(windowIndex).interrupt = std::move(handler);
 	}
 	/* Ends every parked request with err (a negative errno) and refuses new requests from now on. */
 	void stop(int err);
@@ -117,7 +117,7 @@ public:
 	void setStatusWord(unsigned index, uint32_t value) override;
 
 private:
-	struct Port {
+	struct AttachedWindow {
 		Window *window = nullptr; /* null once removed */
 		InterruptHandler interrupt;
 		std::vector<std::unique_ptr<OpenFile>> files; /* by fh */
@@ -127,21 +127,22 @@ private:
 		uint32_t pendingIsr = 0;
 	};
 	struct Request {
-		unsigned port;
+		unsigned windowIndex;
 		devemu_sqe sqe;
 		uint32_t progress = 0; /* WRITE: bytes accepted so far */
 	};
 
 	void dispatch();
-	void consume(unsigned port);
-	void process(unsigned port, const devemu_sqe &sqe, bool faultsApplied = false);
+	void consume(unsigned aw);
+	void process(unsigned windowIndex, const devemu_sqe &sqe, bool faultsApplied = false);
 	/* Applies an injected fault; returns true when the request was answered or deferred. */
-	bool applyFault(unsigned port, devemu_sqe &sqe);
+	bool applyFault(unsigned windowIndex, devemu_sqe &sqe);
 	/* Tries a READ/WRITE/IOCTL once; returns true when it completed (or was answered -EAGAIN). */
 	bool attempt(Request &req);
 	bool attemptIoctl(Request &req, OpenFile &file);
 	bool coreIoctl(IoctlCall &call, OpenFile &file, IoctlResult &result);
-	void complete(unsigned port, const devemu_sqe &sqe, int32_t result, uint32_t aux = 0, uint16_t flags = 0);
+	void complete(unsigned windowIndex, const devemu_sqe &sqe, int32_t result, uint32_t aux = 0,
+		      uint16_t flags = 0);
 	void runWakeups();
 	void publishShadows();
 	void protocolError(const devemu_sqe &sqe, const char *what);
@@ -149,10 +150,10 @@ private:
 	Strand strand_;
 	std::string name_;
 	std::unique_ptr<Model> model_;
-	std::vector<Port> ports_;
+	std::vector<AttachedWindow> windows_;
 	std::list<Request> parked_;
 	struct Delayed {
-		unsigned port;
+		unsigned windowIndex;
 		devemu_sqe sqe;
 		std::unique_ptr<asio::steady_timer> timer;
 	};

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-// LocalWindow: an in-process device window and its driver, attached to a core as one port.
+// LocalWindow: an in-process device window and its driver, attached to a core.
 #pragma once
 
 #include "devemu/device_core.h"
@@ -32,7 +32,7 @@ private:
 	DeviceCore &core_;
 	Window window_;
 	std::unique_ptr<WindowDriver> driver_;
-	unsigned port_ = 0;
+	unsigned windowIndex_ = 0;
 };
 
 } // namespace devemu
