@@ -33,6 +33,8 @@ devemu_sqe FuseBridge::baseSqe(fuse_req_t req, uint8_t opcode, const fuse_file_i
 		sqe.open_flags = static_cast<uint32_t>(fi->flags);
 		if (fi->flags & O_NONBLOCK)
 			sqe.flags |= DEVEMU_SQE_F_NONBLOCK;
+		if (compatFiles_.count(sqe.fh))
+			sqe.flags |= DEVEMU_SQE_F_COMPAT;
 	}
 	const fuse_ctx *ctx = fuse_req_ctx(req);
 	sqe.pid = static_cast<uint32_t>(ctx->pid);
@@ -144,6 +146,7 @@ void FuseBridge::release(fuse_req_t req, fuse_file_info *fi)
 		devemu_sqe sqe = baseSqe(req, DEVEMU_OP_RELEASE, fi);
 		sqe.flags &= ~DEVEMU_SQE_F_NONBLOCK;
 		disarm(sqe.fh);
+		compatFiles_.erase(sqe.fh);
 		driver_.submit(sqe, {},
 			       [req](const devemu_cqe &, std::span<const std::byte>) { fuse_reply_err(req, 0); });
 	} catch (...) {
@@ -155,12 +158,12 @@ void FuseBridge::ioctl(fuse_req_t req, unsigned int cmd, void *arg, fuse_file_in
 		       const void *inBuf, size_t inSize, size_t outSize)
 {
 	try {
-		if (flags & FUSE_IOCTL_COMPAT) {
-			/* A 32-bit caller on a 64-bit kernel: its pointers and layouts differ. */
-			fuse_reply_err(req, ENOSYS);
-			return;
-		}
+		/* A 32-bit caller on a 64-bit kernel: the model decodes its layouts (IoctlCall::compat()). */
+		if ((flags & FUSE_IOCTL_COMPAT) && fi)
+			compatFiles_.insert(static_cast<uint32_t>(fi->fh));
 		devemu_sqe sqe = baseSqe(req, DEVEMU_OP_IOCTL, fi);
+		if (flags & FUSE_IOCTL_COMPAT)
+			sqe.flags |= DEVEMU_SQE_F_COMPAT;
 		sqe.ioctl_cmd = cmd;
 		sqe.ioctl_arg = reinterpret_cast<uintptr_t>(arg);
 		sqe.len = static_cast<uint32_t>(std::min<size_t>(inSize, window_.slotSize()));

@@ -9,6 +9,7 @@
 #include "devemu/window_driver.h"
 
 #include <map>
+#include <set>
 #include <memory>
 #include <vector>
 #include <string>
@@ -64,6 +65,12 @@ private:
 	WindowDriver &driver_;
 	bool restricted_;
 	std::map<uint32_t, Armed> armed_; /* by fh */
+	/*
+	 * Files a 32-bit task has used: FUSE says FUSE_IOCTL_COMPAT on ioctls
+	 * only, so a file is taken as compat from its first compat ioctl on and
+	 * its reads, writes and polls carry DEVEMU_SQE_F_COMPAT too.
+	 */
+	std::set<uint32_t> compatFiles_;
 	std::vector<std::unique_ptr<InterruptCookie>> cookies_;
 };
 

@@ -73,10 +73,15 @@ public:
 		core_->setModel(std::move(model_));
 	}
 
+	/* From now on every request comes from a 32-bit (compat) caller, or not. */
+	void setCompat(bool compat) { compat_ = compat; }
+
 	/* Submits and returns a handle to the outcome (filled when the completion runs). */
 	std::shared_ptr<Outcome> submit(devemu_sqe sqe, std::span<const std::byte> data = {},
 					WindowDriver::RequestId *id = nullptr)
 	{
+		if (compat_)
+			sqe.flags |= DEVEMU_SQE_F_COMPAT;
 		auto out = std::make_shared<Outcome>();
 		auto rid = driver_->submit(sqe, data, [out](const devemu_cqe &cqe, std::span<const std::byte> slot) {
 			out->done = true;
@@ -211,6 +216,7 @@ public:
 	void runTimers() { io_.poll(); }
 
 	asio::io_context io_;
+	bool compat_ = false;
 	Strand strand_;
 	std::unique_ptr<DeviceCore> core_;
 	LocalWindow local_; /* declared after core_: detached before the core goes */

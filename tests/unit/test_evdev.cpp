@@ -655,3 +655,41 @@ TEST_CASE("evdev: options are checked")
 	in.inject({ "bogus" }, -EINVAL);
 	in.inject({ "scan", "1", "1" }, -EINVAL);
 }
+
+TEST_CASE("evdev: a 32-bit caller writes and reads 16-byte events; readable bytes and EVIOCSFF in its sizes")
+{
+	struct Event32 {
+		int32_t sec, usec;
+		uint16_t type, code;
+		int32_t value;
+	};
+	static_assert(sizeof(Event32) == 16);
+	Input in;
+	uint32_t native = in.open();
+	in.h.setCompat(true);
+	uint32_t fh = in.open();
+	std::array<Event32, 2> key{ Event32{ 0, 0, EV_KEY, KEY_A, 1 }, Event32{ 0, 0, EV_SYN, SYN_REPORT, 0 } };
+	CHECK(in.h.write(fh, std::as_bytes(std::span(key)))->result == 32);
+	CHECK(in.h.window_.fileShadow(fh).readable == 32); /* what the kernel shim answers FIONREAD with */
+
+	auto r = in.h.read(fh, 15, true);
+	CHECK(r->result == -EINVAL); /* less than one 16-byte event */
+	r = in.h.read(fh, 64, true);
+	REQUIRE(r->result == 32);
+	std::array<Event32, 2> got;
+	std::memcpy(got.data(), r->data.data(), sizeof(got));
+	CHECK(Ev{ got[0].type, got[0].code, got[0].value } == Ev{ EV_KEY, KEY_A, 1 });
+	CHECK(Ev{ got[1].type, got[1].code, got[1].value } == kSyn);
+	CHECK(got[0].sec > 1'600'000'000);
+	CHECK(got[0].usec >= 0);
+	CHECK(got[0].usec < 1'000'000);
+
+	/* EVIOCSFF: the 44-byte ff_effect reaches the device (no force feedback); 48 bytes cannot be copied. */
+	CHECK(in.ioctl(fh, _IOC(_IOC_WRITE, 'E', 0x80, 44), 44) == -ENOSYS);
+	CHECK(in.ioctl(fh, _IOC(_IOC_WRITE, 'E', 0x80, 48), 48) == -EFAULT);
+
+	/* A 64-bit reader of the same device gets the same events in 24-byte form. */
+	in.h.setCompat(false);
+	CHECK(in.events(native) == std::vector<Ev>{ { EV_KEY, KEY_A, 1 }, kSyn });
+	CHECK(in.ioctl(native, EVIOCSFF, 48) == -ENOSYS);
+}

@@ -570,3 +570,55 @@ TEST_CASE("i2c: options: chip list, EEPROM fill and temperature are checked")
 	bus.inject({ "bogus" }, -EINVAL);
 	bus.inject({ "eeprom", "0x52", "dump" }, -ENODEV);
 }
+
+TEST_CASE("i2c: a 32-bit caller's I2C_FUNCS, I2C_SMBUS and I2C_RDWR are decoded in its layout")
+{
+	Bus bus;
+	bus.h.setCompat(true);
+
+	/* I2C_FUNCS: a 4-byte unsigned long; the word after it is left alone. */
+	put(bus.mem, kArg, std::array<uint32_t, 2>{ 0, 0xa5a5a5a5u });
+	REQUIRE(bus.ioctl(I2C_FUNCS, kArg) == 0);
+	auto funcs = get<std::array<uint32_t, 2>>(bus.mem, kArg);
+	CHECK((funcs[0] & I2C_FUNC_I2C) != 0);
+	CHECK(funcs[1] == 0xa5a5a5a5u);
+
+	/* I2C_SMBUS: { u8 read_write, u8 command, u32 size, u32 data } (12 bytes). */
+	REQUIRE(bus.ioctl(I2C_SLAVE, 0x50) == 0);
+	struct {
+		uint8_t readWrite, command;
+		uint16_t pad;
+		uint32_t size, data;
+	} smbus{ I2C_SMBUS_WRITE, 0x20, 0, I2C_SMBUS_BYTE_DATA, static_cast<uint32_t>(kMsgs) };
+	static_assert(sizeof(smbus) == 12);
+	put(bus.mem, kArg, smbus);
+	put(bus.mem, kMsgs, uint8_t{ 0x7e });
+	REQUIRE(bus.ioctl(I2C_SMBUS, kArg) == 0);
+	smbus.readWrite = I2C_SMBUS_READ;
+	put(bus.mem, kArg, smbus);
+	put(bus.mem, kMsgs, uint8_t{ 0 });
+	REQUIRE(bus.ioctl(I2C_SMBUS, kArg) == 0);
+	CHECK(get<uint8_t>(bus.mem, kMsgs) == 0x7e);
+
+	/* I2C_RDWR: { u32 msgs, u32 nmsgs } and 12-byte messages { addr, flags, len, u32 buf }. */
+	struct Msg32 {
+		uint16_t addr, flags, len, pad;
+		uint32_t buf;
+	};
+	static_assert(sizeof(Msg32) == 12);
+	std::array<Msg32, 2> msgs{ Msg32{ 0x50, 0, 1, 0, static_cast<uint32_t>(kBufs) },
+				   Msg32{ 0x50, I2C_M_RD, 2, 0, static_cast<uint32_t>(2 * kBufs) } };
+	put(bus.mem, kMsgs, msgs);
+	put(bus.mem, kBufs, uint8_t{ 0x20 });
+	put(bus.mem, 2 * kBufs, uint16_t{ 0 });
+	put(bus.mem, kArg, std::array<uint32_t, 2>{ static_cast<uint32_t>(kMsgs), 2 });
+	CHECK(bus.ioctl(I2C_RDWR, kArg) == 2);
+	auto got = get<std::array<uint8_t, 2>>(bus.mem, 2 * kBufs);
+	CHECK(got[0] == 0x7e);
+	CHECK(got[1] == 0xff); /* the erased byte after it */
+
+	/* The same bytes read as a 64-bit caller's struct are a different request: nmsgs 0 is EINVAL. */
+	bus.h.setCompat(false);
+	put(bus.mem, kArg, std::array<uint32_t, 4>{ static_cast<uint32_t>(kMsgs), 2, 0, 0 });
+	CHECK(bus.ioctl(I2C_RDWR, kArg) == -EINVAL);
+}

@@ -569,3 +569,21 @@ TEST_CASE("rtc: inject verbs: status, regs, peek and poke (binary mode shows in 
 	CHECK(r.h->core_->inject({ "poke", "0x80", "1" }, reply) == -EINVAL);
 	CHECK(r.h->core_->inject({ "frobnicate" }, reply) == -EINVAL);
 }
+
+TEST_CASE("rtc: a 32-bit caller's RTC_IRQP_READ/SET (4-byte size field) read and set the rate in 4 bytes")
+{
+	Rtc r;
+	int fh = r.open();
+	const uint32_t read32 = _IOR('p', 0x0b, uint32_t), set32 = _IOW('p', 0x0c, uint32_t);
+	r.h->setCompat(true);
+	const std::array<uint32_t, 2> fill{ 0, 0xa5a5a5a5u };
+	std::memcpy(r.mem.regions[Rtc::kArg].data(), fill.data(), sizeof(fill));
+	REQUIRE(r.ioctl(fh, read32) == 0);
+	auto got = r.out<std::array<uint32_t, 2>>();
+	CHECK(got[0] == 1024);
+	CHECK(got[1] == 0xa5a5a5a5u); /* nothing written past the 4 bytes */
+	CHECK(r.ioctl(fh, set32, uint64_t(100)) == -EINVAL);
+	REQUIRE(r.ioctl(fh, set32, uint64_t(256)) == 0);
+	REQUIRE(r.ioctl(fh, RTC_IRQP_READ) == 0);
+	CHECK(r.out<unsigned long>() == 256);
+}

@@ -41,6 +41,53 @@ static_assert(sizeof(Event) == 24);
 static_assert(sizeof(struct input_event) == sizeof(Event));
 #endif
 constexpr size_t kEventSize = sizeof(Event);
+
+/* struct input_event of a 32-bit (compat) caller: its struct timeval is two 32-bit longs. */
+struct Event32 {
+	int32_t sec;
+	int32_t usec;
+	uint16_t type;
+	uint16_t code;
+	int32_t value;
+};
+static_assert(sizeof(Event32) == 16);
+
+/* The event size the caller of the current request uses (evdev's input_event_size()). */
+size_t eventSize(const OpenFile &f)
+{
+	return f.compat ? sizeof(Event32) : kEventSize;
+}
+
+/* Writes e at out in the caller's layout (evdev's input_event_to_user()). */
+void eventToUser(const OpenFile &f, const Event &e, std::byte *out)
+{
+	if (!f.compat) {
+		std::memcpy(out, &e, sizeof(e));
+		return;
+	}
+	Event32 c{ static_cast<int32_t>(e.sec), static_cast<int32_t>(e.usec), e.type, e.code, e.value };
+	std::memcpy(out, &c, sizeof(c));
+}
+
+/* Reads an event in the caller's layout (evdev's input_event_from_user()). */
+Event eventFromUser(const OpenFile &f, const std::byte *in)
+{
+	if (!f.compat) {
+		Event e;
+		std::memcpy(&e, in, sizeof(e));
+		return e;
+	}
+	Event32 c;
+	std::memcpy(&c, in, sizeof(c));
+	return { c.sec, c.usec, c.type, c.code, c.value };
+}
+
+/* struct ff_effect: its union holds a pointer (ff_periodic_effect.custom_data), so it is 4 bytes smaller for a 32-bit caller. */
+constexpr size_t kFfEffectSize = 48;
+constexpr size_t kFfEffectSize32 = 44;
+#if __SIZEOF_POINTER__ == 8
+static_assert(sizeof(struct ff_effect) == kFfEffectSize);
+#endif
 static_assert(sizeof(struct input_absinfo) == 24 && sizeof(struct input_id) == 8);
 
 /* EVIOCGBIT(ev, len) and friends without their size field. */
@@ -122,11 +169,16 @@ public:
 		clients_.erase(std::remove(clients_.begin(), clients_.end(), c), clients_.end());
 	}
 
-	/* Whole events of complete packets (up to a SYN_REPORT); a buffer smaller than one event is EINVAL. */
+	/*
+	 * Whole events of complete packets (up to a SYN_REPORT), in the caller's
+	 * layout (16 bytes for a 32-bit caller, 24 otherwise); a buffer smaller
+	 * than one event is EINVAL.
+	 */
 	ssize_t read(OpenFile &f, std::span<std::byte> out) override
 	{
 		auto &c = client(f);
-		if (!out.empty() && out.size() < kEventSize)
+		const size_t size = eventSize(f);
+		if (!out.empty() && out.size() < size)
 			return -EINVAL;
 		if (c.revoked)
 			return -ENODEV;
@@ -134,31 +186,31 @@ public:
 			return 0;
 		if (c.packetEnd == 0)
 			return -EAGAIN;
-		size_t n = std::min(out.size() / kEventSize, c.packetEnd);
+		size_t n = std::min(out.size() / size, c.packetEnd);
 		for (size_t i = 0; i < n; i++) {
-			std::memcpy(out.data() + i * kEventSize, &c.queue.front(), kEventSize);
+			eventToUser(f, c.queue.front(), out.data() + i * size);
 			c.queue.pop_front();
 		}
 		c.packetEnd -= n;
-		return static_cast<ssize_t>(n * kEventSize);
+		return static_cast<ssize_t>(n * size);
 	}
 
 	/* Events written are injected into the device, as if it had produced them (input_inject_event). */
 	ssize_t write(OpenFile &f, std::span<const std::byte> in) override
 	{
 		auto &c = client(f);
-		if (!in.empty() && in.size() < kEventSize)
+		const size_t size = eventSize(f);
+		if (!in.empty() && in.size() < size)
 			return -EINVAL;
 		if (c.revoked)
 			return -ENODEV;
-		size_t n = in.size() / kEventSize;
+		size_t n = in.size() / size;
 		for (size_t i = 0; i < n; i++) {
-			Event e;
-			std::memcpy(&e, in.data() + i * kEventSize, kEventSize);
+			Event e = eventFromUser(f, in.data() + i * size);
 			input_.event(e.type, e.code, e.value);
 		}
 		wakeReaders();
-		return static_cast<ssize_t>(n * kEventSize);
+		return static_cast<ssize_t>(n * size);
 	}
 
 	IoctlResult ioctl(OpenFile &f, IoctlCall &call) override
@@ -251,7 +303,7 @@ public:
 		case withoutSize(EVIOCGUNIQ(0)):
 			return stringToUser(call, dev_.uniq, size);
 		case withoutSize(EVIOCSFF): {
-			if (size != sizeof(struct ff_effect))
+			if (size != (call.compat() ? kFfEffectSize32 : kFfEffectSize))
 				return IoctlResult::error(-EFAULT);
 			if (!call.readUser(arg, size))
 				return call.done();
@@ -303,7 +355,7 @@ public:
 
 	uint32_t readable(const OpenFile &f) override
 	{
-		return static_cast<uint32_t>(f.stateAs<Client>().packetEnd * kEventSize);
+		return static_cast<uint32_t>(f.stateAs<Client>().packetEnd * eventSize(f));
 	}
 	uint32_t writable(const OpenFile &) override { return UINT32_MAX; }
 	uint64_t dropped() const override { return dropped_; }

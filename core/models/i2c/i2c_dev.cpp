@@ -23,6 +23,7 @@
 #include <cstddef>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -58,6 +59,75 @@ static_assert(sizeof(UserSmbus) == sizeof(struct i2c_smbus_ioctl_data) &&
 	      offsetof(struct i2c_smbus_ioctl_data, size) == offsetof(UserSmbus, size) &&
 	      offsetof(struct i2c_smbus_ioctl_data, data) == offsetof(UserSmbus, data));
 #endif
+
+/*
+ * The same structures as a 32-bit (compat) caller lays them out: 32-bit
+ * pointers, 4-byte alignment (i2c-dev's compat_i2c_ioctl()). They are read
+ * and widened to the 64-bit form, so the rest of the model sees one layout.
+ */
+struct UserI2cMsg32 {
+	uint16_t addr;
+	uint16_t flags;
+	uint16_t len;
+	uint16_t pad;
+	uint32_t buf;
+};
+struct UserRdwr32 {
+	uint32_t msgs;
+	uint32_t nmsgs;
+};
+struct UserSmbus32 {
+	uint8_t readWrite;
+	uint8_t command;
+	uint16_t pad;
+	uint32_t size;
+	uint32_t data;
+};
+static_assert(sizeof(UserI2cMsg32) == 12 && sizeof(UserRdwr32) == 8 && sizeof(UserSmbus32) == 12);
+
+/* The I2C_RDWR header in the caller's layout, widened. */
+std::optional<UserRdwr> rdwrArg(IoctlCall &call)
+{
+	if (!call.compat())
+		return call.argIn<UserRdwr>();
+	auto a = call.argIn<UserRdwr32>();
+	if (!a)
+		return std::nullopt;
+	return UserRdwr{ a->msgs, a->nmsgs, 0 };
+}
+
+/* The I2C_SMBUS argument in the caller's layout, widened. */
+std::optional<UserSmbus> smbusArg(IoctlCall &call)
+{
+	if (!call.compat())
+		return call.argIn<UserSmbus>();
+	auto a = call.argIn<UserSmbus32>();
+	if (!a)
+		return std::nullopt;
+	return UserSmbus{ a->readWrite, a->command, 0, a->size, a->data };
+}
+
+/* The I2C_RDWR message array at addr in the caller's layout, widened; nullopt while this round lacks it. */
+std::optional<std::vector<UserI2cMsg>> rdwrMessages(IoctlCall &call, uint64_t addr, uint32_t count)
+{
+	std::vector<UserI2cMsg> msgs(count);
+	if (!call.compat()) {
+		auto raw = call.readUser(addr, count * sizeof(UserI2cMsg));
+		if (!raw)
+			return std::nullopt;
+		std::memcpy(msgs.data(), raw->data(), raw->size());
+		return msgs;
+	}
+	auto raw = call.readUser(addr, count * sizeof(UserI2cMsg32));
+	if (!raw)
+		return std::nullopt;
+	for (uint32_t i = 0; i < count; i++) {
+		UserI2cMsg32 m;
+		std::memcpy(&m, raw->data() + i * sizeof(m), sizeof(m));
+		msgs[i] = { m.addr, m.flags, m.len, 0, m.buf };
+	}
+	return msgs;
+}
 
 /* i2c-dev's limit for one message and for one read()/write(). */
 constexpr unsigned kMaxMessage = 8192;
@@ -125,8 +195,9 @@ public:
 		case I2C_PEC:
 			c.pec = arg != 0;
 			return call.done(0);
-		case I2C_FUNCS:
-			return call.replyArg(kFunctionality); /* an unsigned long */
+		case I2C_FUNCS: /* an unsigned long: 4 bytes for a 32-bit caller */
+			return call.compat() ? call.replyArg(static_cast<uint32_t>(kFunctionality))
+					     : call.replyArg(kFunctionality);
 		case I2C_RDWR:
 			return rdwr(call);
 		case I2C_SMBUS:
@@ -188,16 +259,15 @@ private:
 
 	IoctlResult rdwr(IoctlCall &call)
 	{
-		auto hdr = call.argIn<UserRdwr>();
+		auto hdr = rdwrArg(call);
 		if (!hdr)
 			return call.done();
 		if (!hdr->msgs || hdr->nmsgs == 0 || hdr->nmsgs > I2C_RDWR_IOCTL_MAX_MSGS)
 			return IoctlResult::error(-EINVAL);
-		auto raw = call.readUser(hdr->msgs, hdr->nmsgs * sizeof(UserI2cMsg));
-		if (!raw)
+		auto messages = rdwrMessages(call, hdr->msgs, hdr->nmsgs);
+		if (!messages)
 			return call.done();
-		std::vector<UserI2cMsg> user(hdr->nmsgs);
-		std::memcpy(user.data(), raw->data(), raw->size());
+		const std::vector<UserI2cMsg> &user = *messages;
 
 		/*
 		 * Like i2c-dev, copy every buffer in (reads too, so a bad pointer
@@ -260,7 +330,7 @@ private:
 
 	IoctlResult smbus(const I2cClient &c, IoctlCall &call)
 	{
-		auto a = call.argIn<UserSmbus>();
+		auto a = smbusArg(call);
 		if (!a)
 			return call.done();
 		uint32_t size = a->size;

@@ -27,6 +27,10 @@ namespace devemu {
 
 namespace {
 
+/* What a 32-bit caller's RTC_IRQP_READ/SET are: their size field holds a 4-byte unsigned long (rtc-dev's compat ioctl). */
+constexpr uint32_t kIrqpRead32 = _IOR('p', 0x0b, uint32_t);
+constexpr uint32_t kIrqpSet32 = _IOW('p', 0x0c, uint32_t);
+
 constexpr uint32_t kFeatures = 1u << RTC_FEATURE_ALARM | 1u << RTC_FEATURE_UPDATE_INTERRUPT;
 
 class RtcModel final : public Model
@@ -112,6 +116,7 @@ public:
 				return IoctlResult::error(-EACCES);
 			break;
 		case RTC_IRQP_SET:
+		case kIrqpSet32:
 			if (call.arg() > config_.maxUserFreq && !privileged)
 				return IoctlResult::error(-EACCES);
 			break;
@@ -206,8 +211,11 @@ public:
 
 		case RTC_IRQP_READ:
 			return call.replyArg(static_cast<unsigned long>(chip_.periodicHz()));
+		case kIrqpRead32:
+			return call.replyArg(static_cast<uint32_t>(chip_.periodicHz()));
 
-		case RTC_IRQP_SET: {
+		case RTC_IRQP_SET:
+		case kIrqpSet32: {
 			/* The value is the argument itself. The rate select bits give powers of two from 2 to 8192 Hz. */
 			uint64_t freq = call.arg();
 			if (freq < 2 || freq > RTC_MAX_FREQ || (freq & (freq - 1)))
