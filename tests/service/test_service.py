@@ -52,7 +52,7 @@ AFTER_REMOVAL = {"fuse": errno.ENOTCONN, "cuse": errno.ENOTCONN, "kshim": errno.
 # A request made while the daemon is still tearing the device down (a caller that goes on at once
 # after its parked read got ENODEV) races with it: FUSE and CUSE end it with ECONNABORTED if the
 # connection is aborted under it; the kernel shim answers EIO between closing the channel and
-# REMOVE (kshim_frontend.cpp stop()).
+# REMOVE (KshimTransport::stop() in cuse_dev/transports/kshim_transport.cpp).
 DURING_REMOVAL = {"fuse": {errno.ENOTCONN, errno.ECONNABORTED},
                   "cuse": {errno.ENOTCONN, errno.ECONNABORTED},
                   "kshim": {errno.ENODEV, errno.EIO}}

@@ -11,7 +11,7 @@
 namespace devemu {
 
 /*
- * What the CUSE and FUSE frontends use to reach a DeviceCore, and what the
+ * What the CUSE and FUSE transports use to reach a DeviceCore, and what the
  * unit tests use as a stand-in for the kernel shim: it allocates tags, copies
  * request data into the tag's slot, publishes entries, rings the doorbell when
  * the core asks for it, and runs completions from the interrupt. Requests that

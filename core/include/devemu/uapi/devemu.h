@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: ((GPL-2.0 WITH Linux-syscall-note) OR MIT) */
 /*
- * devemu device window: the one ABI between a driver (the in-process CUSE/FUSE
- * frontends of devemud, or the devemu_kshim kernel module) and the device core.
+ * devemu device window: the one ABI between a driver (devemud's in-process
+ * WindowDriver, under its CUSE and FUSE transports, or the devemu_kshim kernel
+ * module) and the device core.
  *
  * The window is one shared-memory region (a memfd, or a kshim channel mmap).
  * Everything in it is addressed by offsets from its start, never by pointers,
@@ -163,20 +164,17 @@ struct devemu_ring {
  *   POLL     out_len: events; cqe.aux: revents
  *   CANCEL   tag: the parked request to end with -EINTR (no completion of its own)
  */
-#define DEVEMU_OPCODES(X)		\
-	X(OPEN, 1, "open")		\
-	X(RELEASE, 2, "release")	\
-	X(READ, 3, "read")		\
-	X(WRITE, 4, "write")		\
-	X(IOCTL, 5, "ioctl")		\
-	X(POLL, 6, "poll")		\
+#define DEVEMU_OPCODES(X)        \
+	X(OPEN, 1, "open")       \
+	X(RELEASE, 2, "release") \
+	X(READ, 3, "read")       \
+	X(WRITE, 4, "write")     \
+	X(IOCTL, 5, "ioctl")     \
+	X(POLL, 6, "poll")       \
 	X(CANCEL, 7, "cancel")
 
 #define __DEVEMU_OP_ENUM(op, value, name) DEVEMU_OP_##op = value,
-enum devemu_opcode {
-	DEVEMU_OPCODES(__DEVEMU_OP_ENUM)
-	__DEVEMU_OP_END
-};
+enum devemu_opcode { DEVEMU_OPCODES(__DEVEMU_OP_ENUM) __DEVEMU_OP_END };
 #undef __DEVEMU_OP_ENUM
 #define DEVEMU_OP_COUNT (__DEVEMU_OP_END - 1)
 
