@@ -510,6 +510,7 @@ bool parseUmockdevScript(std::string_view text, const std::string &name, Trace &
 	trace.ops.clear();
 	unsigned fuzz = 0;
 	bool stopped = false;
+	std::chrono::microseconds carried{ 0 };
 	return forEachLine(text, [&](unsigned number, std::string_view line) {
 		if (stopped || line.empty())
 			return true;
@@ -567,6 +568,12 @@ bool parseUmockdevScript(std::string_view text, const std::string &name, Trace &
 					fmt::format("'^{}' is not an escape (^@ to ^_ for bytes 0-31, ^` for ^)", c));
 		}
 		t.result = static_cast<int64_t>(t.data.size());
+		if (t.data.empty()) {
+			carried += t.delay; /* nothing to read or match: its delay goes to the next operation */
+			return true;
+		}
+		t.delay += carried;
+		carried = {};
 		trace.ops.push_back(std::move(t));
 		return true;
 	});
