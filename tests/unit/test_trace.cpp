@@ -163,7 +163,7 @@ TEST_CASE("trace: errors name the file, the line and what is wrong")
 	CHECK(parseError("devemu-trace 1\nwrite 0 0.5 data=\"a\" result=1\n") ==
 	      "bad.trace:2: '0.5' is not a delay (expected +SECONDS, e.g. +0.012500)");
 	CHECK(parseError("devemu-trace 1\nwrite 0 +1 data=\"a\\q\" result=1\n") ==
-	      "bad.trace:2: data: unknown escape '\\q' (known: \\n \\r \\t \\\\ \\\" \\xNN)");
+	      "bad.trace:2: data: unknown escape '\\q'");
 	CHECK(parseError("devemu-trace 1\nwrite 0 +1 data=\"abc result=1\n") ==
 	      "bad.trace:2: a quoted string without its closing quote");
 	CHECK(parseError("devemu-trace 1\nioctl 0 +1 request=TCGETZ result=0\n") ==

@@ -4,6 +4,7 @@
 
 #include "ioctl_table.h"
 
+#include "devemu/inject_text.h"
 #include "devemu/number_text.h"
 
 #include <fmt/core.h>
@@ -24,17 +25,6 @@ constexpr std::string_view kHeader = "devemu-trace";
 
 const std::string_view kOpNames[] = { "open", "read", "write", "ioctl", "poll", "release" };
 
-int hexDigit(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 bool isText(uint8_t b)
 {
 	return (b >= 0x20 && b < 0x7f) || b == '\n' || b == '\r' || b == '\t';
@@ -48,7 +38,7 @@ std::string formatHex(const std::vector<uint8_t> &bytes)
 	return out;
 }
 
-/* A quoted string: C escapes \n \r \t \\ \" \xNN; or hex digits in pairs. */
+/* A quoted string with the escapes of inject_text.h (\n \r \t \0 \\ \" \xNN), or hex digits in pairs. */
 bool parseBytes(std::string_view text, std::vector<uint8_t> &out, std::string &error)
 {
 	out.clear();
@@ -56,64 +46,13 @@ bool parseBytes(std::string_view text, std::vector<uint8_t> &out, std::string &e
 		error = "no bytes (write \"\" for none)";
 		return false;
 	}
-	if (text.front() != '"') {
-		if (text.size() % 2) {
-			error = fmt::format("'{}': an odd number of hex digits", text);
-			return false;
-		}
-		for (size_t i = 0; i < text.size(); i += 2) {
-			int hi = hexDigit(text[i]), lo = hexDigit(text[i + 1]);
-			if (hi < 0 || lo < 0) {
-				error = fmt::format("'{}' is neither hex digits nor a quoted string", text);
-				return false;
-			}
-			out.push_back(static_cast<uint8_t>(hi << 4 | lo));
-		}
-		return true;
-	}
+	if (text.front() != '"')
+		return parseHexBytes(text, out, error);
 	if (text.size() < 2 || text.back() != '"') {
 		error = "a quoted string without its closing quote";
 		return false;
 	}
-	text = text.substr(1, text.size() - 2);
-	for (size_t i = 0; i < text.size(); i++) {
-		char c = text[i];
-		if (c != '\\') {
-			out.push_back(static_cast<uint8_t>(c));
-			continue;
-		}
-		if (++i == text.size()) {
-			error = "a backslash at the end of a quoted string";
-			return false;
-		}
-		switch (text[i]) {
-		case 'n':
-			out.push_back('\n');
-			break;
-		case 'r':
-			out.push_back('\r');
-			break;
-		case 't':
-			out.push_back('\t');
-			break;
-		case '\\':
-		case '"':
-			out.push_back(static_cast<uint8_t>(text[i]));
-			break;
-		case 'x':
-			if (i + 2 >= text.size() || hexDigit(text[i + 1]) < 0 || hexDigit(text[i + 2]) < 0) {
-				error = "\\x needs two hex digits";
-				return false;
-			}
-			out.push_back(static_cast<uint8_t>(hexDigit(text[i + 1]) << 4 | hexDigit(text[i + 2])));
-			i += 2;
-			break;
-		default:
-			error = fmt::format("unknown escape '\\{}' (known: \\n \\r \\t \\\\ \\\" \\xNN)", text[i]);
-			return false;
-		}
-	}
-	return true;
+	return parseEscapedBytes(text.substr(1, text.size() - 2), out, error);
 }
 
 /* +SECONDS with up to six decimals. */
