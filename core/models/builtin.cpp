@@ -12,6 +12,8 @@ void registerWatchdogModel(ModelRegistry &registry);
 void registerSerialModel(ModelRegistry &registry);
 void registerI2cModel(ModelRegistry &registry);
 void registerEvdevModel(ModelRegistry &registry);
+void registerPassthroughModel(ModelRegistry &registry);
+void registerReplayModel(ModelRegistry &registry);
 
 void registerBuiltinModels(ModelRegistry &registry)
 {
@@ -23,6 +25,8 @@ void registerBuiltinModels(ModelRegistry &registry)
 	registerSerialModel(registry);
 	registerI2cModel(registry);
 	registerEvdevModel(registry);
+	registerPassthroughModel(registry);
+	registerReplayModel(registry);
 }
 
 } // namespace devemu

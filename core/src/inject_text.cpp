@@ -70,7 +70,8 @@ bool parseEscapedBytes(std::string_view text, std::vector<uint8_t> &out, std::st
 			out.push_back(0);
 			break;
 		case '\\':
-			out.push_back('\\');
+		case '"':
+			out.push_back(static_cast<uint8_t>(text[i]));
 			break;
 		case 'x':
 			if (i + 2 >= text.size() || hexDigit(text[i + 1]) < 0 || hexDigit(text[i + 2]) < 0) {

@@ -56,6 +56,11 @@ bool IoctlCall::writeUser(uint64_t addr, std::span<const std::byte> data)
 	return true;
 }
 
+bool IoctlCall::canWriteUser(uint64_t addr, size_t len) const
+{
+	return !missing_ && rangeAllowed(addr, len, true) && out_.size() + len <= outRoom_;
+}
+
 IoctlResult IoctlCall::done(int ret)
 {
 	if (!missing_)

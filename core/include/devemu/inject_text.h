@@ -9,7 +9,7 @@
 
 namespace devemu {
 
-/* "a\tb\x41": escapes \n \r \t \0 \\ \xNN. Appends to out; false with a message on a bad escape. */
+/* "a\tb\x41": escapes \n \r \t \0 \\ \" \xNN. Appends to out; false with a message on a bad escape. */
 bool parseEscapedBytes(std::string_view text, std::vector<uint8_t> &out, std::string &error);
 /* "68 69:0a": two hex digits a byte; spaces and colons between bytes are ignored. */
 bool parseHexBytes(std::string_view text, std::vector<uint8_t> &out, std::string &error);

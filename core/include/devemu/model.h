@@ -114,6 +114,13 @@ public:
 		return writeUser(addr, std::as_bytes(std::span(&value, 1)));
 	}
 
+	/*
+	 * Whether writeUser(addr, len bytes) would be carried by this round: lets a
+	 * handler whose work has side effects (forwarding to a real device) ask
+	 * for the output room first, so the work runs once, in the final round.
+	 */
+	bool canWriteUser(uint64_t addr, size_t len) const;
+
 	/* Finishes with ret; becomes a retry when some requested memory was not carried. */
 	IoctlResult done(int ret = 0);
 	/* Convenience: *(T *)arg = value; return 0. */

@@ -1,0 +1,120 @@
+# SPDX-License-Identifier: MIT
+# Record and replay with real programs: a passthrough device over a pty records a dialogue, a replay device serves it.
+
+import os
+import sys
+import threading
+import tty
+
+from devemu_testlib import run, unique
+
+# A client as a test writer would have one: a modem dialogue and a size-encoded termios ioctl (TCGETS2, which
+# the FUSE fallback forwards; TCGETS has no size and needs CUSE). It prints what it saw.
+CLIENT = r"""
+import fcntl, os, sys
+TCGETS2 = 0x802C542A
+fd = os.open(sys.argv[1], os.O_RDWR)
+os.write(fd, b"AT\r")
+reply = b""
+while not reply.endswith(b"OK\r\n"):
+    chunk = os.read(fd, 64)
+    if not chunk:
+        break
+    reply += chunk
+t = fcntl.ioctl(fd, TCGETS2, bytes(44))
+os.write(fd, b"ATI\r")
+info = b""
+while not info.endswith(b"\r\n"):
+    info += os.read(fd, 64)
+os.close(fd)
+print(repr(reply), t.hex(), repr(info))
+"""
+
+
+def client(node):
+    r = run([sys.executable, "-c", CLIENT, node], timeout=30)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+class Modem:
+    """The far side of a pty, raw, answering AT with OK and ATI with a name, a little later."""
+
+    def __init__(self):
+        self.master, self.slave = os.openpty()
+        tty.setraw(self.slave)
+        self.path = os.ttyname(self.slave)
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        heard = b""
+        while True:
+            try:
+                heard += os.read(self.master, 64)
+            except OSError:
+                return
+            while b"\r" in heard:
+                line, heard = heard.split(b"\r", 1)
+                os.write(self.master, {b"AT": b"OK\r\n", b"ATI": b"devemu modem 1\r\n"}.get(line, b"ERROR\r\n"))
+
+    def close(self):
+        os.close(self.slave)
+        os.close(self.master)
+        self.thread.join(5)
+
+
+def test_a_recorded_pty_dialogue_replays_the_same_to_the_same_program(devemud, tmp_path):
+    modem = Modem()
+    trace = tmp_path / "modem.trace"
+    try:
+        name = unique("pt")
+        d = devemud((name, f"passthrough,path={modem.path},record={trace}"))
+        live = client(d.node(name))
+        assert "b'OK\\r\\n'" in live and "b'devemu modem 1\\r\\n'" in live, live
+        assert d.stop() == 0
+    finally:
+        modem.close()
+    text = trace.read_text()
+    assert text.startswith("devemu-trace 1\n"), text
+    assert 'write 0 ' in text and 'data="AT\\r" result=3' in text, text
+    assert "request=0x802c542a out=" in text, text
+
+    name = unique("rp")
+    r = devemud((name, f"replay,trace={trace}"))
+    assert client(r.node(name)) == live
+    status = r.inject(name, "status")
+    assert "next=finished mismatches=0 unknown_ioctls=0" in status, status
+    assert "warning: " + name not in r.log(), r.log()
+
+
+def test_an_umockdev_script_is_replayed_to_shell_programs(devemud, tmp_path):
+    script = tmp_path / "ping.script"
+    script.write_text("w 0 ping^J\nr 20 pong^J\nw 0 caret^`\nr 0 ^@^A\n")
+    name = unique("us")
+    d = devemud((name, f"replay,script={script}"))
+    node = d.node(name)
+    r = run(f"printf 'ping\\n' > {node} && head -c 5 {node}", shell=True, timeout=30)
+    assert r.returncode == 0 and r.stdout == "pong\n", r
+    # A write that is not the recorded one fails with EIO, and the daemon says what differed.
+    r = run(f"printf 'carrot' > {node}", shell=True, timeout=30)
+    assert r.returncode != 0 and ("I/O error" in r.stderr or "Input/output error" in r.stderr), r
+    d.wait_log(r'write mismatch at byte 3 of operation 3 \(.*ping.script:3\).*got "carrot" expected "caret\^"')
+    r = run(f"printf 'caret^' > {node} && head -c 2 {node} | od -An -tx1", shell=True, timeout=30)
+    assert r.returncode == 0 and r.stdout.split() == ["00", "01"], r
+    assert "position=4/4 next=finished mismatches=1" in d.inject(name, "status")
+
+
+def test_a_malformed_trace_is_refused_with_file_and_line(devemud, tmp_path):
+    trace = tmp_path / "bad.trace"
+    trace.write_text("devemu-trace 1\nread 0 +0.1 result=4 data=\"OK\"\n")
+    name = unique("bad")
+    d = devemud((name, f"replay,trace={trace}"), start=False)
+    try:
+        d.start(timeout=10)
+        started = True
+    except Exception as e:  # DaemonError carries the log
+        started = False
+        message = str(e)
+    assert not started
+    assert f"{trace}:2: read result=4 but data holds 2 bytes" in message, message
