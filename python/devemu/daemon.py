@@ -80,7 +80,8 @@ def find_devemud(path=None):
                       "e.g. build/cuse_dev/devemud")
 
 
-def _mounted(path):
+def mounted(path):
+    """True if path is a mount point (the FUSE fallback mounts /run/devemu/NAME)."""
     try:
         with open("/proc/self/mountinfo") as f:
             return any(line.split()[4] == path for line in f)
@@ -94,6 +95,22 @@ def _die_with_parent():
     import ctypes
     PR_SET_PDEATHSIG = 1
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def remove_leftovers(name):
+    """What a FUSE-fallback devemud killed with SIGKILL leaves of device name: the mount
+    /run/devemu/NAME, the dangling /dev/NAME symlink to it, the empty mount point file."""
+    mnt = f"{FUSE_MOUNTS}/{name}"
+    if mounted(mnt):
+        subprocess.run(["umount", "-l", mnt], capture_output=True, timeout=10)
+    node = f"/dev/{name}"
+    if os.path.islink(node) and os.readlink(node) == mnt:
+        os.unlink(node)
+    try:
+        if os.path.isfile(mnt) and not os.path.islink(mnt) and os.path.getsize(mnt) == 0:
+            os.unlink(mnt)
+    except OSError:
+        pass
 
 
 def start_notified(argv, log, timeout=30.0, env=None, popen=subprocess.Popen, die_with_parent=False):
@@ -151,9 +168,9 @@ def _devices(devices):
 class Daemon:
     """A private devemud serving devices with transport (default: default_transport()).
 
-        with Daemon({"loop0": "loopback,capacity=1M"}, transport="fuse") as d:
-            open(d.node("loop0"), "wb").write(b"hi\\n")
-            d.control.stats("loop0")
+        with Daemon({"demo0": "loopback,capacity=1M"}, transport="fuse") as d:
+            open(d.node("demo0"), "wb").write(b"hi\\n")
+            d.control.stats("demo0")
 
     devices: {name: "model,key=value..."}, ["name=model,..."] or [(name, spec)]. devemud: the
     binary (default: find_devemud()). args: more devemud arguments. start() returns once every
@@ -249,12 +266,7 @@ class Daemon:
         """Removes what a daemon that did not shut down cleanly leaves (FUSE mounts, /dev symlinks)
         and the work directory (the log is kept in memory)."""
         for name in self.names:
-            mnt = f"{FUSE_MOUNTS}/{name}"
-            if _mounted(mnt):
-                subprocess.run(["umount", "-l", mnt], capture_output=True, timeout=10)
-            node = f"/dev/{name}"
-            if os.path.islink(node) and os.readlink(node) == mnt:
-                os.unlink(node)
+            remove_leftovers(name)
         if self.workdir is not None:
             self._kept_log = self.log()
             shutil.rmtree(self.workdir, ignore_errors=True)
