@@ -2,7 +2,9 @@
 # SPDX-License-Identifier: MIT
 """Sums test cases over all meson tests (doctest and pytest summaries, else one per test) into one line.
 
-Every Python suite (conformance, service, devices, kshim) is pytest; the unit suite is doctest."""
+Every Python suite (conformance, service, devices, kshim, python) is pytest; the unit suite is doctest.
+Every summary line in a test's output counts (the vm test runs several suites), so a test that shows
+another pytest run's output (tests/python runs a user's test file) quotes it behind "| "."""
 import json
 import re
 import sys

@@ -949,35 +949,54 @@ def test_user_unknown(svc, opts):
 
 
 # ============================================================================================
-# 6. The plugin example, built against an installed devemu
+# 6. The plugin example and the Python package, against an installed devemu
 # ============================================================================================
 
+def _run_or_fail(args, env=None):
+    r = subprocess.run(args, capture_output=True, text=True, timeout=900, env=env)
+    if r.returncode != 0:
+        pytest.fail(f"{' '.join(map(str, args))} failed ({r.returncode}):\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}",
+                    pytrace=False)
+    return r
+
+
 @pytest.fixture(scope="session")
-def counter_plugin(opts, tmp_path_factory):
-    """examples/plugin built the way its README says, against `meson install --destdir` of the
-    build directory. --no-rebuild: the suite tests the build it is given and never rebuilds a
-    build directory others may be using."""
-    root = tmp_path_factory.mktemp("plugin")
-    dest, build = root / "destdir", root / "build"
+def installed(opts, tmp_path_factory):
+    """`meson install --destdir` of the build directory, the destdir. --no-rebuild: the suite
+    tests the build it is given and never rebuilds a build directory others may be using."""
+    dest = tmp_path_factory.mktemp("install") / "destdir"
+    _run_or_fail(["meson", "install", "-C", opts.build_dir, "--destdir", str(dest), "--no-rebuild", "--quiet"])
+    return dest
+
+
+@pytest.fixture(scope="session")
+def counter_plugin(opts, tmp_path_factory, installed):
+    """examples/plugin built the way its README says, against the installed devemu."""
+    build = tmp_path_factory.mktemp("plugin") / "build"
     if not (shutil.which("meson") and shutil.which("pkg-config")):
         pytest.fail("meson and pkg-config are needed to build the example plugin", pytrace=False)
-
-    def run(args, env=None):
-        r = subprocess.run(args, capture_output=True, text=True, timeout=900, env=env)
-        if r.returncode != 0:
-            pytest.fail(f"{' '.join(map(str, args))} failed ({r.returncode}):\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}",
-                        pytrace=False)
-        return r
-
-    run(["meson", "install", "-C", opts.build_dir, "--destdir", str(dest), "--no-rebuild", "--quiet"])
+    dest = installed
     pcs = list(dest.glob("usr/local/lib/*/pkgconfig/devemu.pc")) + list(dest.glob("usr/local/lib/pkgconfig/devemu.pc"))
     assert pcs, f"no devemu.pc installed under {dest}"
     env = dict(os.environ, PKG_CONFIG_SYSROOT_DIR=str(dest), PKG_CONFIG_PATH=str(pcs[0].parent))
-    run(["meson", "setup", str(build), str(opts.repo / "examples" / "plugin")], env=env)
-    run(["meson", "compile", "-C", str(build)], env=env)
+    _run_or_fail(["meson", "setup", str(build), str(opts.repo / "examples" / "plugin")], env=env)
+    _run_or_fail(["meson", "compile", "-C", str(build)], env=env)
     so = build / "counter.so"
     assert so.is_file()
     return str(so)
+
+
+def test_python_package_is_installed_where_the_system_python_finds_it(installed, tmp_path):
+    """meson install puts the devemu package (and its pytest plugin) in a directory on the
+    system Python's sys.path."""
+    r = _run_or_fail(["/usr/bin/python3", "-c", "import sys; print(chr(10).join(sys.path))"])
+    sys_path = [p for p in r.stdout.splitlines() if p.startswith("/")]
+    found = [p for p in sys_path if (installed / p.lstrip("/") / "devemu" / "__init__.py").is_file()]
+    assert found, f"devemu is installed under {sorted(installed.rglob('devemu/__init__.py'))}, none of them on {sys_path}"
+    site = installed / found[0].lstrip("/")
+    r = _run_or_fail(["/usr/bin/python3", "-c", "import devemu, devemu.pytest_plugin; print(devemu.__file__)"],
+                     env=dict(os.environ, PYTHONPATH=str(site), PYTHONDONTWRITEBYTECODE="1"))
+    assert r.stdout.strip() == str(site / "devemu" / "__init__.py")
 
 
 def _readline(fd):

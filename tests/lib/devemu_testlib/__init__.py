@@ -2,7 +2,8 @@
 """devemu_testlib: what the devemu test suites (conformance, service, devices, kshim) share.
 
     abi         the devemu ABI read from the uapi header through abi_dump, and the Linux ioctl encoding
-    daemon      a private devemud: start, READY=1, stop, log, devemuctl
+    daemon      a private devemud: start, READY=1, stop, log, devemuctl (its READY=1 wait and
+                control-socket client come from the devemu package, python/devemu)
     guard       the per-test timeout guard and deadline()
     guards      skip reasons: no root, no /dev/fuse, no /dev/cuse, no devemu_kshim.ko
     kernel_log  what the kernel logged while a test ran

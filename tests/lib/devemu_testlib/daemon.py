@@ -7,14 +7,14 @@ and cleaned up (nodes, FUSE mounts, socket) at the end."""
 import json
 import os
 import re
-import select
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
+
+from devemu import Control, DaemonError
+from devemu.daemon import start_notified
 
 from . import guards, processes
 from .nodes import Transport, remove_stale, wait_for
@@ -22,33 +22,15 @@ from .nodes import Transport, remove_stale, wait_for
 DAEMONS = []  # every Devemud not cleaned up yet: the failure report and the health check read it
 
 
-class DaemonError(Exception):
-    pass
-
-
 def control_exchange(path, payload, timeout=5.0):
     """Raw bytes to a control socket on a fresh connection; the first answer line (b"" if the
     daemon closed the connection without one)."""
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(timeout)
-    try:
-        s.connect(path)
-        s.sendall(payload)
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    finally:
-        s.close()
-    return data
+    return Control(path, timeout).exchange(payload)
 
 
 def control_request(path, request, timeout=5.0):
     """One request over a control socket, one JSON answer (without devemuctl)."""
-    data = control_exchange(path, (json.dumps(request) + "\n").encode(), timeout)
-    return json.loads(data) if data else None
+    return Control(path, timeout).request(request)
 
 
 def device_args(devices, transport, log_level=None):
@@ -103,37 +85,21 @@ class Devemud:
         if not os.access(self.opts.devemud, os.X_OK):
             raise DaemonError(f"not an executable: {self.opts.devemud} (build first: scripts/build.sh, "
                               "or pass --build-dir/--devemud)")
-        notify_path = str(self.workdir / "notify")
-        if os.path.exists(notify_path):
-            os.unlink(notify_path)
-        notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        notify.bind(notify_path)
-        env = dict(os.environ, NOTIFY_SOCKET=notify_path)
-        env.pop("JOURNAL_STREAM", None)  # log to the file as on a terminal
         self.starts += 1
         with open(self.log_path, "ab") as log:
             log.write(f"===== start #{self.starts}: {' '.join(self.argv())}\n".encode())
-            log.flush()
-            self.proc = processes.popen(self.argv(), stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
-                                        start_new_session=True)
-        end = time.monotonic() + timeout
+        started = []
+
+        def popen(*args, **kw):
+            started.append(processes.popen(*args, **kw))
+            return started[-1]
         try:
-            while True:
-                left = end - time.monotonic()
-                if left <= 0:
-                    self.kill()
-                    raise DaemonError(f"devemud did not send READY=1 within {timeout:g} s ({self.argv()}):\n"
-                                      + self.log_tail())
-                ready, _, _ = select.select([notify], [], [], min(left, 0.2))
-                if ready and b"READY=1" in notify.recv(4096).split(b"\n"):
-                    break
-                if self.proc.poll() is not None:
-                    processes.forget(self.proc)
-                    raise DaemonError(f"devemud exited with {self.proc.returncode} before READY=1 "
-                                      f"({self.argv()}):\n" + self.log_tail())
-        finally:
-            notify.close()
-            os.unlink(notify_path)
+            self.proc = start_notified(self.argv(), self.log_path, timeout, popen=popen)
+        except DaemonError as e:
+            if started:
+                self.proc = started[0]
+                processes.forget(self.proc)
+            raise DaemonError(f"{e}:\n" + self.log_tail()) from None
         missing = [n for n in self.devices if not self.transport.present(n)]
         missing += [p for p in self.nodes if not os.path.exists(p)]
         if missing:

@@ -2,17 +2,9 @@
 """Where a device shows up for a transport, waiting for nodes, and cleaning up after a killed daemon."""
 
 import os
-import subprocess
 import time
 
-
-def mounted(path):
-    """True if path is a mount point (the FUSE fallback mounts /run/devemu/NAME)."""
-    try:
-        with open("/proc/self/mountinfo") as f:
-            return any(line.split()[4] == path for line in f)
-    except OSError:
-        return False
+from devemu.daemon import mounted, remove_leftovers  # noqa: F401 (the suites import mounted from here)
 
 
 class Transport(str):
@@ -46,17 +38,7 @@ def remove_stale(dev):
     """What a SIGKILLed FUSE-fallback daemon leaves behind (the mount /run/devemu/NAME, the dangling
     /dev/NAME symlink), removed once a test has checked the daemon's own cleanup, so runs do not
     pile up mounts."""
-    mnt = f"/run/devemu/{dev}"
-    if mounted(mnt):
-        subprocess.run(["umount", "-l", mnt], capture_output=True, timeout=10)
-    node = f"/dev/{dev}"
-    if os.path.islink(node) and os.readlink(node) == mnt:
-        os.unlink(node)
-    try:
-        if os.path.isfile(mnt) and not os.path.islink(mnt) and os.path.getsize(mnt) == 0:
-            os.unlink(mnt)
-    except OSError:
-        pass
+    remove_leftovers(dev)
 
 
 def wait_for(pred, timeout, what, interval=0.01):

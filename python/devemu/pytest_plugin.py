@@ -1,0 +1,189 @@
+# SPDX-License-Identifier: MIT
+"""The devemu pytest plugin: a `devemu` fixture that serves devices from a private devemud.
+
+    pytest -p devemu.pytest_plugin            or, in a conftest.py:  pytest_plugins = ["devemu.pytest_plugin"]
+
+    def test_echo(devemu):
+        loop = devemu.device("loopback", capacity="4k")
+        with open(loop.path, "r+b", buffering=0) as f:
+            f.write(b"hi\\n")
+            assert f.read(3) == b"hi\\n"
+
+Each test that uses the fixture gets its own devemud (started with the test's first device, the
+others added over its control socket); it is stopped when the test ends, passed or failed, and
+its nodes go with it. The transport is, first to last: the test's `devemu(transport=...)` marker,
+--devemu-transport, the devemu_transport ini value, else cuse where /dev/cuse exists, kshim where
+the kernel shim is loaded, else the FUSE fallback. A failing test's report shows the daemon's log.
+"""
+
+import itertools
+import os
+
+import pytest
+
+from .daemon import TRANSPORTS, Daemon, DaemonError, Unavailable, default_transport
+
+_names = itertools.count(1)
+_daemons = pytest.StashKey()
+
+
+def pytest_addoption(parser):
+    g = parser.getgroup("devemu", "devemu devices (the devemu fixture)")
+    g.addoption("--devemu-transport", choices=TRANSPORTS, default=None,
+                help="how devemud serves the devices: cuse, kshim or fuse (default: cuse where /dev/cuse "
+                     "exists, kshim where devemu_kshim.ko is loaded, else the FUSE fallback)")
+    g.addoption("--devemu-devemud", default=None,
+                help="the devemud binary (default: $DEVEMUD, else devemud on PATH or in the sbin directories)")
+    g.addoption("--devemu-unavailable", choices=("fail", "skip"), default=None,
+                help="what a test that asks for a device does where devemud cannot run (not installed, "
+                     "no root, no /dev/fuse...): fail (default) or skip, with the reason either way")
+    parser.addini("devemu_transport", "default transport of the devemu fixture (cuse, kshim, fuse)")
+    parser.addini("devemu_devemud", "the devemud binary the devemu fixture runs")
+    parser.addini("devemu_unavailable", "fail or skip where devemud cannot run (default: fail)")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "devemu(transport=None): the devemu fixture's transport for this test "
+                                       "(cuse, kshim or fuse)")
+
+
+def _setting(config, option, ini):
+    return config.getoption(option) or config.getini(ini) or None
+
+
+class Device:
+    """One device served for a test: its node at .path, the model's control side, its faults and
+    statistics."""
+
+    def __init__(self, daemon, name, model, path):
+        self.daemon = daemon
+        self.name = name
+        self.model = model
+        self.path = path
+
+    def __repr__(self):
+        return f"<devemu.Device {self.name} ({self.model}) at {self.path}>"
+
+    def __fspath__(self):
+        return self.path
+
+    def inject(self, *args):
+        """The model's inject verb with its arguments (inject("tap", "KEY_A")); the model's reply."""
+        return self.daemon.control.inject(self.name, *args)
+
+    def fault(self, op, errno=None, delay=None, short=None, count=None):
+        """The next requests of op (read, write, ioctl, open, poll) fail with errno (a number or a
+        name), wait delay seconds, or move at most short bytes; count: only that many requests."""
+        self.daemon.control.fault(self.name, op, errno=errno, delay=delay, short=short, count=count)
+
+    def clear_faults(self):
+        self.daemon.control.clear_faults(self.name)
+
+    def stats(self):
+        """The device's counters: operations (per op: requests, errors, latency), bytes_in,
+        bytes_out, opens, open_files, waited, cancelled, dropped, faults."""
+        return self.daemon.control.stats(self.name)
+
+    def remove(self):
+        """Stops serving the device now (callers waiting on it get ENODEV)."""
+        self.daemon.control.remove(self.name)
+
+
+def _python_behaviour(value):
+    return isinstance(value, type) or (callable(value) and not isinstance(value, str))
+
+
+class Devemu:
+    """The `devemu` fixture's value: device(model, **options) serves a device for this test."""
+
+    def __init__(self, request):
+        self._request = request
+        config = request.config
+        marker = request.node.get_closest_marker("devemu")
+        transport = marker.kwargs.get("transport") if marker else None
+        if marker and marker.args:
+            transport = marker.args[0]
+        self.transport = (transport or _setting(config, "--devemu-transport", "devemu_transport")
+                          or default_transport())
+        if self.transport not in TRANSPORTS:
+            raise pytest.UsageError(f"devemu transport {self.transport!r}: expected one of {', '.join(TRANSPORTS)}")
+        self._devemud = _setting(config, "--devemu-devemud", "devemu_devemud")
+        if self._devemud and os.sep in self._devemud:
+            self._devemud = str(config.invocation_params.dir / self._devemud)
+        self._unavailable = _setting(config, "--devemu-unavailable", "devemu_unavailable") or "fail"
+        self.daemon = None
+        self.devices = []
+
+    @property
+    def control(self):
+        """The private daemon's Control (None before the first device)."""
+        return self.daemon.control if self.daemon else None
+
+    def device(self, model, name=None, **options):
+        """Serves a device of model with options (model options, and node keys such as mode=0666)
+        and returns it once its node exists. name defaults to one unique to this run.
+        devemu.Error (ControlError or DaemonError) carries the daemon's message when it refuses."""
+        if _python_behaviour(model) or any(_python_behaviour(v) for v in options.values()):
+            raise TypeError("device behaviour written in Python (a class or a function) is not supported yet "
+                            "(issue 13): pass a built-in model name and options as strings, numbers or booleans")
+        name = name or f"{model}-{os.getpid()}-{next(_names)}"
+        if self.daemon is None:
+            self._start(name, model, options)
+            path = self.daemon.node(name)
+        else:
+            path = self.daemon.add(name, model, **options)["nodes"][0]
+        dev = Device(self.daemon, name, model, path)
+        self.devices.append(dev)
+        return dev
+
+    def _start(self, name, model, options):
+        from .control import device_spec
+        spec = device_spec(name, model, options).partition("=")[2]
+        daemon = Daemon({name: spec}, transport=self.transport, devemud=self._devemud)
+        self._request.node.stash.setdefault(_daemons, []).append(daemon)
+        try:
+            daemon.start()
+        except Unavailable as e:
+            message = f"devemu: cannot serve a {model} device here: {e}"
+        else:
+            self.daemon = daemon
+            return
+        if self._unavailable == "skip":
+            pytest.skip(message)
+        pytest.fail(message, pytrace=False)
+
+    def _finish(self):
+        """Stops the daemon; a daemon that died during the test is an error of the test."""
+        if self.daemon is None:
+            return
+        died = not self.daemon.alive()
+        rc = self.daemon.stop()
+        if died:
+            raise DaemonError(f"devemud exited with {rc} during the test; its log ends:\n{self.daemon.log_tail()}",
+                              self.daemon.log())
+        if rc != 0:
+            raise DaemonError(f"devemud exited with {rc} after SIGTERM (expected 0); its log ends:\n"
+                              f"{self.daemon.log_tail()}", self.daemon.log())
+
+
+@pytest.fixture
+def devemu(request):
+    """Serves devices for this test from a private devemud: devemu.device(model, **options)
+    returns a Device (.path, .name, .inject(), .fault(), .clear_faults(), .stats()); the daemon
+    and its nodes are gone when the test ends, whether it passed or failed."""
+    d = Devemu(request)
+    yield d
+    d._finish()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failing test's report shows what its private devemud logged."""
+    outcome = yield
+    rep = outcome.get_result()
+    if not rep.failed:
+        return
+    for i, daemon in enumerate(item.stash.get(_daemons, [])):
+        log = daemon.log_tail()
+        if log:
+            rep.sections.append(("devemud log" + (f" ({i + 1})" if i else ""), log))
