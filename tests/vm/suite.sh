@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# The vm suite, run inside the guest by tests/vm/run: conformance, any-program, service and device-class
-# tests on real CUSE nodes and, with devemu_kshim.ko loaded, on kernel-shim nodes.
+# The vm suite, run inside the guest by tests/vm/run: conformance, any-program, service, device-class and
+# Python-package tests on real CUSE nodes and, with devemu_kshim.ko loaded, on kernel-shim nodes.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
@@ -26,6 +26,12 @@ service() {
 devices() {
 	pytest "$repo/tests/devices" --transport "$1" --devemuctl "$build/cuse_dev/devemuctl"
 }
+# The devemu Python package's suite takes only the plugin's options, as a user's project would.
+python_package() {
+	echo "== pytest tests/python --devemu-transport $1"
+	PYTHONDONTWRITEBYTECODE=1 /usr/bin/python3 -m pytest -q -rs -p no:cacheprovider "$repo/tests/python" \
+		--devemu-transport "$1" --devemu-devemud "$build/cuse_dev/devemud" || status=1
+}
 
 if [[ " $parts " == *" cuse "* ]]; then
 	# The suites skip without /dev/cuse (for a user's machine); this guest must have it.
@@ -33,6 +39,7 @@ if [[ " $parts " == *" cuse "* ]]; then
 	conformance cuse
 	service cuse
 	devices cuse
+	python_package cuse
 fi
 if [[ " $parts " == *" kshim "* ]]; then
 	ko=$build/kshim/devemu_kshim.ko
@@ -46,6 +53,7 @@ if [[ " $parts " == *" kshim "* ]]; then
 	# The plugin build is transport-independent and slow here; it ran on CUSE above.
 	service kshim -k "not plugin"
 	devices kshim
+	python_package kshim
 	rmmod devemu_kshim || { echo "FAIL: rmmod devemu_kshim after the suites"; status=1; }
 fi
 exit $status
