@@ -8,6 +8,10 @@
 
 #include <doctest/doctest.h>
 
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <fstream>
 #include <map>
 #include <optional>
 #include <string>
@@ -222,6 +226,25 @@ public:
 	LocalWindow local_; /* declared after core_: detached before the core goes */
 	Window &window_;
 	WindowDriver *driver_;
+};
+
+/* A file in a private temporary directory, removed with it. */
+struct TempFile {
+	explicit TempFile(std::string_view text = {}, const char *name = "t.trace")
+	{
+		char tmpl[] = "/tmp/devemu-replay-XXXXXX";
+		REQUIRE(mkdtemp(tmpl));
+		dir = tmpl;
+		path = dir + "/" + name;
+		if (!text.empty())
+			std::ofstream(path) << text;
+	}
+	~TempFile()
+	{
+		unlink(path.c_str());
+		rmdir(dir.c_str());
+	}
+	std::string dir, path;
 };
 
 } // namespace devemu::test

@@ -20,25 +20,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-/* A file in a private temporary directory, removed with it. */
-struct TempFile {
-	explicit TempFile(std::string_view text = {}, const char *name = "t.trace")
-	{
-		char tmpl[] = "/tmp/devemu-replay-XXXXXX";
-		REQUIRE(mkdtemp(tmpl));
-		dir = tmpl;
-		path = dir + "/" + name;
-		if (!text.empty())
-			std::ofstream(path) << text;
-	}
-	~TempFile()
-	{
-		unlink(path.c_str());
-		rmdir(dir.c_str());
-	}
-	std::string dir, path;
-};
-
 /* Runs the strand until the outcome is done or the time is up. */
 bool waitDone(Harness &h, const std::shared_ptr<Outcome> &o, std::chrono::milliseconds limit)
 {

@@ -2,6 +2,7 @@
 // i2c: the i2c-dev surface (<linux/i2c-dev.h>: I2C_SLAVE, I2C_RDWR, I2C_SMBUS, read/write) over the bus; registration.
 #include "eeprom_24c02.h"
 #include "i2c_bus.h"
+#include "i2c_user.h"
 #include "lm75.h"
 
 #include "devemu/inject_verbs.h"
@@ -30,104 +31,6 @@
 namespace devemu {
 
 namespace {
-
-/* The ioctl structures as a 64-bit caller lays them out (pointers are caller addresses). */
-struct UserI2cMsg {
-	uint16_t addr;
-	uint16_t flags;
-	uint16_t len;
-	uint16_t pad;
-	uint64_t buf;
-};
-struct UserRdwr {
-	uint64_t msgs;
-	uint32_t nmsgs;
-	uint32_t pad;
-};
-struct UserSmbus {
-	uint8_t readWrite;
-	uint8_t command;
-	uint16_t pad;
-	uint32_t size;
-	uint64_t data;
-};
-#if __SIZEOF_POINTER__ == 8
-static_assert(sizeof(UserI2cMsg) == sizeof(struct i2c_msg) &&
-	      offsetof(struct i2c_msg, buf) == offsetof(UserI2cMsg, buf));
-static_assert(sizeof(UserRdwr) == sizeof(struct i2c_rdwr_ioctl_data));
-static_assert(sizeof(UserSmbus) == sizeof(struct i2c_smbus_ioctl_data) &&
-	      offsetof(struct i2c_smbus_ioctl_data, size) == offsetof(UserSmbus, size) &&
-	      offsetof(struct i2c_smbus_ioctl_data, data) == offsetof(UserSmbus, data));
-#endif
-
-/*
- * The same structures as a 32-bit (compat) caller lays them out: 32-bit
- * pointers, 4-byte alignment (i2c-dev's compat_i2c_ioctl()). They are read
- * and widened to the 64-bit form, so the rest of the model sees one layout.
- */
-struct UserI2cMsg32 {
-	uint16_t addr;
-	uint16_t flags;
-	uint16_t len;
-	uint16_t pad;
-	uint32_t buf;
-};
-struct UserRdwr32 {
-	uint32_t msgs;
-	uint32_t nmsgs;
-};
-struct UserSmbus32 {
-	uint8_t readWrite;
-	uint8_t command;
-	uint16_t pad;
-	uint32_t size;
-	uint32_t data;
-};
-static_assert(sizeof(UserI2cMsg32) == 12 && sizeof(UserRdwr32) == 8 && sizeof(UserSmbus32) == 12);
-
-/* The I2C_RDWR header in the caller's layout, widened. */
-std::optional<UserRdwr> rdwrArg(IoctlCall &call)
-{
-	if (!call.compat())
-		return call.argIn<UserRdwr>();
-	auto a = call.argIn<UserRdwr32>();
-	if (!a)
-		return std::nullopt;
-	return UserRdwr{ a->msgs, a->nmsgs, 0 };
-}
-
-/* The I2C_SMBUS argument in the caller's layout, widened. */
-std::optional<UserSmbus> smbusArg(IoctlCall &call)
-{
-	if (!call.compat())
-		return call.argIn<UserSmbus>();
-	auto a = call.argIn<UserSmbus32>();
-	if (!a)
-		return std::nullopt;
-	return UserSmbus{ a->readWrite, a->command, 0, a->size, a->data };
-}
-
-/* The I2C_RDWR message array at addr in the caller's layout, widened; nullopt while this round lacks it. */
-std::optional<std::vector<UserI2cMsg>> rdwrMessages(IoctlCall &call, uint64_t addr, uint32_t count)
-{
-	std::vector<UserI2cMsg> msgs(count);
-	if (!call.compat()) {
-		auto raw = call.readUser(addr, count * sizeof(UserI2cMsg));
-		if (!raw)
-			return std::nullopt;
-		std::memcpy(msgs.data(), raw->data(), raw->size());
-		return msgs;
-	}
-	auto raw = call.readUser(addr, count * sizeof(UserI2cMsg32));
-	if (!raw)
-		return std::nullopt;
-	for (uint32_t i = 0; i < count; i++) {
-		UserI2cMsg32 m;
-		std::memcpy(&m, raw->data() + i * sizeof(m), sizeof(m));
-		msgs[i] = { m.addr, m.flags, m.len, 0, m.buf };
-	}
-	return msgs;
-}
 
 /* i2c-dev's limit for one message and for one read()/write(). */
 constexpr unsigned kMaxMessage = 8192;
@@ -334,36 +237,20 @@ private:
 		if (!a)
 			return call.done();
 		uint32_t size = a->size;
-		switch (size) {
-		case I2C_SMBUS_QUICK:
-		case I2C_SMBUS_BYTE:
-		case I2C_SMBUS_BYTE_DATA:
-		case I2C_SMBUS_WORD_DATA:
-		case I2C_SMBUS_PROC_CALL:
-		case I2C_SMBUS_BLOCK_DATA:
-		case I2C_SMBUS_I2C_BLOCK_BROKEN:
-		case I2C_SMBUS_I2C_BLOCK_DATA:
-		case I2C_SMBUS_BLOCK_PROC_CALL:
-			break;
-		default:
-			return IoctlResult::error(-EINVAL);
-		}
 		if (a->readWrite != I2C_SMBUS_READ && a->readWrite != I2C_SMBUS_WRITE)
 			return IoctlResult::error(-EINVAL);
 		bool read = a->readWrite == I2C_SMBUS_READ;
+		auto use = smbusDataUse(size, read);
+		if (!use)
+			return IoctlResult::error(-EINVAL);
 
 		std::array<uint8_t, kSmbusDataSize> data{};
-		size_t dataSize = 0;
-		bool usesData = !(size == I2C_SMBUS_QUICK || (size == I2C_SMBUS_BYTE && !read));
-		bool answers = usesData && (size == I2C_SMBUS_PROC_CALL || size == I2C_SMBUS_BLOCK_PROC_CALL || read);
-		if (usesData) {
+		size_t dataSize = use->size;
+		bool answers = use->answers;
+		if (dataSize) {
 			if (!a->data)
 				return IoctlResult::error(-EINVAL);
-			dataSize = (size == I2C_SMBUS_BYTE || size == I2C_SMBUS_BYTE_DATA)	  ? 1
-				   : (size == I2C_SMBUS_WORD_DATA || size == I2C_SMBUS_PROC_CALL) ? 2
-												  : kSmbusDataSize;
-			if (size == I2C_SMBUS_PROC_CALL || size == I2C_SMBUS_BLOCK_PROC_CALL ||
-			    size == I2C_SMBUS_I2C_BLOCK_DATA || !read) {
+			if (use->readsInput) {
 				auto in = call.readUser(a->data, dataSize);
 				if (!in) {
 					/* Ask for the room of the answer in the same round. */

@@ -162,6 +162,8 @@ public:
 			}
 			return IoctlResult::error(-ENOTTY);
 		}
+		if (layout->arg == IoctlArg::Pointers)
+			return pointerIoctl(pf, call, *layout->pointers);
 		/* Gather the input and make sure the output can be carried before the real device acts, once. */
 		std::vector<uint8_t> buf(layout->size);
 		bool takesIn = layout->arg == IoctlArg::In || layout->arg == IoctlArg::InOut;
@@ -204,6 +206,28 @@ public:
 		if (ret >= 0)
 			ctx_.notify(); /* a flush or a setting may change readiness */
 		return result < 0 ? IoctlResult::error(result) : call.done(result);
+	}
+
+	/* A pointer-holding ioctl (I2C_RDWR): flattened by the table, run once the caller memory is all here. */
+	IoctlResult pointerIoctl(PassthroughFile &pf, IoctlCall &call, const trace::PointerIoctl &codec)
+	{
+		TraceOp op = traceOp(OpKind::Ioctl, pf.traceId);
+		op.request = call.cmd();
+		std::vector<UserRange> dest;
+		int gathered = codec.gather(call, op.in, dest);
+		if (gathered < 0)
+			return IoctlResult::error(gathered);
+		if (gathered > 0)
+			return call.done(); /* the retry round brings the rest */
+		std::vector<uint8_t> out;
+		int ret = codec.perform(pf.node->fd.native_handle(), op.request, op.in, out);
+		op.result = ret;
+		if (ret >= 0) {
+			trace::scatterOutput(call, dest, out);
+			op.out = std::move(out);
+		}
+		record(std::move(op));
+		return ret < 0 ? IoctlResult::error(ret) : call.done(ret);
 	}
 
 	uint32_t poll(const OpenFile &f) override

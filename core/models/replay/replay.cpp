@@ -170,7 +170,14 @@ public:
 			return IoctlResult::error(-ENOTTY);
 		}
 		std::vector<uint8_t> in;
-		if (layout->arg == trace::IoctlArg::In || layout->arg == trace::IoctlArg::InOut) {
+		std::vector<UserRange> dest;
+		if (layout->arg == trace::IoctlArg::Pointers) {
+			int gathered = layout->pointers->gather(call, in, dest);
+			if (gathered < 0)
+				return IoctlResult::error(gathered);
+			if (gathered > 0)
+				return call.done();
+		} else if (layout->arg == trace::IoctlArg::In || layout->arg == trace::IoctlArg::InOut) {
 			auto bytes = call.readUser(call.arg(), layout->size);
 			if (!bytes)
 				return call.done();
@@ -199,9 +206,14 @@ public:
 			index = findIoctl([&](const TraceOp &op) { return matches(op, false); });
 		}
 		const TraceOp &op = trace_.ops[static_cast<size_t>(index)];
-		if (op.result >= 0 && !op.out.empty() &&
-		    !call.writeUser(call.arg(), std::as_bytes(std::span(op.out.data(), op.out.size()))))
+		if (op.result >= 0 && !op.out.empty() && layout->arg == trace::IoctlArg::Pointers) {
+			trace::scatterOutput(call, dest, op.out);
+			if (call.needsRetry())
+				return call.done();
+		} else if (op.result >= 0 && !op.out.empty() &&
+			   !call.writeUser(call.arg(), std::as_bytes(std::span(op.out.data(), op.out.size())))) {
 			return call.done(); /* this round cannot carry the output: the driver retries */
+		}
 		int64_t result = op.result;
 		if (static_cast<size_t>(index) == cursor_)
 			consume();
