@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: MIT
 # devemu-run and devemu-record: nodes at the paths programs expect, in a private mount namespace, for static
-# binaries and scripts; exit status passed through; nothing left behind; recording at a real node's path.
+# binaries and scripts; exit status passed through; nothing left behind; an evemu recording read by an evdev client.
 
 import os
 import signal
@@ -77,6 +77,64 @@ def test_a_shell_script_reads_an_umockdev_script_replay_in_a_directory_the_host_
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["O", "K", "\\r", "\\n", "modem0"], r
     assert not os.path.lexists("/dev/devemu-test-dir")
+
+
+# An evdev client as tests write them: the name and id, then events until KEY_A is released, with the
+# time since the first event.
+EVDEV_READER = r"""
+import fcntl, os, struct, sys, time
+EVIOCGNAME = lambda n: (2 << 30) | (n << 16) | (ord('E') << 8) | 0x06
+EVIOCGID = (2 << 30) | (8 << 16) | (ord('E') << 8) | 0x02
+EVIOCGBIT = lambda ev, n: (2 << 30) | (n << 16) | (ord('E') << 8) | (0x20 + ev)
+fd = os.open(sys.argv[1], os.O_RDONLY)
+name = fcntl.ioctl(fd, EVIOCGNAME(256), bytes(256)).split(b"\0")[0].decode()
+bus, vendor, product, version = struct.unpack("4H", fcntl.ioctl(fd, EVIOCGID, bytes(8)))
+keys = fcntl.ioctl(fd, EVIOCGBIT(1, 96), bytes(96))
+print(f"{name} bus={bus:#x} vendor={vendor:#x} product={product:#x} KEY_A={bool(keys[30 // 8] & (1 << 30 % 8))}")
+first = None
+released = False
+while not released:
+    data = os.read(fd, 24 * 16)
+    first = first or time.monotonic()
+    for i in range(0, len(data), 24):
+        sec, usec, typ, code, value = struct.unpack("qqHHi", data[i:i + 24])
+        print(f"{sec}.{usec:06d} type={typ} code={code} value={value}")
+        released = released or (typ, code, value) == (1, 30, 0)
+print(f"release after {time.monotonic() - first:.2f} s")
+"""
+
+EVEMU = """# EVEMU 1.3
+N: devemu evemu kbd
+I: 0003 1234 5678 0111
+P: 00 00 00 00 00 00 00 00
+B: 00 13 00 00 00 00 00 00 00
+B: 01 00 00 00 40 00 00 00 00
+B: 01 00 00 00 00 00 00 00 00
+B: 04 10 00 00 00 00 00 00 00
+E: 0.000000 0004 0004 458756	# EV_MSC / MSC_SCAN             458756
+E: 0.000000 0001 001e 0001	# EV_KEY / KEY_A                1
+E: 0.000000 0000 0000 0000	# ------------ SYN_REPORT (0) ----------
+E: 0.150000 0001 001e 0000	# EV_KEY / KEY_A                0
+E: 0.150000 0000 0000 0000	# ------------ SYN_REPORT (0) ----------
+"""
+
+
+def test_an_evdev_client_reads_an_evemu_recording_with_its_timing(devemu_run, tmp_path):
+    events = tmp_path / "kbd.events"
+    events.write_text(EVEMU)
+    reader = tmp_path / "reader.py"
+    reader.write_text(EVDEV_READER)
+    name = unique("ev")
+    node = "/dev/input/devemu-test-event0"
+    r = devemu_run("--device", f"{name}=replay,evemu={events}", "--bind", f"{node}={name}", "--",
+                   sys.executable, str(reader), node)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == "devemu evemu kbd bus=0x3 vendor=0x1234 product=0x5678 KEY_A=True", r.stdout
+    assert lines[1:-1] == ["0.000000 type=4 code=4 value=458756", "0.000000 type=1 code=30 value=1",
+                         "0.000000 type=0 code=0 value=0", "0.150000 type=1 code=30 value=0",
+                         "0.150000 type=0 code=0 value=0"], r.stdout
+    assert 0.12 <= float(lines[-1].split()[2]) < 2, r.stdout
 
 
 RECORDED_CLIENT = r"""

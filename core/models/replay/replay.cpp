@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: MIT
 // replay: serves a recorded trace (or an umockdev script): reads after their delay, writes matched, ioctls answered.
+#include "trace/evemu.h"
 #include "trace/ioctl_table.h"
 #include "trace/trace.h"
+#include "trace/umockdev_ioctl.h"
 
 #include "devemu/inject_verbs.h"
 #include "devemu/log.h"
@@ -10,6 +12,7 @@
 
 #include <fmt/core.h>
 
+#include <asm-generic/ioctl.h>
 #include <poll.h>
 
 #include <algorithm>
@@ -25,9 +28,13 @@ using trace::OpKind;
 using trace::TraceOp;
 using Clock = StrandTimer::Clock;
 
+/* Which file the dialogue comes from. */
+enum class Source { Trace, UmockdevScript, Evemu, None };
+
 struct ReplayConfig {
-	std::string path;
-	bool umockdevScript = false;
+	std::string path; /* the dialogue (trace=, script= or evemu=), or the ioctl file alone */
+	Source source = Source::Trace;
+	std::string ioctlPath; /* umockdev ioctl answers (ioctl=), beside the dialogue or alone */
 	double speed = 1.0; /* 2: twice as fast; 0: no delays at all */
 	bool acceptMismatch = false;
 	unsigned fuzz = 0; /* percent of a write's bytes that may differ */
@@ -53,10 +60,32 @@ public:
 
 	int start(std::string &error) override
 	{
-		bool ok = config_.umockdevScript ? trace::readUmockdevScript(config_.path, trace_, error)
-						 : trace::readTrace(config_.path, trace_, error);
+		bool ok = true;
+		switch (config_.source) {
+		case Source::Trace:
+			ok = trace::readTrace(config_.path, trace_, error);
+			break;
+		case Source::UmockdevScript:
+			ok = trace::readUmockdevScript(config_.path, trace_, error);
+			break;
+		case Source::Evemu:
+			ok = trace::readEvemu(config_.path, trace_, error);
+			break;
+		case Source::None:
+			break;
+		}
 		if (!ok)
 			return -EINVAL;
+		if (!config_.ioctlPath.empty()) {
+			/* Answers to state-independent queries, in any order: ahead of the dialogue, passed over by it. */
+			trace::Trace answers;
+			if (!trace::readUmockdevIoctl(config_.ioctlPath, answers, error))
+				return -EINVAL;
+			trace_.ops.insert(trace_.ops.begin(), answers.ops.begin(), answers.ops.end());
+			if (!answers.device.empty())
+				DEVEMU_LOG(Info, ctx_.name(), "{}: ioctls recorded from {}", config_.ioctlPath,
+					   answers.device);
+		}
 		DEVEMU_LOG(Info, ctx_.name(), "replaying {} ({} operations, speed {})", config_.path, trace_.ops.size(),
 			   config_.speed);
 		publish();
@@ -159,6 +188,14 @@ public:
 		bool recorded = std::any_of(trace_.ops.begin(), trace_.ops.end(), [&](const TraceOp &op) {
 			return op.kind == OpKind::Ioctl && op.request == request;
 		});
+		if (!recorded && layout && _IOC_DIR(request) == _IOC_READ) {
+			/* A query recorded with another length (EVIOCGNAME(256) for EVIOCGNAME(32)): answered as evdev does. */
+			long index = findIoctl([&](const TraceOp &op) {
+				return op.kind == OpKind::Ioctl && sameExceptSize(op.request, request);
+			});
+			if (index >= 0)
+				return resized(call, trace_.ops[static_cast<size_t>(index)]);
+		}
 		if (!recorded || !layout) {
 			unknownIoctls_++;
 			if (std::find(warned_.begin(), warned_.end(), request) == warned_.end()) {
@@ -271,6 +308,23 @@ private:
 				    cursor_, trace_.ops.size(), next, mismatches_, unknownIoctls_, config_.speed,
 				    config_.acceptMismatch ? "accept" : "fail");
 		return 0;
+	}
+
+	static bool sameExceptSize(uint32_t a, uint32_t b)
+	{
+		constexpr uint32_t sizeBits = _IOC_SIZEMASK << _IOC_SIZESHIFT;
+		return (a & ~sizeBits) == (b & ~sizeBits);
+	}
+
+	/* The recorded answer cut to the caller's length; the result counts the bytes it gets. */
+	IoctlResult resized(IoctlCall &call, const TraceOp &op)
+	{
+		if (op.result < 0)
+			return IoctlResult::error(static_cast<int>(op.result));
+		size_t n = std::min<size_t>(_IOC_SIZE(call.cmd()), op.out.size());
+		if (n && !call.writeUser(call.arg(), std::as_bytes(std::span(op.out.data(), n))))
+			return call.done();
+		return call.done(static_cast<int>(std::min<int64_t>(op.result, static_cast<int64_t>(n))));
 	}
 
 	bool at(OpKind kind) const { return cursor_ < trace_.ops.size() && trace_.ops[cursor_].kind == kind; }
@@ -389,6 +443,8 @@ void registerReplayModel(ModelRegistry &registry)
 		{ "replay", "serves a recorded trace or umockdev script: reads after their delays, writes matched",
 		  "trace=FILE            a devemu trace (passthrough,record=FILE writes one)\n"
 		  "script=FILE           an umockdev script (r/w/f/Q lines), instead of trace=\n"
+		  "evemu=FILE            an evemu recording (description and E: events), instead of trace=\n"
+		  "ioctl=FILE            umockdev ioctl answers (*.ioctl), alone or beside the above\n"
 		  "speed=X               delays divided by X; 0 replays at once (default 1)\n"
 		  "write_mismatch=fail|accept  a write that differs fails with EIO, or is accepted (default fail)\n"
 		  "fuzz=PERCENT          bytes of a write that may differ, 0 to 100 (default 0)\n",
@@ -396,12 +452,21 @@ void registerReplayModel(ModelRegistry &registry)
 			  ReplayConfig config;
 			  std::string tracePath = opts.string("trace", "");
 			  std::string script = opts.string("script", "");
-			  if (tracePath.empty() == script.empty())
-				  opts.fail(tracePath.empty() ? "trace" : "script",
-					    "give one of trace=FILE (a devemu trace) or script=FILE (an umockdev "
-					    "script)");
-			  config.path = tracePath.empty() ? script : tracePath;
-			  config.umockdevScript = !script.empty();
+			  std::string evemu = opts.string("evemu", "");
+			  config.ioctlPath = opts.string("ioctl", "");
+			  int dialogues = !tracePath.empty() + !script.empty() + !evemu.empty();
+			  if (dialogues > 1 || (dialogues == 0 && config.ioctlPath.empty()))
+				  opts.fail(dialogues ? (evemu.empty() ? "script" : "evemu") : "trace",
+					    "give one of trace=FILE (a devemu trace), script=FILE (an umockdev script) "
+					    "or evemu=FILE (an evemu recording), and/or ioctl=FILE (umockdev ioctls)");
+			  config.path = !tracePath.empty() ? tracePath
+					: !script.empty()  ? script
+					: !evemu.empty()   ? evemu
+							   : config.ioctlPath;
+			  config.source = !tracePath.empty() ? Source::Trace
+					  : !script.empty()  ? Source::UmockdevScript
+					  : !evemu.empty()   ? Source::Evemu
+							     : Source::None;
 			  config.speed = opts.real("speed", 1.0, 0.0, 1e6);
 			  config.acceptMismatch =
 				  opts.choice("write_mismatch", "fail", { "fail", "accept" }) == "accept";

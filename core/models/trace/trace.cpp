@@ -3,6 +3,7 @@
 #include "trace.h"
 
 #include "ioctl_table.h"
+#include "lines.h"
 
 #include "devemu/inject_text.h"
 #include "devemu/number_text.h"
@@ -132,35 +133,6 @@ bool splitTokens(std::string_view line, std::vector<std::string_view> &tokens, s
 			return false;
 		}
 		tokens.push_back(line.substr(start, std::min(i, line.size()) - start));
-	}
-	return true;
-}
-
-bool readFile(const std::string &path, std::string &text, std::string &error)
-{
-	std::ifstream in(path, std::ios::binary);
-	if (!in) {
-		error = fmt::format("{}: cannot open: {}", path, std::strerror(errno));
-		return false;
-	}
-	std::ostringstream s;
-	s << in.rdbuf();
-	text = s.str();
-	return true;
-}
-
-/* Calls fn(lineNumber, line) for each line (without the newline and a trailing \r). */
-template<typename Fn>
-bool forEachLine(std::string_view text, Fn fn)
-{
-	unsigned number = 0;
-	while (!text.empty()) {
-		auto nl = text.find('\n');
-		std::string_view line = text.substr(0, nl);
-		text = nl == std::string_view::npos ? std::string_view{} : text.substr(nl + 1);
-		number++;
-		if (!fn(number, line))
-			return false;
 	}
 	return true;
 }
@@ -434,7 +406,7 @@ bool parseTrace(std::string_view text, const std::string &name, Trace &trace, st
 bool readTrace(const std::string &path, Trace &trace, std::string &error)
 {
 	std::string text;
-	return readFile(path, text, error) && parseTrace(text, path, trace, error);
+	return readTextFile(path, text, error) && parseTrace(text, path, trace, error);
 }
 
 /*
@@ -521,7 +493,20 @@ bool parseUmockdevScript(std::string_view text, const std::string &name, Trace &
 bool readUmockdevScript(const std::string &path, Trace &trace, std::string &error)
 {
 	std::string text;
-	return readFile(path, text, error) && parseUmockdevScript(text, path, trace, error);
+	return readTextFile(path, text, error) && parseUmockdevScript(text, path, trace, error);
+}
+
+bool readTextFile(const std::string &path, std::string &text, std::string &error)
+{
+	std::ifstream in(path, std::ios::binary);
+	if (!in) {
+		error = fmt::format("{}: cannot open: {}", path, std::strerror(errno));
+		return false;
+	}
+	std::ostringstream s;
+	s << in.rdbuf();
+	text = s.str();
+	return true;
 }
 
 int TraceWriter::open(const std::string &path, std::string &error)

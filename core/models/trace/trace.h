@@ -39,6 +39,7 @@ struct TraceOp {
 
 struct Trace {
 	std::string path;
+	std::string device; /* the node it was recorded from, where the file says (umockdev's @DEV) */
 	std::vector<TraceOp> ops;
 };
 

@@ -1,0 +1,29 @@
+// SPDX-License-Identifier: MIT
+// Reading the line-based recording formats: a whole file, then its lines with their numbers.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace devemu::trace {
+
+/* Reads path whole; false with "PATH: cannot open: REASON". */
+bool readTextFile(const std::string &path, std::string &text, std::string &error);
+
+/* Calls fn(lineNumber, line) for each line (without the newline); stops when fn returns false. */
+template<typename Fn>
+bool forEachLine(std::string_view text, Fn fn)
+{
+	unsigned number = 0;
+	while (!text.empty()) {
+		auto nl = text.find('\n');
+		std::string_view line = text.substr(0, nl);
+		text = nl == std::string_view::npos ? std::string_view{} : text.substr(nl + 1);
+		number++;
+		if (!fn(number, line))
+			return false;
+	}
+	return true;
+}
+
+} // namespace devemu::trace
