@@ -257,8 +257,7 @@ bool parseEvemu(std::string_view text, const std::string &name, Trace &trace, st
 
 bool readEvemu(const std::string &path, Trace &trace, std::string &error)
 {
-	std::string text;
-	return readTextFile(path, text, error) && parseEvemu(text, path, trace, error);
+	return readAndParse(path, trace, error, parseEvemu);
 }
 
 } // namespace devemu::trace

@@ -10,6 +10,14 @@ namespace devemu::trace {
 /* Reads path whole; false with "PATH: cannot open: REASON". */
 bool readTextFile(const std::string &path, std::string &text, std::string &error);
 
+/* Reads path whole and parses it with parse(text, path, into, error); false with what is wrong. */
+template<typename Into, typename Parse>
+bool readAndParse(const std::string &path, Into &into, std::string &error, Parse parse)
+{
+	std::string text;
+	return readTextFile(path, text, error) && parse(text, path, into, error);
+}
+
 /* Calls fn(lineNumber, line) for each line (without the newline); stops when fn returns false. */
 template<typename Fn>
 bool forEachLine(std::string_view text, Fn fn)

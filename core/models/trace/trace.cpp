@@ -405,8 +405,7 @@ bool parseTrace(std::string_view text, const std::string &name, Trace &trace, st
 
 bool readTrace(const std::string &path, Trace &trace, std::string &error)
 {
-	std::string text;
-	return readTextFile(path, text, error) && parseTrace(text, path, trace, error);
+	return readAndParse(path, trace, error, parseTrace);
 }
 
 /*
@@ -492,8 +491,7 @@ bool parseUmockdevScript(std::string_view text, const std::string &name, Trace &
 
 bool readUmockdevScript(const std::string &path, Trace &trace, std::string &error)
 {
-	std::string text;
-	return readTextFile(path, text, error) && parseUmockdevScript(text, path, trace, error);
+	return readAndParse(path, trace, error, parseUmockdevScript);
 }
 
 bool readTextFile(const std::string &path, std::string &text, std::string &error)

@@ -127,8 +127,7 @@ bool parseUmockdevIoctl(std::string_view text, const std::string &name, Trace &t
 
 bool readUmockdevIoctl(const std::string &path, Trace &trace, std::string &error)
 {
-	std::string text;
-	return readTextFile(path, text, error) && parseUmockdevIoctl(text, path, trace, error);
+	return readAndParse(path, trace, error, parseUmockdevIoctl);
 }
 
 } // namespace devemu::trace
