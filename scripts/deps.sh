@@ -5,7 +5,7 @@ set -euo pipefail
 
 build_pkgs=(meson ninja-build pkg-config g++ libfuse3-dev fuse3 libboost-dev libboost-program-options-dev
 	libfmt-dev doctest-dev libsystemd-dev libtomlplusplus-dev nlohmann-json3-dev libcap-dev systemd kmod)
-test_pkgs=(python3 python3-pytest busybox-static util-linux rng-tools5 python3-serial i2c-tools evtest)
+test_pkgs=(python3 python3-pytest busybox-static util-linux rng-tools5 python3-serial i2c-tools evtest umockdev)
 vm_pkgs=(qemu-system-x86 linux-image-amd64 linux-headers-amd64 cpio kmod busybox-static gcc-multilib)
 
 want=()

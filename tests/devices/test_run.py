@@ -3,6 +3,7 @@
 # binaries and scripts; exit status passed through; nothing left behind; an evemu recording read by an evdev client.
 
 import os
+import shutil
 import signal
 import sys
 
@@ -172,3 +173,28 @@ def test_devemu_record_records_a_program_at_the_real_nodes_path_and_the_trace_re
                    sys.executable, str(client), TTY)
     assert r.returncode == 0, r.stderr
     assert r.stdout == live
+
+
+@pytest.mark.skipif(not shutil.which("umockdev-run"), reason="umockdev-run not installed (Debian: umockdev)")
+def test_the_same_script_under_umockdev_run_and_devemu_run_prints_the_same(devemu_run, tmp_path):
+    """umockdev's own replay (LD_PRELOAD, its testbed) and devemu's (a real node at the same path) side by side."""
+    path = f"/dev/ttyDEVEMU{os.getpid()}"
+    script = tmp_path / "modem.script"
+    script.write_text("w 0 AT^M\nr 10 OK^M^J\nw 0 ATI^M\nr 5 devemu^`modem^M^J\n")
+    prog = tmp_path / "talk.sh"
+    # One open file for the whole dialogue (umockdev starts a script again at each open).
+    prog.write_text(f"#!/bin/sh\nset -e\nexec 3<>{path}\nprintf 'AT\\r' >&3\nhead -c 4 <&3 | od -An -c\n"
+                    "printf 'ATI\\r' >&3\nhead -c 14 <&3\n")
+    prog.chmod(0o755)
+    device = tmp_path / "tty.umockdev"
+    name = os.path.basename(path)
+    device.write_text(f"P: /devices/virtual/tty/{name}\nN: {name}\nE: DEVNAME={path}\nE: SUBSYSTEM=tty\n"
+                      "A: dev=188:1\n")
+    under_umockdev = run(["umockdev-run", "-d", str(device), "-s", f"{path}={script}", "--", str(prog)], timeout=60)
+    assert under_umockdev.returncode == 0, under_umockdev.stderr
+    dev = unique("um")
+    under_devemu = devemu_run("--device", f"{dev}=replay,script={script}", "--bind", f"{path}={dev}", "--",
+                              str(prog))
+    assert under_devemu.returncode == 0, under_devemu.stderr
+    # run() reads text: the \r\n the device sent shows as \n
+    assert under_devemu.stdout == under_umockdev.stdout == "   O   K  \\r  \\n\ndevemu^modem\n"
