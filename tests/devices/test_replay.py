@@ -118,3 +118,28 @@ def test_a_malformed_trace_is_refused_with_file_and_line(devemud, tmp_path):
         message = str(e)
     assert not started
     assert f"{trace}:2: read result=4 but data holds 2 bytes" in message, message
+
+
+def test_devemu_trace_prints_a_recording_in_words(opts, tmp_path):
+    trace = tmp_path / "modem.trace"
+    trace.write_text("devemu-trace 1\nopen 0 +0.000000 flags=04002 result=0\n"
+                     "ioctl 0 +0.000100 request=TIOCMGET out=06010000 result=0\n"
+                     "ioctl 0 +0.000100 request=EVIOCGBIT(1,96) result=-EINVAL\n"
+                     "read 0 +0.200000 result=4 data=\"OK\\r\\n\"\nrelease 0 +0.010000\n")
+    tool = os.path.join(opts.build_dir, "tools", "devemu-trace", "devemu-trace")
+    r = run([tool, "print", str(trace)])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [
+        "+0.000000  file 0  open O_RDWR|O_NONBLOCK -> 0",
+        "+0.000100  file 0  ioctl TIOCMGET -> 0, writes 06010000",
+        "+0.000100  file 0  ioctl EVIOCGBIT(1,96) fails with EINVAL",
+        '+0.200000  file 0  read 4 bytes "OK\\r\\n"',
+        "+0.010000  file 0  release"], r.stdout
+    script = tmp_path / "ping.script"
+    script.write_text("w 0 ping^J\nr 20 pong^J\n")
+    r = run([tool, "print", str(script)])
+    assert r.stdout.splitlines() == ['+0.000000  file 0  write "ping\\n" -> 5',
+                                     '+0.020000  file 0  read 5 bytes "pong\\n"'], r
+    trace.write_text("devemu-trace 1\nread 0 +0.1 result=4 data=\"OK\"\n")
+    r = run([tool, "print", str(trace)])
+    assert r.returncode == 1 and r.stderr == f"devemu-trace: {trace}:2: read result=4 but data holds 2 bytes\n", r
