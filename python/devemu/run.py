@@ -10,6 +10,7 @@ stderr), 126 when PROG cannot be executed, 127 when it is not found (as env(1) a
 
 import argparse
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -133,11 +134,7 @@ def serve_and_run(prog, devices, binds, argv, transport=None, devemud=None, log_
         return fail(prog, str(e))
     finally:
         if logdir:
-            try:
-                os.unlink(log_path)
-            except OSError:
-                pass
-            os.rmdir(logdir)
+            shutil.rmtree(logdir, ignore_errors=True)
 
 
 def parse_pair(text, what, left, right):

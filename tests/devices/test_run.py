@@ -5,7 +5,9 @@
 import os
 import shutil
 import signal
+import subprocess
 import sys
+import time
 
 import pytest
 
@@ -219,3 +221,40 @@ def test_i2c_tools_recorded_with_devemu_record_replay_the_same(devemud, devemu_r
                           "sh", "-c", commands)
     assert replayed.returncode == 0, replayed.stderr
     assert replayed.stdout == r.stdout
+
+
+def test_a_program_that_catches_sigint_is_recorded_whole(opts, transport, devemu_run, tmp_path):
+    """Ctrl-C reaches the whole foreground group: devemu-record ignores it, the program traps it and goes on
+    talking to the device; what it does afterwards is in the trace."""
+    modem = Modem()
+    trace = tmp_path / "sigint.trace"
+    ready, go = tmp_path / "ready", tmp_path / "go"
+    prog = tmp_path / "stubborn.sh"
+    prog.write_text(f"#!/bin/sh\ntrap 'echo caught SIGINT' INT\nexec 3<>{modem.path}\n"
+                    f"printf 'AT\\r' >&3\nhead -c 4 <&3 | od -An -c\ntouch {ready}\n"
+                    f"while [ ! -e {go} ]; do sleep 0.05; done\n"
+                    "printf 'ATI\\r' >&3\nhead -c 16 <&3\n")
+    prog.chmod(0o755)
+    try:
+        p = subprocess.Popen([sys.executable, os.path.join(BIN, "devemu-record"), "--transport", transport,
+                              "--devemud", opts.devemud, "--device", modem.path, "-o", str(trace), "--", str(prog)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 30
+            while not ready.exists() and p.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert ready.exists(), p.communicate(timeout=10)
+            os.killpg(p.pid, signal.SIGINT)
+            time.sleep(0.2)
+            go.touch()
+            out, err = p.communicate(timeout=30)
+        finally:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+    finally:
+        modem.close()
+    assert p.returncode == 0, err
+    assert "caught SIGINT" in out and out.endswith("devemu modem 1\n"), out  # text mode: \r\n as \n
+    text = trace.read_text()
+    assert 'data="ATI\\r" result=4' in text and 'data="devemu modem 1\\r\\n"' in text, text
