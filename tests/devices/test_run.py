@@ -258,3 +258,21 @@ def test_a_program_that_catches_sigint_is_recorded_whole(opts, transport, devemu
     assert "caught SIGINT" in out and out.endswith("devemu modem 1\n"), out  # text mode: \r\n as \n
     text = trace.read_text()
     assert 'data="ATI\\r" result=4' in text and 'data="devemu modem 1\\r\\n"' in text, text
+
+
+@pytest.mark.skipif(not shutil.which("evtest"), reason="evtest not installed")
+def test_evtest_lists_and_prints_an_evemu_recording_at_dev_input_event5(devemu_run, tmp_path):
+    """evtest, unmodified, at the path it is given. On the FUSE fallback its EVIOCGRAB test (a value, which
+    FUSE does not carry) fails and it warns that the device is grabbed, then reads the events all the same."""
+    events = tmp_path / "kbd.events"
+    events.write_text(EVEMU)
+    name = unique("ev")
+    r = devemu_run("--device", f"{name}=replay,evemu={events}", "--bind", f"/dev/input/event5={name}", "--",
+                   "timeout", "2", "stdbuf", "-oL", "evtest", "/dev/input/event5")
+    assert r.returncode == 124, r  # timeout(1) ended evtest, and its status came through
+    for line in ('Input device ID: bus 0x3 vendor 0x1234 product 0x5678 version 0x111',
+                 'Input device name: "devemu evemu kbd"', "    Event code 30 (KEY_A)",
+                 "Event: time 0.000000, type 1 (EV_KEY), code 30 (KEY_A), value 1",
+                 "Event: time 0.150000, type 1 (EV_KEY), code 30 (KEY_A), value 0",
+                 "Event: time 0.150000, -------------- SYN_REPORT ------------"):
+        assert line in r.stdout.splitlines(), r.stdout
