@@ -1,0 +1,202 @@
+# SPDX-License-Identifier: MIT
+# Device behaviour written in Python, as a test writer uses it: a class of this module serves a node
+# (the python model) or sits at the far end of a UART (serial far=); errors, the AT modem example.
+
+import errno
+import fcntl
+import os
+import select
+import struct
+import sys
+import time
+
+import pytest
+
+from devemu.pytest_plugin import PythonDeviceWarning
+
+EXAMPLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples", "python")
+sys.path.insert(0, os.path.abspath(EXAMPLES))
+
+from at_modem import AtModem  # noqa: E402  (examples/python, put on the path above)
+
+# _IOWR('P', 1, __u64): the device doubles the number.
+DOUBLE = (3 << 30) | (8 << 16) | (ord("P") << 8) | 1
+
+
+class Mailbox:
+    """A one-slot mailbox: write fills it, read empties it (blocking while empty)."""
+
+    def __init__(self, device):
+        self.device = device
+        self.slot = b""
+
+    def open(self, file):
+        file.reads = 0  # per-open state lives on the File object
+
+    def read(self, file, size):
+        if not self.slot:
+            raise BlockingIOError  # parks the caller (EAGAIN under O_NONBLOCK)
+        file.reads += 1
+        data, self.slot = self.slot[:size], self.slot[size:]
+        return data
+
+    def write(self, file, data):
+        if data.startswith(b"crash"):
+            raise ZeroDivisionError("the device's code has a bug")
+        if data.startswith(b"full"):
+            raise OSError(errno.ENOSPC, "no room")
+        self.slot += data
+        self.device.notify(select.POLLIN)
+        return len(data)
+
+    def poll(self, file):
+        return select.POLLOUT | (select.POLLIN if self.slot else 0)
+
+    def ioctl(self, file, cmd, call):
+        if cmd != DOUBLE:
+            raise OSError(errno.ENOTTY, "")
+        (n,) = struct.unpack("Q", call.read_user(call.arg, 8))
+        call.write_user(call.arg, struct.pack("Q", 2 * n))
+
+    def inject_post(self, *words):
+        """post TEXT: the text arrives as if written, a little later (a timer)."""
+        def arrive():
+            self.slot += " ".join(words).encode()
+            self.device.notify(select.POLLIN)
+        self.device.call_later(0.05, arrive)
+        return "posted"
+
+
+def read_some(fd, want, timeout=5.0):
+    """Reads from fd until want was seen (or timeout); returns everything read."""
+    got = b""
+    deadline = time.monotonic() + timeout
+    while want not in got and time.monotonic() < deadline:
+        r, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        if r:
+            got += os.read(fd, 4096)
+    return got
+
+
+def test_a_class_of_the_test_module_serves_the_node(devemu):
+    box = devemu.device(Mailbox)
+    assert box.model == "python"
+    fd = os.open(box.path, os.O_RDWR | os.O_NONBLOCK)
+    try:
+        with pytest.raises(BlockingIOError):
+            os.read(fd, 10)
+        assert select.select([fd], [], [], 0)[0] == []
+        assert os.write(fd, b"hello") == 5
+        assert select.select([fd], [], [], 1)[0] == [fd]
+        assert os.read(fd, 10) == b"hello"
+        with pytest.raises(OSError) as e:
+            os.write(fd, b"full")
+        assert e.value.errno == errno.ENOSPC
+    finally:
+        os.close(fd)
+
+
+def test_a_blocked_read_is_woken_by_a_python_timer(devemu):
+    box = devemu.device("python", cls=Mailbox)
+    with open(box.path, "rb", buffering=0) as f:
+        assert box.inject("post", "tick", "tock") == "posted"
+        start = time.monotonic()
+        assert f.read(100) == b"tick tock"  # parked in the core until the timer's notify()
+        assert time.monotonic() - start >= 0.03
+
+
+def test_an_ioctl_reads_and_writes_the_callers_memory(devemu):
+    box = devemu.device(Mailbox)
+    with open(box.path, "rb", buffering=0) as f:
+        arg = bytearray(struct.pack("Q", 21))
+        assert fcntl.ioctl(f, DOUBLE, arg, True) == 0
+        assert struct.unpack("Q", arg)[0] == 42
+        with pytest.raises(OSError) as e:
+            fcntl.ioctl(f, DOUBLE + 1, bytearray(8), True)
+        assert e.value.errno == errno.ENOTTY
+
+
+def test_a_python_exception_fails_the_request_with_eio_and_logs_the_traceback(devemu):
+    box = devemu.device(Mailbox)
+    fd = os.open(box.path, os.O_RDWR)
+    try:
+        with pytest.raises(OSError) as e:
+            os.write(fd, b"crash")
+        assert e.value.errno == errno.EIO
+        assert os.write(fd, b"next") == 4  # the daemon keeps serving, the device too
+        assert os.read(fd, 10) == b"next"
+    finally:
+        os.close(fd)
+    log = devemu.daemon.log()
+    assert "Traceback (most recent call last):" in log
+    assert "ZeroDivisionError: the device's code has a bug" in log
+    assert 'raise ZeroDivisionError("the device\'s code has a bug")' in log
+    # The fixture turns each traceback into a warning, so pytest shows it even for a passing test.
+    with pytest.warns(PythonDeviceWarning, match="ZeroDivisionError"):
+        devemu._warn_python_errors()
+
+
+class Broken:
+    def __init__(self, device):
+        raise RuntimeError("cannot start")
+
+
+def test_a_class_that_cannot_start_is_the_daemons_error(devemu):
+    import devemu as devemu_pkg
+
+    devemu.device("loopback")
+    with pytest.raises(devemu_pkg.ControlError) as e:
+        devemu.device(Broken)
+    assert "RuntimeError: cannot start" in e.value.message
+
+
+def test_a_daemon_without_python_devices_does_not_load_python(devemu):
+    devemu.device("loopback")
+
+    def maps():
+        with open(f"/proc/{devemu.daemon.pid}/maps") as f:
+            return f.read()
+
+    assert "libpython" not in maps() and "libdevemu-python" not in maps()
+    devemu.device(Mailbox)
+    assert "libpython" in maps()
+
+
+def test_the_at_modem_answers_over_plain_reads_and_writes(devemu):
+    """Works on every transport: no termios (the tty's defaults: canonical, echo)."""
+    modem = devemu.device("serial", far=AtModem)
+    fd = os.open(modem.path, os.O_RDWR | os.O_NOCTTY)
+    try:
+        os.write(fd, b"AT\r")
+        assert b"OK" in read_some(fd, b"OK")
+        os.write(fd, b"ATI\r")
+        assert AtModem.IDENTITY.encode() in read_some(fd, b"OK")
+        os.write(fd, b"ATD5551234\r")
+        assert b"CONNECT 9600" in read_some(fd, b"CONNECT")
+        assert "dcd=1" in modem.inject("info").split()
+        os.write(fd, b"ATX\r")  # online: the remote echoes
+        assert b"ATX" in read_some(fd, b"ATX")
+    finally:
+        os.close(fd)
+
+
+def test_the_at_modem_with_pyserial(devemu):
+    serial = pytest.importorskip("serial", reason="python3-serial (pyserial) is not installed")
+    if devemu.transport == "fuse":
+        pytest.skip("pyserial sets termios (TCGETS/TCSETS have no size encoded): it needs CUSE or the "
+                    "kernel shim, the FUSE fallback answers ENOTTY")
+    modem = devemu.device("serial", far=AtModem)
+    with serial.Serial(str(modem.path), 115200, timeout=3) as port:
+        port.write(b"ATE0\r")
+        assert port.read_until(b"OK\r\n").endswith(b"OK\r\n")
+        port.write(b"AT+CSQ\r")
+        assert b"+CSQ: 23,99" in port.read_until(b"OK\r\n")
+        assert not port.cd and port.dsr and port.cts
+        port.write(b"ATD5551234\r")
+        assert b"CONNECT 115200" in port.read_until(b"\r\n", 40) + port.read_until(b"\r\n")
+        time.sleep(0.05)
+        assert port.cd  # carrier detect rose with CONNECT
+        port.dtr = False  # &D2: dropping DTR hangs up
+        time.sleep(0.2)
+        assert not port.cd
+        assert b"NO CARRIER" in port.read_until(b"NO CARRIER\r\n")
