@@ -17,27 +17,22 @@ from devemu.pytest_plugin import PythonDeviceWarning
 EXAMPLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples", "python")
 sys.path.insert(0, os.path.abspath(EXAMPLES))
 
-from at_modem import AtModem  # noqa: E402  (examples/python, put on the path above)
+import mail_slot  # noqa: E402  (examples/python, put on the path above)
+from at_modem import AtModem  # noqa: E402
 
 # _IOWR('P', 1, __u64): the device doubles the number.
 DOUBLE = (3 << 30) | (8 << 16) | (ord("P") << 8) | 1
 
 
-class Mailbox:
-    """A one-slot mailbox: write fills it, read empties it (blocking while empty)."""
-
-    def __init__(self, device):
-        self.device = device
-        self.slot = b""
+class Mailbox(mail_slot.Mailbox):
+    """The example's mailbox (examples/python/mail_slot.py), with a bug, a full disk and a counter."""
 
     def open(self, file):
         file.reads = 0  # per-open state lives on the File object
 
     def read(self, file, size):
-        if not self.slot:
-            raise BlockingIOError  # parks the caller (EAGAIN under O_NONBLOCK)
+        data = super().read(file, size)  # BlockingIOError on an empty slot parks the caller
         file.reads += 1
-        data, self.slot = self.slot[:size], self.slot[size:]
         return data
 
     def write(self, file, data):
@@ -45,26 +40,13 @@ class Mailbox:
             raise ZeroDivisionError("the device's code has a bug")
         if data.startswith(b"full"):
             raise OSError(errno.ENOSPC, "no room")
-        self.slot += data
-        self.device.notify(select.POLLIN)
-        return len(data)
-
-    def poll(self, file):
-        return select.POLLOUT | (select.POLLIN if self.slot else 0)
+        return super().write(file, data)
 
     def ioctl(self, file, cmd, call):
         if cmd != DOUBLE:
-            raise OSError(errno.ENOTTY, "")
+            return super().ioctl(file, cmd, call)
         (n,) = struct.unpack("Q", call.read_user(call.arg, 8))
         call.write_user(call.arg, struct.pack("Q", 2 * n))
-
-    def inject_post(self, *words):
-        """post TEXT: the text arrives as if written, a little later (a timer)."""
-        def arrive():
-            self.slot += " ".join(words).encode()
-            self.device.notify(select.POLLIN)
-        self.device.call_later(0.05, arrive)
-        return "posted"
 
 
 def read_some(fd, want, timeout=5.0):
@@ -200,3 +182,49 @@ def test_the_at_modem_with_pyserial(devemu):
         time.sleep(0.2)
         assert not port.cd
         assert b"NO CARRIER" in port.read_until(b"NO CARRIER\r\n")
+
+
+def _free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_gpsd_decodes_a_fix_from_the_gps_example(devemu, tmp_path):
+    import json
+    import shutil
+    import subprocess
+
+    from gps import Gps  # examples/python
+
+    if not shutil.which("gpsd") or not shutil.which("gpspipe"):
+        pytest.skip("gpsd and gpspipe are not installed (Debian: gpsd, gpsd-clients)")
+    if devemu.transport == "fuse":
+        pytest.skip("gpsd sets the port's speed with termios (no size encoded): it needs CUSE or the kernel "
+                    "shim, the FUSE fallback answers ENOTTY")
+    receiver = devemu.device("serial", far=Gps)
+    port = str(_free_port())
+    gpsd = subprocess.Popen(["gpsd", "-N", "-n", "-b", "-s", "9600", "-S", port, "-F", str(tmp_path / "gpsd.sock"),
+                             str(receiver.path)], stderr=subprocess.PIPE)
+    try:
+        time.sleep(0.5)
+        pipe = subprocess.run(["gpspipe", "-w", "-n", "20", f"127.0.0.1:{port}"], capture_output=True, timeout=30)
+    finally:
+        gpsd.terminate()
+        gpsd.wait(timeout=10)
+    fixes = [r for r in map(json.loads, pipe.stdout.decode().splitlines())
+             if r.get("class") == "TPV" and r.get("mode", 0) >= 2]
+    assert fixes, pipe.stdout.decode()
+    assert abs(fixes[-1]["lat"] - Gps.LAT) < 0.01 and abs(fixes[-1]["lon"] - Gps.LON) < 0.01
+
+
+def test_the_mailbox_example_by_its_spec(devemu):
+    """The spec a user writes on devemud's command line: script= and class=, no fixture magic."""
+    box = devemu.device("python", script=mail_slot.__file__, **{"class": "Mailbox"})
+    with open(box.path, "r+b", buffering=0) as f:
+        f.write(b"you have mail")
+        arg = bytearray(4)
+        fcntl.ioctl(f, mail_slot.MBOX_PEEK, arg, True)
+        assert struct.unpack("I", arg)[0] == 13
+        assert f.read(100) == b"you have mail"

@@ -92,6 +92,25 @@ std::vector<std::string> tracebackLines(py::error_already_set &e)
 	return lines;
 }
 
+std::string tracebackText(py::error_already_set &e)
+{
+	std::string text;
+	for (const auto &line : tracebackLines(e))
+		text += line + "\n";
+	return text;
+}
+
+/* cls(handle), with the GIL held; null with what raised and its traceback in error. */
+PyRef construct(const py::object &cls, const std::string &what, const PyRef &handle, std::string &error)
+{
+	try {
+		return keep(cls(*handle));
+	} catch (py::error_already_set &e) {
+		error = fmt::format("{} raised:\n{}", what, tracebackText(e));
+		return nullptr;
+	}
+}
+
 void logTraceback(const std::string &device, const std::string &what, py::error_already_set &e)
 {
 	DEVEMU_LOG(Error, device, "python: {} raised; the request fails with EIO:", what);
@@ -160,9 +179,7 @@ py::object findClass(const std::string &script, const std::string &cls, std::str
 		}
 		return module.attr(cls.c_str());
 	} catch (py::error_already_set &e) {
-		error = fmt::format("{}: importing it failed:\n", script);
-		for (const auto &line : tracebackLines(e))
-			error += line + "\n";
+		error = fmt::format("{}: importing it failed:\n{}", script, tracebackText(e));
 		return py::object();
 	}
 }
@@ -259,15 +276,8 @@ public:
 	bool instantiate(py::object cls, std::string &error)
 	{
 		handle_ = keep(py::cast(DeviceHandle{ this, ctx_.name() }));
-		try {
-			obj_ = keep(cls(*handle_));
-		} catch (py::error_already_set &e) {
-			error = fmt::format("{}(device) raised:\n", cls_);
-			for (const auto &line : tracebackLines(e))
-				error += line + "\n";
-			return false;
-		}
-		return true;
+		obj_ = construct(cls, cls_ + "(device)", handle_, error);
+		return obj_ != nullptr;
 	}
 
 	int open(OpenFile &f) override
@@ -511,15 +521,8 @@ public:
 	{
 		handle_ = keep(
 			py::cast(LineHandle{ std::static_pointer_cast<PythonFarEnd>(shared_from_this()), device_ }));
-		try {
-			obj_ = keep(cls(*handle_));
-		} catch (py::error_already_set &e) {
-			error = fmt::format("{}(line) raised:\n", cls_);
-			for (const auto &line : tracebackLines(e))
-				error += line + "\n";
-			return false;
-		}
-		return true;
+		obj_ = construct(cls, cls_ + "(line)", handle_, error);
+		return obj_ != nullptr;
 	}
 
 	void start() override {}
