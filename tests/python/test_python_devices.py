@@ -228,3 +228,33 @@ def test_the_mailbox_example_by_its_spec(devemu):
         fcntl.ioctl(f, mail_slot.MBOX_PEEK, arg, True)
         assert struct.unpack("I", arg)[0] == 13
         assert f.read(100) == b"you have mail"
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def test_a_signal_interrupts_a_read_parked_by_python_code(devemu):
+    """Cancellation stays in the core: the Python class never hears of it."""
+    import signal
+
+    box = devemu.device(Mailbox)
+    fd = os.open(box.path, os.O_RDWR)
+
+    def interrupted(signum, frame):  # Python retries EINTR itself (PEP 475) unless the handler raises
+        raise _Interrupted()
+
+    old = signal.signal(signal.SIGALRM, interrupted)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.2)
+        start = time.monotonic()
+        with pytest.raises(_Interrupted):
+            os.read(fd, 10)
+        assert time.monotonic() - start < 2
+        assert box.stats()["cancelled"] == 1
+        assert os.write(fd, b"after") == 5  # nothing was lost, the device serves on
+        assert os.read(fd, 10) == b"after"
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+        os.close(fd)

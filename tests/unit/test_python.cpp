@@ -166,7 +166,8 @@ TEST_CASE("python model: inject verbs are inject_* methods; timers run on the st
 	CHECK(text(parked->data) == "tick");
 }
 
-TEST_CASE("python model: a missing class or a script that does not import fails the start with the reason")
+TEST_CASE("python model: an import error, a syntax error, a raising constructor or a missing class fail the start with "
+	  "the reason")
 {
 	Script s("import nonexistent_module_xyz\n");
 	ModelOptions opts("test", "python", { { "script", s.path.string() } });
@@ -177,6 +178,29 @@ TEST_CASE("python model: a missing class or a script that does not import fails 
 	std::string error;
 	CHECK(model->start(error) < 0);
 	CHECK(error.find("ModuleNotFoundError") != std::string::npos);
+
+	Script syntax("class Device:\n    def read(self, file, size)\n        return b''\n");
+	ModelOptions opts2("test", "python", { { "script", syntax.path.string() } });
+	auto model2 = ModelRegistry::builtin().find("python")->factory(opts2, core);
+	REQUIRE(model2);
+	CHECK(model2->start(error) < 0);
+	CHECK(error.find("SyntaxError") != std::string::npos);
+
+	Script raising("class Device:\n    def __init__(self, device):\n        raise ValueError('no hardware')\n");
+	ModelOptions opts3("test", "python", { { "script", raising.path.string() } });
+	auto model3 = ModelRegistry::builtin().find("python")->factory(opts3, core);
+	REQUIRE(model3);
+	CHECK(model3->start(error) < 0);
+	CHECK(error.find("ValueError: no hardware") != std::string::npos);
+
+	ModelOptions missing("test", "python", { { "script", raising.path.string() }, { "class", "Nope" } });
+	auto model4 = ModelRegistry::builtin().find("python")->factory(missing, core);
+	REQUIRE(model4);
+	CHECK(model4->start(error) < 0);
+	CHECK(error.find("defines no 'Nope'") != std::string::npos);
+
+	ModelOptions badClass("test", "python", { { "script", raising.path.string() }, { "class", "1x" } });
+	CHECK_FALSE(ModelRegistry::builtin().find("python")->factory(badClass, core));
 
 	ModelOptions bad("test", "python", { { "script", "/nonexistent/x.py" } });
 	CHECK_FALSE(ModelRegistry::builtin().find("python")->factory(bad, core));

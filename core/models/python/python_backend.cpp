@@ -136,25 +136,35 @@ int errnoOf(const std::string &device, const std::string &what, py::error_alread
 	return -EIO;
 }
 
-/* The script's module: imported once per file, under a name of its own, its directory on sys.path. */
+/*
+ * The script's module: imported once per file and version (devices of one
+ * file share it; a file changed since, as before a SIGHUP reload, is imported
+ * afresh), under a name of its own, its directory on sys.path.
+ */
 py::object importScript(const std::string &path)
 {
+	struct Imported {
+		double mtime;
+		py::object module;
+	};
+	static auto *modules = new std::map<std::string, Imported>; /* never freed: the interpreter stays */
+	static unsigned serial = 0;
 	auto os = py::module_::import("os");
 	auto sys = py::module_::import("sys");
-	std::string abs = os.attr("path").attr("abspath")(path).cast<std::string>();
-	static std::map<std::string, py::object> *modules = new std::map<std::string, py::object>;
+	auto osPath = os.attr("path");
+	std::string abs = osPath.attr("abspath")(path).cast<std::string>();
+	double mtime = osPath.attr("getmtime")(abs).cast<double>();
 	auto it = modules->find(abs);
-	if (it != modules->end())
-		return it->second;
-	std::string dir = os.attr("path").attr("dirname")(abs).cast<std::string>();
+	if (it != modules->end() && it->second.mtime == mtime)
+		return it->second.module;
+	std::string dir = osPath.attr("dirname")(abs).cast<std::string>();
 	py::list sysPath = sys.attr("path");
 	if (!sysPath.contains(dir))
 		sysPath.append(dir);
 	auto util = py::module_::import("importlib.util");
-	std::string stem = os.attr("path")
-				   .attr("splitext")(os.attr("path").attr("basename")(abs))[py::int_(0)]
-				   .cast<std::string>();
-	std::string name = fmt::format("devemu_script_{}_{}", modules->size(), stem);
+	std::string stem =
+		osPath.attr("splitext")(osPath.attr("basename")(abs)).attr("__getitem__")(0).cast<std::string>();
+	std::string name = fmt::format("devemu_script_{}_{}", serial++, stem);
 	py::object spec = util.attr("spec_from_file_location")(name, abs);
 	py::object module = util.attr("module_from_spec")(spec);
 	sys.attr("modules")[py::str(name)] = module;
@@ -164,7 +174,7 @@ py::object importScript(const std::string &path)
 		sys.attr("modules").attr("pop")(name, py::none());
 		throw;
 	}
-	modules->emplace(abs, module);
+	(*modules)[abs] = Imported{ mtime, module };
 	return module;
 }
 

@@ -2,6 +2,7 @@
 // python: loading libdevemu-python.so on first use, the option checks, and the `python` model that forwards to it.
 #include "python_loader.h"
 
+#include "devemu/inject_verbs.h"
 #include "devemu/model_registry.h"
 
 #include <fmt/core.h>
@@ -142,23 +143,24 @@ namespace devemu {
 
 void registerPythonModel(ModelRegistry &registry)
 {
-	registry.add(
-		{ "python", "device behaviour written in Python: a class in a script serves the node",
-		  "script=FILE           the Python file that defines the class (required)\n"
-		  "class=NAME            the class serving the device (default Device)\n",
-		  [](ModelOptions &opts, DeviceContext &ctx) -> std::unique_ptr<Model> {
-			  std::string script = opts.string("script", "");
-			  std::string cls = opts.string("class", "Device");
-			  std::string error;
-			  if (!python::checkScript(script, error))
-				  opts.fail("script", error);
-			  else if (!python::checkClassName(cls, error))
-				  opts.fail("class", error);
-			  if (!opts.error().empty())
-				  return nullptr;
-			  return std::make_unique<python::PythonModelProxy>(ctx, std::move(script), std::move(cls));
-		  },
-		  "VERB [ARGS...]        the class's inject_VERB(*args) method; its return value is the reply\n" });
+	registry.add({ "python", "device behaviour written in Python: a class in a script serves the node",
+		       "script=FILE           the Python file that defines the class (required)\n"
+		       "class=NAME            the class serving the device (default Device)\n",
+		       [](ModelOptions &opts, DeviceContext &ctx) -> std::unique_ptr<Model> {
+			       std::string script = opts.string("script", "");
+			       std::string cls = opts.string("class", "Device");
+			       std::string error;
+			       if (!python::checkScript(script, error))
+				       opts.fail("script", error);
+			       else if (!python::checkClassName(cls, error))
+				       opts.fail("class", error);
+			       if (!opts.error().empty())
+				       return nullptr;
+			       return std::make_unique<python::PythonModelProxy>(ctx, std::move(script),
+										 std::move(cls));
+		       },
+		       injectHelpLine("VERB", "[ARGS...]",
+				      "the class's inject_VERB(*args) method; its return value is the reply") });
 }
 
 } // namespace devemu
