@@ -23,7 +23,9 @@ import inspect
 import itertools
 import os
 import re
+import site
 import sys
+import sysconfig
 import warnings
 
 import pytest
@@ -146,6 +148,25 @@ def _python_options(model, options):
     return model, options
 
 
+def _project_path():
+    """The part of this test's sys.path the daemon's interpreter needs to import device classes as
+    the test did: the project's directories and a virtualenv's packages, not this interpreter's own
+    standard library and system packages (the daemon's libpython brings its own)."""
+    base = {"base": sys.base_prefix, "platbase": sys.base_exec_prefix,
+            "installed_base": sys.base_prefix, "installed_platbase": sys.base_exec_prefix}
+    system = {sysconfig.get_path(n, vars=base) for n in ("stdlib", "platstdlib", "purelib", "platlib")}
+    if sys.prefix == sys.base_prefix:
+        system |= set(site.getsitepackages())
+    system = {os.path.realpath(d) for d in system if d}
+    keep = []
+    for p in sys.path:
+        real = os.path.realpath(p) if p else ""
+        if not os.path.isdir(real) or any(real == d or real.startswith(d + os.sep) for d in system):
+            continue
+        keep.append(p)
+    return keep
+
+
 # "devemud[PID] error: DEVICE: python: ..." lines: a Python device's traceback.
 _PYTHON_ERROR = re.compile(r"^\S+ error: ([^:]+): python: (.*)$", re.M)
 
@@ -194,8 +215,7 @@ class Devemu:
     def _start(self, name, model, options):
         from .control import device_spec
         spec = device_spec(name, model, options).partition("=")[2]
-        # The daemon's interpreter imports device classes as this test's did: same sys.path.
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p and os.path.isdir(p)))
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(_project_path()))
         daemon = Daemon({name: spec}, transport=self.transport, devemud=self._devemud, env=env)
         self._request.node.stash.setdefault(_daemons, []).append(daemon)
         try:

@@ -258,3 +258,43 @@ def test_a_signal_interrupts_a_read_parked_by_python_code(devemu):
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
         os.close(fd)
+
+
+def test_a_device_traceback_shows_in_pytests_output_of_a_passing_test(pytestconfig, devemud_path, tmp_path):
+    """End to end, as a user sees it: a test module whose device raises once; its run passes and
+    prints the traceback in the warnings summary."""
+    import subprocess
+
+    (tmp_path / "test_inner.py").write_text(
+        "import os, pytest\n"
+        "class Flaky:\n"
+        "    def __init__(self, device):\n"
+        "        self.calls = 0\n"
+        "    def read(self, file, size):\n"
+        "        self.calls += 1\n"
+        "        if self.calls == 1:\n"
+        "            raise KeyError('first read goes wrong')\n"
+        "        return b'ok'\n"
+        "def test_it(devemu):\n"
+        "    dev = devemu.device(Flaky)\n"
+        "    fd = os.open(dev.path, os.O_RDONLY)\n"
+        "    with pytest.raises(OSError):\n"
+        "        os.read(fd, 2)\n"
+        "    assert os.read(fd, 2) == b'ok'\n"
+        "    os.close(fd)\n")
+    package = os.path.dirname(os.path.dirname(os.path.abspath(sys.modules["devemu"].__file__)))
+    from devemu.daemon import default_transport
+
+    transport = pytestconfig.getoption("--devemu-transport") or default_transport()
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "devemu.pytest_plugin",
+                          "--devemu-transport", transport, "--devemu-devemud", os.path.abspath(devemud_path),
+                          "--devemu-unavailable", pytestconfig.getoption("--devemu-unavailable") or "fail", "-rs",
+                          str(tmp_path)],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                         env=dict(os.environ, PYTHONPATH=package, PYTHONDONTWRITEBYTECODE="1"))
+    if "1 skipped" in run.stdout:
+        pytest.skip(run.stdout.strip().splitlines()[-2])
+    assert "1 passed" in run.stdout, run.stdout + run.stderr
+    assert "PythonDeviceWarning" in run.stdout
+    assert "KeyError: 'first read goes wrong'" in run.stdout
+    assert "raise KeyError('first read goes wrong')" in run.stdout

@@ -355,7 +355,11 @@ public:
 			py::object r = obj_->attr("write")(file(f), data);
 			if (r.is_none())
 				return static_cast<ssize_t>(in.size());
-			return std::min<ssize_t>(r.cast<ssize_t>(), static_cast<ssize_t>(in.size()));
+			ssize_t n = r.cast<ssize_t>();
+			if (n < 0)
+				throw std::invalid_argument(
+					fmt::format("{} is not a count (raise OSError for an error)", n));
+			return std::min(n, static_cast<ssize_t>(in.size()));
 		} catch (py::error_already_set &e) {
 			return errnoOf(ctx_.name(), cls_ + ".write()", e);
 		} catch (std::exception &e) {
