@@ -169,35 +169,24 @@ TEST_CASE("python model: inject verbs are inject_* methods; timers run on the st
 TEST_CASE("python model: an import error, a syntax error, a raising constructor or a missing class fail the start with "
 	  "the reason")
 {
-	Script s("import nonexistent_module_xyz\n");
-	ModelOptions opts("test", "python", { { "script", s.path.string() } });
 	asio::io_context io;
 	DeviceCore core(asio::make_strand(io), "test");
-	auto model = ModelRegistry::builtin().find("python")->factory(opts, core);
-	REQUIRE(model);
-	std::string error;
-	CHECK(model->start(error) < 0);
-	CHECK(error.find("ModuleNotFoundError") != std::string::npos);
-
+	/* What start() says of script with class cls. */
+	auto startError = [&](const std::string &script, const std::string &cls = "Device") {
+		ModelOptions opts("test", "python", { { "script", script }, { "class", cls } });
+		auto model = ModelRegistry::builtin().find("python")->factory(opts, core);
+		REQUIRE(model);
+		std::string error;
+		CHECK(model->start(error) < 0);
+		return error;
+	};
+	Script missingImport("import nonexistent_module_xyz\n");
+	CHECK(startError(missingImport.path.string()).find("ModuleNotFoundError") != std::string::npos);
 	Script syntax("class Device:\n    def read(self, file, size)\n        return b''\n");
-	ModelOptions opts2("test", "python", { { "script", syntax.path.string() } });
-	auto model2 = ModelRegistry::builtin().find("python")->factory(opts2, core);
-	REQUIRE(model2);
-	CHECK(model2->start(error) < 0);
-	CHECK(error.find("SyntaxError") != std::string::npos);
-
+	CHECK(startError(syntax.path.string()).find("SyntaxError") != std::string::npos);
 	Script raising("class Device:\n    def __init__(self, device):\n        raise ValueError('no hardware')\n");
-	ModelOptions opts3("test", "python", { { "script", raising.path.string() } });
-	auto model3 = ModelRegistry::builtin().find("python")->factory(opts3, core);
-	REQUIRE(model3);
-	CHECK(model3->start(error) < 0);
-	CHECK(error.find("ValueError: no hardware") != std::string::npos);
-
-	ModelOptions missing("test", "python", { { "script", raising.path.string() }, { "class", "Nope" } });
-	auto model4 = ModelRegistry::builtin().find("python")->factory(missing, core);
-	REQUIRE(model4);
-	CHECK(model4->start(error) < 0);
-	CHECK(error.find("defines no 'Nope'") != std::string::npos);
+	CHECK(startError(raising.path.string()).find("ValueError: no hardware") != std::string::npos);
+	CHECK(startError(raising.path.string(), "Nope").find("defines no 'Nope'") != std::string::npos);
 
 	ModelOptions badClass("test", "python", { { "script", raising.path.string() }, { "class", "1x" } });
 	CHECK_FALSE(ModelRegistry::builtin().find("python")->factory(badClass, core));

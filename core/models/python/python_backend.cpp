@@ -671,36 +671,42 @@ PythonFarEnd &alive(LineHandle &h)
 	return *far; /* kept alive by the port, which is calling us or owns the strand we run on */
 }
 
+/*
+ * make(cls) with the interpreter up, the GIL held and cls found in script;
+ * make instantiates it. Null with error when any of that fails.
+ */
+template<typename Make>
+auto withClass(const std::string &script, const std::string &cls, std::string &error, Make make)
+	-> decltype(make(py::object()))
+{
+	ensureInterpreter();
+	py::gil_scoped_acquire gil;
+	py::object type = findClass(script, cls, error);
+	if (!type)
+		return nullptr;
+	return make(type);
+}
+
 class BackendImpl final : public Backend
 {
 public:
 	std::unique_ptr<Model> makeModel(DeviceContext &ctx, const std::string &script, const std::string &cls,
 					 std::string &error) override
 	{
-		ensureInterpreter();
-		py::gil_scoped_acquire gil;
-		py::object type = findClass(script, cls, error);
-		if (!type)
-			return nullptr;
-		auto model = std::make_unique<PythonModel>(ctx, cls);
-		if (!model->instantiate(type, error))
-			return nullptr;
-		return model;
+		return withClass(script, cls, error, [&](const py::object &type) -> std::unique_ptr<Model> {
+			auto model = std::make_unique<PythonModel>(ctx, cls);
+			return model->instantiate(type, error) ? std::move(model) : nullptr;
+		});
 	}
 
 	std::shared_ptr<serial::FarEnd> makeFarEnd(const Strand &strand, const std::string &script,
 						   const std::string &cls, const std::string &device,
 						   std::string &error) override
 	{
-		ensureInterpreter();
-		py::gil_scoped_acquire gil;
-		py::object type = findClass(script, cls, error);
-		if (!type)
-			return nullptr;
-		auto far = std::make_shared<PythonFarEnd>(strand, device, script, cls);
-		if (!far->instantiate(type, error))
-			return nullptr;
-		return far;
+		return withClass(script, cls, error, [&](const py::object &type) -> std::shared_ptr<serial::FarEnd> {
+			auto far = std::make_shared<PythonFarEnd>(strand, device, script, cls);
+			return far->instantiate(type, error) ? far : nullptr;
+		});
 	}
 };
 
