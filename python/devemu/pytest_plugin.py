@@ -169,6 +169,8 @@ def _project_path():
 
 # "devemud[PID] error: DEVICE: python: ..." lines: a Python device's traceback.
 _PYTHON_ERROR = re.compile(r"^\S+ error: ([^:]+): python: (.*)$", re.M)
+# The line that opens one traceback: what raised (or was interrupted) and what became of it.
+_TRACEBACK_HEAD = re.compile(r"^\S.*\b(raised|interrupted)\b.*:$")
 
 
 class Devemu:
@@ -249,7 +251,7 @@ class Devemu:
         even when the test passed."""
         lines, device = [], None
         for dev, text in _PYTHON_ERROR.findall(self.daemon.log()):
-            if lines and (dev != device or "raised" in text):
+            if lines and (dev != device or _TRACEBACK_HEAD.search(text)):
                 warnings.warn(PythonDeviceWarning("\n".join(lines)), stacklevel=2)
                 lines = []
             device = dev

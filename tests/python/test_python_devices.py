@@ -230,6 +230,44 @@ def test_the_mailbox_example_by_its_spec(devemu):
         assert f.read(100) == b"you have mail"
 
 
+class Stuck:
+    """A device whose read never returns by itself (the second one does)."""
+
+    def __init__(self, device):
+        self.reads = 0
+
+    def read(self, file, size):
+        self.reads += 1
+        while self.reads == 1:
+            try:
+                pass
+            except Exception:  # a device's own broad except does not keep the interruption out
+                pass
+        return b"fine"
+
+
+def test_a_python_method_that_never_returns_is_interrupted_and_the_daemon_serves_on(devemu):
+    stuck = devemu.device(Stuck)
+    other = devemu.device("loopback")
+    fd = os.open(stuck.path, os.O_RDONLY)
+    try:
+        start = time.monotonic()
+        with pytest.raises(OSError) as e:
+            os.read(fd, 10)
+        assert e.value.errno == errno.EIO
+        assert 1.5 < time.monotonic() - start < 10  # the call's budget is 2 s
+        assert os.read(fd, 10) == b"fine"
+    finally:
+        os.close(fd)
+    with open(other.path, "r+b", buffering=0) as f:
+        f.write(b"alive")
+        assert f.read(5) == b"alive"
+    log = devemu.daemon.log()
+    assert "Stuck.read() ran longer than 2 s and was interrupted; the request fails with EIO:" in log
+    assert "CallTimeout" in log
+    devemu.daemon.control.list()  # the control socket answers too
+
+
 class _Interrupted(Exception):
     pass
 

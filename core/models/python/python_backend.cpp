@@ -16,6 +16,8 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
+#include <condition_variable>
 #include <cstdlib>
 #include <cstring>
 #include <deque>
@@ -23,6 +25,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <thread>
 #include <tuple>
 
 namespace py = pybind11;
@@ -44,6 +47,9 @@ PyRef keep(py::object o)
 		delete p;
 	});
 }
+
+/* Raised inside device code that ran past its budget (a BaseException: `except Exception` lets it pass). */
+struct CallTimeoutTag {};
 
 /* Raised by IoctlCall.read_user() when this round does not carry the range: the core runs another. */
 struct NeedMemory : std::exception {
@@ -68,6 +74,119 @@ void ensureInterpreter()
 		PyEval_SaveThread();
 	});
 }
+
+/*
+ * How long one call into a device's Python code may run: a method that loops
+ * past it gets a CallTimeout raised inside it (between two bytecodes), so the
+ * request fails with EIO and the device's strand, and the daemon, go on. A call
+ * blocked in C (time.sleep, a socket) is only interrupted when it returns.
+ */
+constexpr std::chrono::seconds kCallBudget{ 2 };
+
+/* Watches the call into Python in progress from a thread of its own (made with the interpreter). */
+class CallWatch
+{
+public:
+	static CallWatch &get()
+	{
+		static auto *watch = new CallWatch; /* never destroyed: its thread runs until the process ends */
+		return *watch;
+	}
+
+	/* With the GIL held: the current thread entered device code. 0 for a nested call (the outer one counts). */
+	uint64_t arm()
+	{
+		std::lock_guard lock(mutex_);
+		if (armed_)
+			return 0;
+		armed_ =
+			Armed{ ++serial_, PyThread_get_thread_ident(), std::chrono::steady_clock::now() + kCallBudget };
+		wake_.notify_one();
+		return armed_->id;
+	}
+
+	/* With the GIL held: the call returned; a timeout raised too late to land is withdrawn. */
+	void disarm(uint64_t id)
+	{
+		if (!id)
+			return;
+		std::unique_lock lock(mutex_);
+		if (!armed_ || armed_->id != id)
+			return;
+		bool raised = armed_->raised;
+		unsigned long thread = armed_->thread;
+		armed_.reset();
+		lock.unlock();
+		if (raised)
+			PyThreadState_SetAsyncExc(thread, nullptr);
+	}
+
+	static py::object &timeoutType()
+	{
+		static auto *type = new py::object(py::module_::import("_devemu").attr("CallTimeout"));
+		return *type;
+	}
+
+private:
+	struct Armed {
+		uint64_t id;
+		unsigned long thread;
+		std::chrono::steady_clock::time_point deadline;
+		bool raised = false;
+	};
+
+	CallWatch()
+	{
+		timeoutType();
+		std::thread([this] { run(); }).detach();
+	}
+
+	void run()
+	{
+		std::unique_lock lock(mutex_);
+		for (;;) {
+			if (!armed_ || armed_->raised) {
+				wake_.wait(lock);
+				continue;
+			}
+			if (wake_.wait_until(lock, armed_->deadline) != std::cv_status::timeout)
+				continue;
+			if (!armed_ || std::chrono::steady_clock::now() < armed_->deadline)
+				continue;
+			uint64_t id = armed_->id;
+			lock.unlock();
+			PyGILState_STATE state = PyGILState_Ensure();
+			lock.lock();
+			/* The GIL orders this against disarm(): the call is still running, or it is gone. */
+			if (armed_ && armed_->id == id) {
+				PyThreadState_SetAsyncExc(armed_->thread, timeoutType().ptr());
+				armed_->raised = true;
+			}
+			lock.unlock();
+			PyGILState_Release(state);
+			lock.lock();
+		}
+	}
+
+	std::mutex mutex_;
+	std::condition_variable wake_;
+	std::optional<Armed> armed_;
+	uint64_t serial_ = 0;
+};
+
+/* Inside a call into a device's Python code: the GIL, and the call's time budget. */
+class InPython
+{
+public:
+	InPython() : id_(CallWatch::get().arm()) {}
+	~InPython() { CallWatch::get().disarm(id_); }
+	InPython(const InPython &) = delete;
+	InPython &operator=(const InPython &) = delete;
+
+private:
+	py::gil_scoped_acquire gil_; /* first: the budget is armed and disarmed with the GIL held */
+	uint64_t id_;
+};
 
 /* The formatted traceback of the exception being handled, one string per line. */
 std::vector<std::string> tracebackLines(py::error_already_set &e)
@@ -113,7 +232,12 @@ PyRef construct(const py::object &cls, const std::string &what, const PyRef &han
 
 void logTraceback(const std::string &device, const std::string &what, py::error_already_set &e)
 {
-	DEVEMU_LOG(Error, device, "python: {} raised; the request fails with EIO:", what);
+	if (e.matches(CallWatch::timeoutType()))
+		DEVEMU_LOG(Error, device,
+			   "python: {} ran longer than {} s and was interrupted; the request fails with EIO:", what,
+			   kCallBudget.count());
+	else
+		DEVEMU_LOG(Error, device, "python: {} raised; the request fails with EIO:", what);
 	for (const auto &line : tracebackLines(e))
 		DEVEMU_LOG(Error, device, "python: {}", line);
 }
@@ -214,7 +338,7 @@ public:
 		auto delay = std::chrono::duration_cast<StrandTimer::Clock::duration>(
 			std::chrono::duration<double>(std::max(seconds, 0.0)));
 		timer->after(delay, [handler, device] {
-			py::gil_scoped_acquire gil;
+			InPython inPython;
 			try {
 				(*handler)();
 			} catch (py::error_already_set &e) {
@@ -292,7 +416,7 @@ public:
 
 	int open(OpenFile &f) override
 	{
-		py::gil_scoped_acquire gil;
+		InPython inPython;
 		auto state = std::make_unique<PyFileState>();
 		state->file = keep(py::cast(PyFile{}));
 		sync(f, *state->file);
@@ -314,7 +438,7 @@ public:
 
 	void release(OpenFile &f) override
 	{
-		py::gil_scoped_acquire gil;
+		InPython inPython;
 		if (!f.state || !py::hasattr(*obj_, "release"))
 			return;
 		try {
@@ -326,7 +450,7 @@ public:
 
 	ssize_t read(OpenFile &f, std::span<std::byte> out) override
 	{
-		py::gil_scoped_acquire gil;
+		InPython inPython;
 		if (!py::hasattr(*obj_, "read"))
 			return -EINVAL;
 		try {
@@ -347,7 +471,7 @@ public:
 
 	ssize_t write(OpenFile &f, std::span<const std::byte> in) override
 	{
-		py::gil_scoped_acquire gil;
+		InPython inPython;
 		if (!py::hasattr(*obj_, "write"))
 			return -EINVAL;
 		try {
@@ -370,7 +494,7 @@ public:
 
 	IoctlResult ioctl(OpenFile &f, IoctlCall &call) override
 	{
-		py::gil_scoped_acquire gil;
+		InPython inPython;
 		if (!py::hasattr(*obj_, "ioctl"))
 			return IoctlResult::error(-ENOTTY);
 		py::object pycall = py::cast(PyIoctl{ &call });
@@ -399,7 +523,7 @@ public:
 
 	int inject(const std::vector<std::string> &args, std::string &reply) override
 	{
-		py::gil_scoped_acquire gil;
+		InPython inPython;
 		std::vector<std::string> verbs;
 		for (auto name : py::module_::import("builtins").attr("dir")(*obj_)) {
 			std::string n = name.cast<std::string>();
@@ -473,7 +597,7 @@ private:
 
 	uint32_t askMask(const OpenFile &f, const char *method, uint32_t fallback)
 	{
-		py::gil_scoped_acquire gil;
+		InPython inPython;
 		if (!f.state || !py::hasattr(*obj_, method))
 			return fallback;
 		try {
@@ -543,7 +667,7 @@ public:
 	void stop() override
 	{
 		stopped_ = true;
-		py::gil_scoped_acquire gil;
+		InPython inPython;
 		call("close");
 	}
 	std::string describe() const override { return fmt::format("python:{}:{}", script_, cls_); }
@@ -551,7 +675,7 @@ public:
 
 	void send(const std::vector<uint8_t> &bytes) override
 	{
-		py::gil_scoped_acquire gil;
+		InPython inPython;
 		call("received", py::bytes(reinterpret_cast<const char *>(bytes.data()), bytes.size()));
 	}
 
@@ -571,7 +695,7 @@ public:
 		if (settings_ == now)
 			return;
 		settings_ = now;
-		py::gil_scoped_acquire gil;
+		InPython inPython;
 		call("line_settings", baud, dataBits, std::string(1, parity), stopBits);
 	}
 
@@ -581,13 +705,13 @@ public:
 		if (outputs_ == now)
 			return;
 		outputs_ = now;
-		py::gil_scoped_acquire gil;
+		InPython inPython;
 		call("modem_control", dtr, rts);
 	}
 
 	void breakState(bool on) override
 	{
-		py::gil_scoped_acquire gil;
+		InPython inPython;
 		call("break_condition", on);
 	}
 
@@ -719,6 +843,7 @@ using namespace devemu::python;
 PYBIND11_EMBEDDED_MODULE(_devemu, m)
 {
 	m.doc() = "devemu's side of Python devices: the handles the daemon passes to device classes";
+	py::exception<CallTimeoutTag>(m, "CallTimeout", PyExc_BaseException);
 	py::register_exception<NeedMemory>(m, "NeedMemory", PyExc_BaseException);
 
 	py::class_<devemu::StrandTimer, std::shared_ptr<devemu::StrandTimer>>(m, "Timer")
