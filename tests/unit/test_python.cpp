@@ -237,3 +237,30 @@ class Echo:
 	REQUIRE(r->done);
 	CHECK(text(r->data) == "pong 9600 8N1 dtr=1 rts=1\n");
 }
+
+TEST_CASE("serial far=python: breaks both ways")
+{
+	Script s(R"(
+class Breaker:
+    def __init__(self, line):
+        self.line = line
+        self.breaks = []
+
+    def break_condition(self, on):
+        self.breaks.append(int(on))
+        if not on:
+            self.line.send(f"seen {self.breaks}".encode())
+            self.line.send_break()
+            self.line.send(b"\n")
+)");
+	test::Harness h("serial", { { "pace", "none" }, { "far", "python:" + s.path.string() + ":Breaker" } });
+	int fh = h.open();
+	test::FakeMemory mem;
+	REQUIRE(h.ioctl(fh, TIOCSBRK, 0, mem) == 0);
+	REQUIRE(h.ioctl(fh, TIOCCBRK, 0, mem) == 0);
+	auto r = h.read(fh, 100);
+	settle(h);
+	REQUIRE(r->done);
+	/* No IGNBRK, BRKINT or PARMRK: a break is read as a NUL. */
+	CHECK(text(r->data) == std::string("seen [1, 0]\0\n", 13));
+}
