@@ -4,8 +4,10 @@
 set -euo pipefail
 
 build_pkgs=(meson ninja-build pkg-config g++ libfuse3-dev fuse3 libboost-dev libboost-program-options-dev
-	libfmt-dev doctest-dev libsystemd-dev libtomlplusplus-dev nlohmann-json3-dev libcap-dev systemd kmod)
-test_pkgs=(python3 python3-pytest busybox-static util-linux rng-tools5 python3-serial i2c-tools evtest umockdev)
+	libfmt-dev doctest-dev libsystemd-dev libtomlplusplus-dev nlohmann-json3-dev libcap-dev systemd kmod
+	python3-dev pybind11-dev)
+test_pkgs=(python3 python3-pytest busybox-static util-linux rng-tools5 python3-serial i2c-tools evtest umockdev gpsd
+	gpsd-clients)
 vm_pkgs=(qemu-system-x86 linux-image-amd64 linux-headers-amd64 cpio kmod busybox-static gcc-multilib)
 
 want=()

@@ -14,6 +14,7 @@ void registerI2cModel(ModelRegistry &registry);
 void registerEvdevModel(ModelRegistry &registry);
 void registerPassthroughModel(ModelRegistry &registry);
 void registerReplayModel(ModelRegistry &registry);
+void registerPythonModel(ModelRegistry &registry);
 
 void registerBuiltinModels(ModelRegistry &registry)
 {
@@ -27,6 +28,7 @@ void registerBuiltinModels(ModelRegistry &registry)
 	registerEvdevModel(registry);
 	registerPassthroughModel(registry);
 	registerReplayModel(registry);
+	registerPythonModel(registry);
 }
 
 } // namespace devemu

@@ -173,12 +173,14 @@ class Daemon:
             d.control.stats("demo0")
 
     devices: {name: "model,key=value..."}, ["name=model,..."] or [(name, spec)]. devemud: the
-    binary (default: find_devemud()). args: more devemud arguments. start() returns once every
+    binary (default: find_devemud()). args: more devemud arguments. env: its environment (default:
+    this process's; the interpreter of Python devices reads PYTHONPATH). start() returns once every
     node exists; stop() ends it with SIGTERM, and so does the end of the thread that started it
     (die_with_parent=False keeps it). Its log (stdout and stderr) is in log_path and log()."""
 
     def __init__(self, devices=(), *, transport=None, devemud=None, args=(), log_level=None, log_path=None,
-                 ready_timeout=30.0, die_with_parent=True):
+                 ready_timeout=30.0, die_with_parent=True, env=None):
+        self.env = env
         self.devices = _devices(devices)
         if not self.devices:
             raise ValueError("a Daemon serves at least one device (devemud alone would serve devemu0=loopback)")
@@ -233,7 +235,7 @@ class Daemon:
             self.log_path = self.workdir / "devemud.log"
         self.control = Control(str(self.workdir / "control"))
         try:
-            self.proc = start_notified(self.argv(), self.log_path, self.ready_timeout,
+            self.proc = start_notified(self.argv(), self.log_path, self.ready_timeout, env=self.env,
                                        die_with_parent=self.die_with_parent)
         except DaemonError as e:
             self.proc = None

@@ -11,13 +11,22 @@
 
 Each test that uses the fixture gets its own devemud (started with the test's first device, the
 others added over its control socket); it is stopped when the test ends, passed or failed, and
-its nodes go with it. The transport is, first to last: the test's `devemu(transport=...)` marker,
+its nodes go with it. Device behaviour can be a class of the test module itself:
+devemu.device("serial", far=MyModem) puts it at the far end of the UART, devemu.device(MyDevice)
+(or devemu.device("python", cls=MyDevice)) serves the node with it; the daemon imports the class
+from its module's file. The transport is, first to last: the test's `devemu(transport=...)` marker,
 --devemu-transport, the devemu_transport ini value, else cuse where /dev/cuse exists, kshim where
 the kernel shim is loaded, else the FUSE fallback. A failing test's report shows the daemon's log.
 """
 
+import inspect
 import itertools
 import os
+import re
+import site
+import sys
+import sysconfig
+import warnings
 
 import pytest
 
@@ -89,8 +98,79 @@ class Device:
         self.daemon.control.remove(self.name)
 
 
+class PythonDeviceWarning(UserWarning):
+    """Python device code raised in the daemon during the test: the message is its traceback."""
+
+
 def _python_behaviour(value):
     return isinstance(value, type) or (callable(value) and not isinstance(value, str))
+
+
+def _class_location(cls):
+    """(file, class name) from which the daemon imports cls, or TypeError saying why it cannot."""
+    if not isinstance(cls, type):
+        raise TypeError(f"{cls!r}: device behaviour in Python is a class (an instance of it serves the device), "
+                        "not a function or an object")
+    if "." in cls.__qualname__:
+        raise TypeError(f"{cls.__qualname__}: a device class must be defined at the top level of its module, "
+                        "the daemon imports it from the module's file")
+    try:
+        path = inspect.getsourcefile(cls)
+    except TypeError:
+        path = None
+    if not path or not os.path.exists(path):
+        raise TypeError(f"{cls.__qualname__}: no source file (defined interactively?); the daemon imports "
+                        "device classes from files")
+    path = os.path.abspath(path)
+    if "," in path or ":" in path:
+        raise TypeError(f"{path}: a device spec cannot hold ',' or ':' in the path of a Python device's file")
+    return path, cls.__name__
+
+
+def _python_options(model, options):
+    """The model name and options with Python classes turned into what the daemon imports."""
+    options = dict(options)
+    if isinstance(model, type):
+        options["cls"], model = model, "python"
+    for key, value in list(options.items()):
+        if not _python_behaviour(value):
+            continue
+        if key == "cls" and model == "python":
+            path, name = _class_location(value)
+            del options["cls"]
+            options["script"], options["class"] = path, name
+        elif key == "far" and model == "serial":
+            path, name = _class_location(value)
+            options["far"] = f"python:{path}:{name}"
+        else:
+            raise TypeError(f"{key}={value!r}: a Python class goes in far= of a serial device or cls= of a "
+                            "python device (I2C chips in Python are not there yet)")
+    return model, options
+
+
+def _project_path():
+    """The part of this test's sys.path the daemon's interpreter needs to import device classes as
+    the test did: the project's directories and a virtualenv's packages, not this interpreter's own
+    standard library and system packages (the daemon's libpython brings its own)."""
+    base = {"base": sys.base_prefix, "platbase": sys.base_exec_prefix,
+            "installed_base": sys.base_prefix, "installed_platbase": sys.base_exec_prefix}
+    system = {sysconfig.get_path(n, vars=base) for n in ("stdlib", "platstdlib", "purelib", "platlib")}
+    if sys.prefix == sys.base_prefix:
+        system |= set(site.getsitepackages())
+    system = {os.path.realpath(d) for d in system if d}
+    keep = []
+    for p in sys.path:
+        real = os.path.realpath(p) if p else ""
+        if not os.path.isdir(real) or any(real == d or real.startswith(d + os.sep) for d in system):
+            continue
+        keep.append(p)
+    return keep
+
+
+# "devemud[PID] error: DEVICE: python: ..." lines: a Python device's traceback.
+_PYTHON_ERROR = re.compile(r"^\S+ error: ([^:]+): python: (.*)$", re.M)
+# The line that opens one traceback: what raised (or was interrupted) and what became of it.
+_TRACEBACK_HEAD = re.compile(r"^\S.*\b(raised|interrupted)\b.*:$")
 
 
 class Devemu:
@@ -123,9 +203,7 @@ class Devemu:
         """Serves a device of model with options (model options, and node keys such as mode=0666)
         and returns it once its node exists. name defaults to one unique to this run.
         devemu.Error (ControlError or DaemonError) carries the daemon's message when it refuses."""
-        if _python_behaviour(model) or any(_python_behaviour(v) for v in options.values()):
-            raise TypeError("device behaviour written in Python (a class or a function) is not supported yet "
-                            "(issue 13): pass a built-in model name and options as strings, numbers or booleans")
+        model, options = _python_options(model, options)
         name = name or f"{model}-{os.getpid()}-{next(_names)}"
         if self.daemon is None:
             self._start(name, model, options)
@@ -139,7 +217,8 @@ class Devemu:
     def _start(self, name, model, options):
         from .control import device_spec
         spec = device_spec(name, model, options).partition("=")[2]
-        daemon = Daemon({name: spec}, transport=self.transport, devemud=self._devemud)
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(_project_path()))
+        daemon = Daemon({name: spec}, transport=self.transport, devemud=self._devemud, env=env)
         self._request.node.stash.setdefault(_daemons, []).append(daemon)
         try:
             daemon.start()
@@ -158,12 +237,27 @@ class Devemu:
             return
         died = not self.daemon.alive()
         rc = self.daemon.stop()
+        self._warn_python_errors()
         if died:
             raise DaemonError(f"devemud exited with {rc} during the test; its log ends:\n{self.daemon.log_tail()}",
                               self.daemon.log())
         if rc != 0:
             raise DaemonError(f"devemud exited with {rc} after SIGTERM (expected 0); its log ends:\n"
                               f"{self.daemon.log_tail()}", self.daemon.log())
+
+
+    def _warn_python_errors(self):
+        """Each Python traceback the daemon logged becomes a warning: it shows in pytest's output
+        even when the test passed."""
+        lines, device = [], None
+        for dev, text in _PYTHON_ERROR.findall(self.daemon.log()):
+            if lines and (dev != device or _TRACEBACK_HEAD.search(text)):
+                warnings.warn(PythonDeviceWarning("\n".join(lines)), stacklevel=2)
+                lines = []
+            device = dev
+            lines.append(f"{dev}: {text}")
+        if lines:
+            warnings.warn(PythonDeviceWarning("\n".join(lines)), stacklevel=2)
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@
 #
 # Usage: tests/bench/run.sh [--targets LIST] [--skip LIST] [--seconds S] [--pin CPUS|none] [--raw FILE]
 #   LIST is comma-separated from: kernel bare-cuse devemu-cuse devemu-kshim devemu-kshim-poll devemu-fuse
+#   python-cuse python-fuse (the zero model written in Python, examples/python/zero.py)
 #   (default: all; a target whose prerequisites are missing is skipped with a note).
 # Environment:
 #   BENCH_SECONDS   run time of one cell in one round (default 0.5)
@@ -42,7 +43,7 @@ start_timeout=${BENCH_START_TIMEOUT:-30}
 if [[ ${DEVEMU_IN_VM:-} == 1 ]]; then pin=${BENCH_PIN:-0}; else pin=${BENCH_PIN:-none}; fi
 read -r -a devemud_args <<<"${DEVEMUD_ARGS:-}"
 
-all_targets=(kernel bare-cuse devemu-cuse devemu-kshim devemu-kshim-poll devemu-fuse)
+all_targets=(kernel bare-cuse devemu-cuse devemu-kshim devemu-kshim-poll devemu-fuse python-cuse python-fuse)
 targets=("${all_targets[@]}")
 skip=()
 raw_out=
@@ -165,13 +166,14 @@ stop_daemon() {
 	return 0
 }
 
-# start_devemud TARGET TRANSPORT [ARGS...]: devemud's zero model as /dev/bench_<target>_<pid>.
+# start_devemud TARGET TRANSPORT [ARGS...]: devemud's zero model (MODEL, default zero) as /dev/bench_<target>_<pid>.
 start_devemud() {
 	local name=bench_${1//-/_}_$$
 	[[ -x $DEVEMUD ]] || { skip_note[$1]="no devemud at $DEVEMUD"; return 1; }
 	start_daemon "$1" "/dev/$name" "$DEVEMUD" --foreground --transport "$2" --control none \
-		--device "$name=zero" "${devemud_args[@]}" "${@:3}"
+		--device "$name=${MODEL:-zero}" "${devemud_args[@]}" "${@:3}"
 }
+python_zero="python,script=$repo/examples/python/zero.py,class=Zero"
 
 setup_target() {
 	case $1 in
@@ -211,6 +213,14 @@ setup_target() {
 	devemu-fuse)
 		[[ -c /dev/fuse ]] || { skip_note[$1]="no /dev/fuse"; return 1; }
 		start_devemud "$1" fuse
+		;;
+	python-cuse)
+		[[ -c /dev/cuse ]] || { skip_note[$1]="no /dev/cuse (kernel without CUSE; run in tests/vm)"; return 1; }
+		MODEL=$python_zero start_devemud "$1" cuse
+		;;
+	python-fuse)
+		[[ -c /dev/fuse ]] || { skip_note[$1]="no /dev/fuse"; return 1; }
+		MODEL=$python_zero start_devemud "$1" fuse
 		;;
 	esac
 }
@@ -319,10 +329,12 @@ done < <(awk -F'\t' '
 		END { flush() }')
 
 # Facts the table needs, read before the daemons go away.
-if [[ -n ${node_of[devemu-fuse]:-} ]] && [[ $(stat -L -c %F "${node_of[devemu-fuse]}" 2>/dev/null) == regular*file ]]; then
-	mark_of[devemu-fuse|fionread|0|1]=VFS
-	notes+=("devemu-fuse fionread (VFS): the node is a regular file in a FUSE mount, so the VFS answers FIONREAD (i_size - pos) without asking devemud; summaries skip that cell.")
-fi
+for t in devemu-fuse python-fuse; do
+	if [[ -n ${node_of[$t]:-} ]] && [[ $(stat -L -c %F "${node_of[$t]}" 2>/dev/null) == regular*file ]]; then
+		mark_of[$t|fionread|0|1]=VFS
+		notes+=("$t fionread (VFS): the node is a regular file in a FUSE mount, so the VFS answers FIONREAD (i_size - pos) without asking devemud; summaries skip that cell.")
+	fi
+done
 for t in "${!pid_of[@]}"; do
 	stop_daemon "$t"
 done
@@ -455,6 +467,7 @@ summaries=$(for t in "${active[@]}"; do
 	[[ $t == kernel ]] && continue
 	[[ $t == devemu-* ]] && summary "$t" bare-cuse
 	[[ $t == devemu-kshim* ]] && summary "$t" devemu-cuse
+	[[ $t == python-* ]] && summary "$t" "devemu-${t#python-}"  # the cost of Python against the C++ zero
 	summary "$t" kernel
 done)
 [[ -n $summaries ]] && printf '\n%s\n' "$summaries"

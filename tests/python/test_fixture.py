@@ -179,14 +179,18 @@ def test_an_unknown_inject_verb_raises_the_models_answer(devemu):
     assert "dance" in e.value.message
 
 
-def test_device_behaviour_in_python_is_refused_clearly(devemu):
-    class Modem:
+def test_python_behaviour_the_daemon_cannot_import_is_refused_clearly(devemu):
+    class Modem:  # a local class: the daemon imports classes from their module's file
         pass
 
-    with pytest.raises(TypeError, match="not supported yet"):
+    with pytest.raises(TypeError, match="top level of its module"):
         devemu.device("serial", far=Modem)
-    with pytest.raises(TypeError, match="not supported yet"):
+    with pytest.raises(TypeError, match="top level of its module"):
         devemu.device(Modem)
+    with pytest.raises(TypeError, match="not a function"):
+        devemu.device("serial", far=lambda data: data)
+    with pytest.raises(TypeError, match="I2C chips in Python are not there yet"):
+        devemu.device("i2c", slaves=Modem)
     assert devemu.daemon is None  # nothing was started
 
 

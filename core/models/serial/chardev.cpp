@@ -2,6 +2,8 @@
 // serial: the line backends: a pty master, or a listening tcp/unix socket with one peer, as byte streams on the strand.
 #include "chardev.h"
 
+#include "python/python_loader.h"
+
 #include "devemu/log.h"
 #include "devemu/number_text.h"
 
@@ -292,8 +294,20 @@ bool parseFarSpec(const std::string &text, FarSpec &spec, std::string &error)
 	} else if (text.rfind("unix:", 0) == 0 && text.size() > 5) {
 		spec.kind = FarKind::Unix;
 		spec.path = text.substr(5);
+	} else if (text.rfind("python:", 0) == 0 && text.size() > 7) {
+		/* python:FILE[:CLASS]: a last part that is a class name is the class. */
+		spec.kind = FarKind::Python;
+		spec.path = text.substr(7);
+		spec.cls = "FarEnd";
+		auto colon = spec.path.rfind(':');
+		std::string ignored;
+		if (colon != std::string::npos && python::checkClassName(spec.path.substr(colon + 1), ignored)) {
+			spec.cls = spec.path.substr(colon + 1);
+			spec.path.resize(colon);
+		}
+		return python::checkScript(spec.path, error);
 	} else {
-		error = "expected loopback, pty, tcp:PORT, tcp:HOST:PORT or unix:PATH";
+		error = "expected loopback, pty, tcp:PORT, tcp:HOST:PORT, unix:PATH or python:FILE[:CLASS]";
 		return false;
 	}
 	return true;
@@ -338,6 +352,16 @@ std::shared_ptr<FarEnd> openFarEnd(const Strand &strand, const FarSpec &spec, co
 		else
 			DEVEMU_LOG(Info, device, "serial far end: listening on {}", sock->describe());
 		far = sock;
+		break;
+	}
+	case FarKind::Python: {
+		python::Backend *backend = python::loadBackend(error);
+		if (!backend)
+			return nullptr;
+		far = backend->makeFarEnd(strand, spec.path, spec.cls, device, error);
+		if (!far)
+			return nullptr;
+		DEVEMU_LOG(Info, device, "serial far end: {}", far->describe());
 		break;
 	}
 	}

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-// serial: the line backends at the far end of the UART (QEMU's chardev role): loopback plug, pty, tcp or unix socket.
+// serial: the line backends at the far end of the UART (QEMU's chardev role): loopback plug, pty, tcp or unix socket, Python.
 #pragma once
 
 #include "devemu/asio.h"
@@ -15,25 +15,40 @@
 namespace devemu::serial {
 
 /* What is at the far end of the line (far=). A loopback plug has no backend: the model loops the wire. */
-enum class FarKind { Loopback, Pty, Tcp, Unix };
+enum class FarKind { Loopback, Pty, Tcp, Unix, Python };
 
 struct FarSpec {
 	FarKind kind = FarKind::Loopback;
 	std::string text = "loopback"; /* as given */
 	asio::ip::address address; /* tcp */
 	uint16_t port = 0; /* tcp */
-	std::string path; /* unix */
+	std::string path; /* unix; python: the script */
+	std::string cls; /* python: the class at the far end */
 };
 
-/* far=loopback|pty|tcp:PORT|tcp:HOST:PORT|unix:PATH; false with what was expected. Acquires nothing. */
+/* far=loopback|pty|tcp:PORT|tcp:HOST:PORT|unix:PATH|python:FILE[:CLASS]; false with what was expected. Acquires nothing. */
 bool parseFarSpec(const std::string &text, FarSpec &spec, std::string &error);
 
-/* A far end that is a byte stream (pty or socket), on the device's strand. */
+/*
+ * A far end on the device's strand: a byte stream (pty or socket), or an
+ * object that also sees the line's settings, modem lines and breaks (Python).
+ */
 class FarEnd : public std::enable_shared_from_this<FarEnd>
 {
 public:
 	std::function<void(const uint8_t *, size_t)> onData; /* bytes the far end sent us */
 	std::function<void(bool)> onPeer; /* a peer connected (true) or went away (false) */
+	/* The far end drives its modem outputs (our inputs): UART_MSR_CTS/DSR/DCD/RI bits in mask set to value. */
+	std::function<void(uint8_t mask, uint8_t value)> onModemLines;
+	std::function<void()> onBreak; /* the far end sends a break */
+
+	/* The line as our UART drives it; a byte stream ignores these. */
+	virtual void lineSettings(unsigned baud, unsigned dataBits, char parity, unsigned stopBits)
+	{
+		(void)baud, (void)dataBits, (void)parity, (void)stopBits;
+	}
+	virtual void modemOutputs(bool dtr, bool rts) { (void)dtr, (void)rts; }
+	virtual void breakState(bool on) { (void)on; }
 
 	virtual ~FarEnd() = default;
 	virtual void start() = 0;

@@ -50,6 +50,15 @@ int SerialModel::injectInfo(const std::vector<std::string> &, std::string &reply
 	return 0;
 }
 
+/* The far end's modem outputs (our CTS, DSR, DCD, RI) change: delta bits, an MSR interrupt. */
+void SerialModel::setFarLines(uint8_t mask, uint8_t value)
+{
+	farLines_ = static_cast<uint8_t>((farLines_ & ~mask) | (value & mask));
+	uart_.setModemInputs(farLines_);
+	service();
+	notify(POLLPRI);
+}
+
 int SerialModel::injectBreak(const std::vector<std::string> &, std::string &reply)
 {
 	wire_.emplace_back(0, true);
@@ -94,10 +103,7 @@ int SerialModel::injectModem(const std::vector<std::string> &args, std::string &
 		}
 		lines = val == "1" ? (lines | bit) : (lines & static_cast<uint8_t>(~bit));
 	}
-	farLines_ = lines;
-	uart_.setModemInputs(lines);
-	service();
-	notify(POLLPRI);
+	setFarLines(0xff, lines);
 	reply = fmt::format("cts={} dsr={} dcd={} ri={}", (lines & UART_MSR_CTS) ? 1 : 0,
 			    (lines & UART_MSR_DSR) ? 1 : 0, (lines & UART_MSR_DCD) ? 1 : 0,
 			    (lines & UART_MSR_RI) ? 1 : 0);

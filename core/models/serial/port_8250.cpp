@@ -29,6 +29,23 @@ void SerialModel::setMctrl(unsigned mctrl)
 		v |= UART_MCR_LOOP;
 	uart_.write(UART_MCR, v);
 	service();
+	reportLine();
+}
+
+/* What the far end sees of our side of the line: rate, framing, DTR/RTS (nothing while in loopback). */
+void SerialModel::reportLine()
+{
+	if (!far_ || uart_.loop())
+		return;
+	uint8_t l = uart_.lcrValue();
+	unsigned div = uart_.divisor() ? uart_.divisor() : 0x10000;
+	char parity = !(l & UART_LCR_PARITY) ? 'N'
+		      : (l & UART_LCR_SPAR)  ? ((l & UART_LCR_EPAR) ? 'S' : 'M')
+		      : (l & UART_LCR_EPAR)  ? 'E'
+					     : 'O';
+	far_->lineSettings(config_.clock / (16 * div), uart_.wordLength(), parity, (l & UART_LCR_STOP) ? 2 : 1);
+	uint8_t out = uart_.outputs();
+	far_->modemOutputs(out & UART_MCR_DTR, out & UART_MCR_RTS);
 }
 
 /* serial8250_do_startup + uart_port_startup */
@@ -151,6 +168,7 @@ void SerialModel::programUart(const termios2 *old)
 	hwStopped_ = (t.c_cflag & CRTSCTS) && !(uart_.peek(UART_MSR) & UART_MSR_CTS);
 	service();
 	startTx();
+	reportLine();
 }
 
 void SerialModel::startTx()
@@ -326,6 +344,8 @@ void SerialModel::setBreak(bool on)
 	breakOn_ = on;
 	lcr_ = on ? (lcr_ | UART_LCR_SBC) : (lcr_ & static_cast<uint8_t>(~UART_LCR_SBC));
 	uart_.write(UART_LCR, lcr_);
+	if (far_ && !uart_.loop())
+		far_->breakState(on);
 	/* The far end sees the break when the line returns to mark; a loopback plug brings it back to us. */
 	if (!on && config_.far.kind == FarKind::Loopback && !uart_.loop()) {
 		wire_.emplace_back(0, true);

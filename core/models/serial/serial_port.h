@@ -141,6 +141,8 @@ private:
 	uint8_t modemStatus();
 	void txChars();
 	void setBreak(bool on);
+	void reportLine();
+	void setFarLines(uint8_t mask, uint8_t value);
 	bool drained() const { return xmit_.empty() && !xchar_ && !uart_.transmitting() && uart_.txCount() == 0; }
 	bool txStopped() const { return flowStopped_ || hwStopped_; }
 

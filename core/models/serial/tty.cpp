@@ -42,7 +42,7 @@ termios2 SerialModel::initialTermios()
 	return defaultTermios();
 }
 
-/* The far end: a pty to open, or a socket to listen on. */
+/* The far end: a pty to open, a socket to listen on, or a Python object. */
 int SerialModel::start(std::string &error)
 {
 	far_ = openFarEnd(ctx_.strand(), config_.far, ctx_.name(), error);
@@ -54,7 +54,13 @@ int SerialModel::start(std::string &error)
 	far_->onPeer = [this](bool up) {
 		DEVEMU_LOG(Info, ctx_.name(), "far end {}: peer {}", far_->describe(), up ? "connected" : "gone");
 	};
+	far_->onModemLines = [this](uint8_t mask, uint8_t value) { setFarLines(mask, value); };
+	far_->onBreak = [this] {
+		wire_.emplace_back(0, true);
+		armLine();
+	};
 	far_->start();
+	reportLine();
 	return 0;
 }
 
@@ -339,8 +345,9 @@ namespace devemu {
 void registerSerialModel(ModelRegistry &registry)
 {
 	registry.add(
-		{ "serial", "16550A UART tty: termios ioctls, modem lines, far end loopback/pty/tcp/unix",
-		  "far=loopback|pty|tcp:PORT|tcp:HOST:PORT|unix:PATH  the other end of the line (default loopback)\n"
+		{ "serial", "16550A UART tty: termios ioctls, modem lines, far end loopback/pty/tcp/unix/python",
+		  "far=loopback|pty|tcp:PORT|tcp:HOST:PORT|unix:PATH|python:FILE[:CLASS]  the other end of the line "
+		  "(default loopback; a Python class's default name is FarEnd)\n"
 		  "clock=HZ              UART input clock; the top rate is HZ/16 (default 1843200: 115200 baud)\n"
 		  "pace=baud|none        characters take their time on the wire at the set rate, or none (default "
 		  "baud)\n",

@@ -1,0 +1,266 @@
+// SPDX-License-Identifier: MIT
+// Unit tests of device behaviour written in Python: the python model and the serial far=python: line backend.
+#include "harness.h"
+
+#include <fmt/core.h>
+
+#include <asm/termbits.h>
+#include <poll.h>
+#include <sys/ioctl.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+using namespace devemu;
+using test::bytes;
+using test::text;
+
+namespace {
+
+/* A script in a directory of its own, removed at the end of the test. */
+struct Script {
+	std::filesystem::path dir;
+	std::filesystem::path path;
+	explicit Script(const std::string &source)
+	{
+		std::string tmpl = (std::filesystem::temp_directory_path() / "devemu-pytest-XXXXXX").string();
+		REQUIRE(mkdtemp(tmpl.data()));
+		dir = tmpl;
+		path = dir / "device.py";
+		std::ofstream(path) << source;
+	}
+	~Script() { std::filesystem::remove_all(dir); }
+};
+
+const char *kFifo = R"(
+import errno, select
+
+class Fifo:
+    def __init__(self, device):
+        self.device = device
+        self.data = b""
+
+    def read(self, file, size):
+        if not self.data:
+            raise BlockingIOError
+        out, self.data = self.data[:size], self.data[size:]
+        return out
+
+    def write(self, file, data):
+        if data == b"fail":
+            raise RuntimeError("the device's code has a bug")
+        if data == b"busy":
+            raise OSError(errno.EBUSY, "busy")
+        self.data += data
+        self.device.notify(select.POLLIN)
+        return len(data)
+
+    def poll(self, file):
+        return select.POLLOUT | (select.POLLIN if self.data else 0)
+
+    def readable(self, file):
+        return len(self.data)
+
+    def inject_data(self, *words):
+        self.data += " ".join(words).encode()
+        self.device.notify(select.POLLIN)
+        return f"{len(self.data)} bytes buffered"
+
+    def inject_later(self, text):
+        def arrive():
+            self.data += text.encode()
+            self.device.notify(select.POLLIN)
+        self.device.call_later(0, arrive)
+
+    # struct { __u64 ptr; __u32 len; }: the caller's buffer comes back reversed; returns len
+    def ioctl(self, file, cmd, call):
+        if cmd != 0x4201:
+            raise OSError(errno.ENOTTY, "")
+        import struct
+        ptr, n = struct.unpack("QI4x", call.read_user(call.arg, 16))
+        buf = call.read_user(ptr, n)
+        call.write_user(ptr, buf[::-1])
+        return n
+)";
+
+/* Runs the strand's timers and posted work for a while. */
+void settle(test::Harness &h)
+{
+	h.io_.restart();
+	h.io_.run_for(std::chrono::milliseconds(30));
+}
+
+} // namespace
+
+TEST_CASE("python model: reads park until a write notifies; O_NONBLOCK says EAGAIN; readable() from Python")
+{
+	Script s(kFifo);
+	test::Harness h("python", { { "script", s.path.string() }, { "class", "Fifo" } });
+	int fh = h.open();
+	REQUIRE(fh >= 0);
+	CHECK(h.read(fh, 10, true)->result == -EAGAIN);
+	auto parked = h.read(fh, 10);
+	CHECK_FALSE(parked->done);
+	CHECK(h.write(fh, bytes("hello"))->result == 5);
+	REQUIRE(parked->done);
+	CHECK(text(parked->data) == "hello");
+	CHECK(h.write(fh, bytes("abc"))->result == 3);
+	test::FakeMemory mem;
+	mem.regions[0x1000].resize(4);
+	REQUIRE(h.ioctl(fh, DEVEMU_IOC_NREAD, 0x1000, mem) == 0); /* the core asks readable() */
+	uint32_t n;
+	std::memcpy(&n, mem.regions[0x1000].data(), 4);
+	CHECK(n == 3);
+}
+
+TEST_CASE("python model: an exception fails that request with EIO, an OSError with its errno; the next one works")
+{
+	Script s(kFifo);
+	test::Harness h("python", { { "script", s.path.string() }, { "class", "Fifo" } });
+	int fh = h.open();
+	CHECK(h.write(fh, bytes("fail"))->result == -EIO);
+	CHECK(h.write(fh, bytes("busy"))->result == -EBUSY);
+	CHECK(h.write(fh, bytes("ok"))->result == 2);
+	CHECK(text(h.read(fh, 10)->data) == "ok");
+}
+
+TEST_CASE("python model: an ioctl reads and writes caller memory through retry rounds")
+{
+	Script s(kFifo);
+	test::Harness h("python", { { "script", s.path.string() }, { "class", "Fifo" } });
+	int fh = h.open();
+	test::FakeMemory mem;
+	constexpr uint64_t kArg = 0x10000, kBuf = 0x20000;
+	struct {
+		uint64_t ptr;
+		uint32_t len;
+		uint32_t pad;
+	} arg{ kBuf, 5, 0 };
+	mem.regions[kArg] = std::vector<std::byte>(sizeof(arg));
+	std::memcpy(mem.regions[kArg].data(), &arg, sizeof(arg));
+	mem.regions[kBuf] = bytes("abcde");
+	int rounds = 0;
+	CHECK(h.ioctl(fh, 0x4201, kArg, mem, &rounds) == 5);
+	CHECK(rounds == 4); /* the argument, the buffer it points to, room for the answer, done */
+	CHECK(text(mem.regions[kBuf]) == "edcba");
+	CHECK(h.ioctl(fh, 0x4202, kArg, mem) == -ENOTTY);
+}
+
+TEST_CASE("python model: inject verbs are inject_* methods; timers run on the strand and wake readers")
+{
+	Script s(kFifo);
+	test::Harness h("python", { { "script", s.path.string() }, { "class", "Fifo" } });
+	int fh = h.open();
+	std::string reply;
+	CHECK(h.core_->inject({}, reply) == -EINVAL);
+	CHECK(reply == "verbs: data later");
+	CHECK(h.core_->inject({ "data", "hi", "there" }, reply) == 0);
+	CHECK(reply == "8 bytes buffered");
+	CHECK(text(h.read(fh, 100)->data) == "hi there");
+	auto parked = h.read(fh, 100);
+	CHECK(h.core_->inject({ "later", "tick" }, reply) == 0);
+	CHECK_FALSE(parked->done);
+	settle(h);
+	REQUIRE(parked->done);
+	CHECK(text(parked->data) == "tick");
+}
+
+TEST_CASE("python model: an import error, a syntax error, a raising constructor or a missing class fail the start with "
+	  "the reason")
+{
+	asio::io_context io;
+	DeviceCore core(asio::make_strand(io), "test");
+	/* What start() says of script with class cls. */
+	auto startError = [&](const std::string &script, const std::string &cls = "Device") {
+		ModelOptions opts("test", "python", { { "script", script }, { "class", cls } });
+		auto model = ModelRegistry::builtin().find("python")->factory(opts, core);
+		REQUIRE(model);
+		std::string error;
+		CHECK(model->start(error) < 0);
+		return error;
+	};
+	Script missingImport("import nonexistent_module_xyz\n");
+	CHECK(startError(missingImport.path.string()).find("ModuleNotFoundError") != std::string::npos);
+	Script syntax("class Device:\n    def read(self, file, size)\n        return b''\n");
+	CHECK(startError(syntax.path.string()).find("SyntaxError") != std::string::npos);
+	Script raising("class Device:\n    def __init__(self, device):\n        raise ValueError('no hardware')\n");
+	CHECK(startError(raising.path.string()).find("ValueError: no hardware") != std::string::npos);
+	CHECK(startError(raising.path.string(), "Nope").find("defines no 'Nope'") != std::string::npos);
+
+	ModelOptions badClass("test", "python", { { "script", raising.path.string() }, { "class", "1x" } });
+	CHECK_FALSE(ModelRegistry::builtin().find("python")->factory(badClass, core));
+
+	ModelOptions bad("test", "python", { { "script", "/nonexistent/x.py" } });
+	CHECK_FALSE(ModelRegistry::builtin().find("python")->factory(bad, core));
+	CHECK(bad.error().find("script") != std::string::npos);
+}
+
+TEST_CASE("serial far=python: the far end receives what the program sends, sees the line, drives the modem lines")
+{
+	Script s(R"(
+class Echo:
+    def __init__(self, line):
+        self.line = line
+        self.settings = None
+        self.lines = None
+        self.got = b""
+        line.set_modem(dcd=False, ri=True)
+
+    def line_settings(self, baud, bits, parity, stop):
+        self.settings = f"{baud} {bits}{parity}{stop}"
+
+    def modem_control(self, dtr, rts):
+        self.lines = f"dtr={int(dtr)} rts={int(rts)}"
+
+    def received(self, data):
+        self.got += data
+        if b"ping" in self.got:
+            self.got = b""
+            self.line.send(f"pong {self.settings} {self.lines}\n".encode())
+)");
+	test::Harness h("serial", { { "pace", "none" }, { "far", "python:" + s.path.string() + ":Echo" } });
+	int fh = h.open();
+	REQUIRE(fh >= 0);
+	settle(h);
+	test::FakeMemory mem;
+	mem.regions[0x1000].resize(4);
+	REQUIRE(h.ioctl(fh, TIOCMGET, 0x1000, mem) == 0);
+	int m;
+	std::memcpy(&m, mem.regions[0x1000].data(), 4);
+	CHECK((m & TIOCM_CAR) == 0);
+	CHECK((m & TIOCM_RNG) != 0);
+	CHECK((m & TIOCM_DSR) != 0);
+	auto r = h.read(fh, 100);
+	CHECK(h.write(fh, bytes("ping"))->result == 4);
+	settle(h);
+	REQUIRE(r->done);
+	CHECK(text(r->data) == "pong 9600 8N1 dtr=1 rts=1\n");
+}
+
+TEST_CASE("serial far=python: breaks both ways")
+{
+	Script s(R"(
+class Breaker:
+    def __init__(self, line):
+        self.line = line
+        self.breaks = []
+
+    def break_condition(self, on):
+        self.breaks.append(int(on))
+        if not on:
+            self.line.send(f"seen {self.breaks}".encode())
+            self.line.send_break()
+            self.line.send(b"\n")
+)");
+	test::Harness h("serial", { { "pace", "none" }, { "far", "python:" + s.path.string() + ":Breaker" } });
+	int fh = h.open();
+	test::FakeMemory mem;
+	REQUIRE(h.ioctl(fh, TIOCSBRK, 0, mem) == 0);
+	REQUIRE(h.ioctl(fh, TIOCCBRK, 0, mem) == 0);
+	auto r = h.read(fh, 100);
+	settle(h);
+	REQUIRE(r->done);
+	/* No IGNBRK, BRKINT or PARMRK: a break is read as a NUL. */
+	CHECK(text(r->data) == std::string("seen [1, 0]\0\n", 13));
+}
