@@ -156,8 +156,8 @@ def test_the_at_modem_answers_over_plain_reads_and_writes(devemu):
         os.write(fd, b"ATD5551234\r")
         assert b"CONNECT 9600" in read_some(fd, b"CONNECT")
         assert "dcd=1" in modem.inject("info").split()
-        os.write(fd, b"ATX\r")  # online: the remote echoes
-        assert b"ATX" in read_some(fd, b"ATX")
+        # Not online data here: with the tty's default ECHO the line discipline sends the remote's echo
+        # back to it, a loop a real modem makes too (seen in the VM on CUSE); raw mode is pyserial's test.
     finally:
         os.close(fd)
 
@@ -178,6 +178,8 @@ def test_the_at_modem_with_pyserial(devemu):
         assert b"CONNECT 115200" in port.read_until(b"\r\n", 40) + port.read_until(b"\r\n")
         time.sleep(0.05)
         assert port.cd  # carrier detect rose with CONNECT
+        port.write(b"hello remote")  # online, in raw mode: the remote's echo comes back once
+        assert port.read(len(b"hello remote")) == b"hello remote"
         port.dtr = False  # &D2: dropping DTR hangs up
         time.sleep(0.2)
         assert not port.cd
