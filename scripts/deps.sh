@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# Installs the Debian packages devemu needs for a purpose (build, test, vm), only those that are missing.
+# Installs the Debian packages devemu needs for a purpose (build, test, vm, fuzz), only those that are missing.
 set -euo pipefail
 
 build_pkgs=(meson ninja-build pkg-config g++ libfuse3-dev fuse3 libboost-dev libboost-program-options-dev
@@ -9,6 +9,8 @@ build_pkgs=(meson ninja-build pkg-config g++ libfuse3-dev fuse3 libboost-dev lib
 test_pkgs=(python3 python3-pytest busybox-static util-linux rng-tools5 python3-serial i2c-tools evtest umockdev gpsd
 	gpsd-clients)
 vm_pkgs=(qemu-system-x86 linux-image-amd64 linux-headers-amd64 cpio kmod busybox-static gcc-multilib)
+# The libFuzzer targets: clang and its runtimes (libFuzzer, ASan, UBSan).
+fuzz_pkgs=(clang-14 libclang-rt-14-dev)
 
 want=()
 for purpose in "$@"; do
@@ -16,7 +18,8 @@ for purpose in "$@"; do
 	build) want+=("${build_pkgs[@]}") ;;
 	test) want+=("${build_pkgs[@]}" "${test_pkgs[@]}") ;;
 	vm) want+=("${vm_pkgs[@]}") ;;
-	*) echo "deps.sh: unknown purpose '$purpose' (build, test, vm)" >&2; exit 2 ;;
+	fuzz) want+=("${build_pkgs[@]}" "${fuzz_pkgs[@]}") ;;
+	*) echo "deps.sh: unknown purpose '$purpose' (build, test, vm, fuzz)" >&2; exit 2 ;;
 	esac
 done
 

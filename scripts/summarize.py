@@ -2,6 +2,9 @@
 # SPDX-License-Identifier: MIT
 """Sums test cases over all meson tests (doctest and pytest summaries, else one per test) into one line.
 
+Arguments: meson test logs, each PATH or PREFIX=PATH (the sanitized build's tests show as asan-unit,
+asan-host-...); a log that is missing (its build failed) counts as one failed test.
+
 Every Python suite (conformance, service, devices, kshim, python) is pytest; the unit suite is doctest.
 Every summary line in a test's output counts (the vm test runs several suites), so a test that shows
 another pytest run's output (tests/python runs a user's test file) quotes it behind "| "."""
@@ -23,10 +26,18 @@ def pytest_counts(line):
     return counts
 
 
-def main(path):
+def main(logs):
     passed = failed = skipped = 0
-    with open(path) as f:
-        entries = [json.loads(line) for line in f if line.strip()]
+    entries = []
+    for arg in logs:
+        prefix, _, path = arg.rpartition("=")
+        try:
+            with open(path) as f:
+                entries += [dict(json.loads(line), name=prefix + json.loads(line).get("name", "?"))
+                            for line in f if line.strip()]
+        except FileNotFoundError:
+            entries.append({"name": f"{prefix}tests: no test log ({path}), the build or the run failed",
+                            "result": "FAIL"})
     for e in entries:
         out = (e.get("stdout") or "") + (e.get("stderr") or "")
         result = e.get("result", "")
@@ -62,4 +73,4 @@ def main(path):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "build/meson-logs/testlog.json")
+    main(sys.argv[1:] or ["build/meson-logs/testlog.json"])

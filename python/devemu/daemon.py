@@ -21,6 +21,10 @@ KSHIM_CONTROL = "/dev/devemu-kshim"
 # "devemud[PID] error: CATEGORY: message", one line each (the log format on a terminal)
 _ERROR_LINE = re.compile(r"^devemud\[\d+\] error: (?:[\w.-]+: )?(.*)$", re.M)
 FUSE_MOUNTS = "/run/devemu"
+# The first line of an AddressSanitizer, LeakSanitizer or UndefinedBehaviorSanitizer report
+# (a devemud built with -Db_sanitize=address,undefined prints them to stderr).
+_SANITIZER_REPORT = re.compile(r"^(?:==\d+==ERROR: \w+Sanitizer\b.*|.*: runtime error: .*|SUMMARY: \w+Sanitizer: .*)$",
+                               re.M)
 
 
 class DaemonError(Error):
@@ -35,6 +39,12 @@ class DaemonError(Error):
 
 class Unavailable(DaemonError):
     """devemud cannot serve nodes here at all; the message says what to install or configure."""
+
+
+def sanitizer_report(log):
+    """The sanitizer report in a devemud log, from its first line on (None if there is none)."""
+    m = _SANITIZER_REPORT.search(log)
+    return log[m.start():] if m else None
 
 
 def default_transport():

@@ -30,7 +30,7 @@ import warnings
 
 import pytest
 
-from .daemon import TRANSPORTS, Daemon, DaemonError, Unavailable, default_transport
+from .daemon import TRANSPORTS, Daemon, DaemonError, Unavailable, default_transport, sanitizer_report
 
 _names = itertools.count(1)
 _daemons = pytest.StashKey()
@@ -238,6 +238,10 @@ class Devemu:
         died = not self.daemon.alive()
         rc = self.daemon.stop()
         self._warn_python_errors()
+        report = sanitizer_report(self.daemon.log())
+        if report:
+            raise DaemonError(f"devemud printed a sanitizer report during the test:\n{report[:8000]}",
+                              self.daemon.log())
         if died:
             raise DaemonError(f"devemud exited with {rc} during the test; its log ends:\n{self.daemon.log_tail()}",
                               self.daemon.log())

@@ -14,12 +14,14 @@ import tempfile
 from pathlib import Path
 
 from devemu import Control, DaemonError
-from devemu.daemon import start_notified
+from devemu.daemon import sanitizer_report, start_notified
 
 from . import guards, processes
 from .nodes import Transport, remove_stale, wait_for
 
 DAEMONS = []  # every Devemud not cleaned up yet: the failure report and the health check read it
+# Sanitizer reports of daemons already cleaned up, not yet charged to a test: [(tag, report)]
+SANITIZER_REPORTS = []
 
 
 def control_exchange(path, payload, timeout=5.0):
@@ -170,6 +172,9 @@ class Devemud:
                 pass
         if self in DAEMONS:
             DAEMONS.remove(self)
+        report = sanitizer_report(self.log())
+        if report:
+            SANITIZER_REPORTS.append((self.tag, report))
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     # -- log -------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from . import abi as abi_mod
 from . import daemon, guard, processes
 from .kernel_log import KernelLog
 from .options import Options, add_common
+from devemu.daemon import sanitizer_report
 
 
 def pytest_addoption(parser):
@@ -93,12 +94,43 @@ def _daemon_health(request):
                         f"{d.log_tail(4000)}", pytrace=False)
 
 
+def _sanitizer_failure(marks):
+    """The sanitizer reports daemons printed since marks ({id: log size}), as one message, or None."""
+    found = list(daemon.SANITIZER_REPORTS)
+    daemon.SANITIZER_REPORTS.clear()
+    for d in daemon.DAEMONS:
+        text = d.log()
+        start = marks.get(id(d), 0)
+        report = sanitizer_report(text[start:] if start <= len(text) else text)
+        if report:
+            found.append((d.tag, report))
+    if not found:
+        return None
+    return "\n".join(f"devemud ({tag}) printed a sanitizer report:\n{report[:8000]}" for tag, report in found)
+
+
+@pytest.fixture(autouse=True)
+def _sanitizer_clean():
+    """In a sanitized build (-Db_sanitize=address,undefined): a daemon that printed an
+    AddressSanitizer, LeakSanitizer or UBSan report while the test ran (or when it was stopped at
+    the test's end) fails the test."""
+    daemon.SANITIZER_REPORTS.clear()
+    marks = {id(d): d.log_size() for d in daemon.DAEMONS}
+    yield
+    failure = _sanitizer_failure(marks)
+    if failure:
+        pytest.fail(failure, pytrace=False)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _end_of_run():
     yield
     for d in list(daemon.DAEMONS):
         d.cleanup()
     processes.kill_all()
+    failure = _sanitizer_failure({})
+    if failure:
+        pytest.fail("at the end of the run: " + failure, pytrace=False)
 
 
 _log_marks = pytest.StashKey()
