@@ -58,6 +58,13 @@ struct DaemonConfig {
  * file, the line and the key, and what was expected. Returns false on error.
  */
 bool loadConfigFile(const std::string &path, DaemonConfig &config, std::string &error);
+
+/* Whether a config's plugins are loaded as they are read, or only listed (checking a text). */
+enum class PluginLoading { Load, ListOnly };
+
+/* The same from text already read; path names it in errors. */
+bool loadConfigText(std::string_view text, const std::string &path, DaemonConfig &config, std::string &error,
+		    PluginLoading plugins = PluginLoading::Load);
 /*
  * Checks a device's model options by building the model once without starting
  * it (a factory acquires nothing): the error (empty when fine) and its key.

@@ -20,7 +20,9 @@ namespace {
 class FileReader
 {
 public:
-	FileReader(const std::string &path, std::string &error) : path_(path), error_(error) {}
+	FileReader(const std::string &path, std::string &error, PluginLoading plugins)
+		: path_(path), error_(error), plugins_(plugins)
+	{}
 
 	bool fail(const toml::node &node, std::string_view key, std::string_view message)
 	{
@@ -168,7 +170,8 @@ public:
 					    config.plugins.end())
 						continue;
 					std::string why;
-					if (loadPlugin(text, ModelRegistry::builtin(), why) < 0)
+					if (plugins_ == PluginLoading::Load &&
+					    loadPlugin(text, ModelRegistry::builtin(), why) < 0)
 						return fail(item, "daemon.plugins", why);
 					config.plugins.push_back(text);
 				}
@@ -263,6 +266,7 @@ public:
 private:
 	const std::string &path_;
 	std::string &error_;
+	PluginLoading plugins_;
 };
 
 } // namespace
@@ -294,21 +298,21 @@ OptionCheck checkModelOptions(const DeviceSpec &spec)
 	return { options.error(), options.errorKey() };
 }
 
-bool loadConfigFile(const std::string &path, DaemonConfig &config, std::string &error)
+namespace {
+
+void describeParseError(const toml::parse_error &e, const std::string &path, std::string &error)
 {
-	error.clear();
-	toml::table root;
-	try {
-		root = toml::parse_file(path);
-	} catch (const toml::parse_error &e) {
-		if (e.source().begin.line == 0)
-			error = fmt::format("{}: {}", path, e.description());
-		else
-			error = fmt::format("{}:{}:{}: {}", path, e.source().begin.line, e.source().begin.column,
-					    e.description());
-		return false;
-	}
-	FileReader reader(path, error);
+	if (e.source().begin.line == 0)
+		error = fmt::format("{}: {}", path, e.description());
+	else
+		error = fmt::format("{}:{}:{}: {}", path, e.source().begin.line, e.source().begin.column,
+				    e.description());
+}
+
+bool readConfig(toml::table &root, const std::string &path, DaemonConfig &config, std::string &error,
+		PluginLoading plugins)
+{
+	FileReader reader(path, error, plugins);
 	/* [daemon] first, wherever it is in the file: its plugins provide models the devices use. */
 	if (toml::node *daemon = root.get("daemon")) {
 		auto *table = daemon->as_table();
@@ -350,6 +354,35 @@ bool loadConfigFile(const std::string &path, DaemonConfig &config, std::string &
 		config.devices.push_back(std::move(d));
 	}
 	return true;
+}
+
+} // namespace
+
+bool loadConfigFile(const std::string &path, DaemonConfig &config, std::string &error)
+{
+	error.clear();
+	toml::table root;
+	try {
+		root = toml::parse_file(path);
+	} catch (const toml::parse_error &e) {
+		describeParseError(e, path, error);
+		return false;
+	}
+	return readConfig(root, path, config, error, PluginLoading::Load);
+}
+
+bool loadConfigText(std::string_view text, const std::string &path, DaemonConfig &config, std::string &error,
+		    PluginLoading plugins)
+{
+	error.clear();
+	toml::table root;
+	try {
+		root = toml::parse(text, path);
+	} catch (const toml::parse_error &e) {
+		describeParseError(e, path, error);
+		return false;
+	}
+	return readConfig(root, path, config, error, plugins);
 }
 
 } // namespace devemu

@@ -22,6 +22,27 @@ nlohmann::json controlError(const std::string &message)
 	return { { key::ok, false }, { key::error, message } };
 }
 
+void handleControlLine(std::string_view line, const ControlServer::Handler &handler,
+		       const std::function<void(nlohmann::json)> &reply)
+{
+	try {
+		nlohmann::json request = nlohmann::json::parse(line);
+		if (!request.is_object())
+			reply(controlError("a request is a JSON object"));
+		else if (request.contains(key::version) &&
+			 (!request[key::version].is_number_integer() ||
+			  request[key::version].get<int>() != kControlProtocolVersion))
+			reply(controlError(fmt::format("protocol version {} is not supported (this daemon speaks {})",
+						       request[key::version].dump(), kControlProtocolVersion)));
+		else
+			handler(request, reply);
+	} catch (const nlohmann::json::exception &e) {
+		reply(controlError(fmt::format("bad request: {}", e.what())));
+	} catch (const std::exception &e) {
+		reply(controlError(fmt::format("internal error: {}", e.what())));
+	}
+}
+
 class ControlServer::Session : public std::enable_shared_from_this<ControlServer::Session>
 {
 public:
@@ -58,23 +79,7 @@ private:
 				return;
 			self->respond(r, false);
 		};
-		try {
-			nlohmann::json request = nlohmann::json::parse(line);
-			if (!request.is_object())
-				reply(controlError("a request is a JSON object"));
-			else if (request.contains(key::version) &&
-				 (!request[key::version].is_number_integer() ||
-				  request[key::version].get<int>() != kControlProtocolVersion))
-				reply(controlError(
-					fmt::format("protocol version {} is not supported (this daemon speaks {})",
-						    request[key::version].dump(), kControlProtocolVersion)));
-			else
-				handler_(request, reply);
-		} catch (const nlohmann::json::exception &e) {
-			reply(controlError(fmt::format("bad request: {}", e.what())));
-		} catch (const std::exception &e) {
-			reply(controlError(fmt::format("internal error: {}", e.what())));
-		}
+		handleControlLine(line, handler_, reply);
 	}
 
 	void respond(const nlohmann::json &response, bool thenClose)

@@ -11,6 +11,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 
 namespace devemu {
 
@@ -38,5 +39,12 @@ private:
 
 /* The reply for a request that could not be served. */
 nlohmann::json controlError(const std::string &message);
+
+/*
+ * Decodes one request line (its newline may be included) and passes the request to handler; a malformed
+ * line, another protocol version or an exception from handler gets an error reply instead.
+ */
+void handleControlLine(std::string_view line, const ControlServer::Handler &handler,
+		       const std::function<void(nlohmann::json)> &reply);
 
 } // namespace devemu

@@ -2,6 +2,8 @@
 // FuseBridge: request mapping, asynchronous replies, FUSE_INTERRUPT, poll handles, ioctl retry rounds.
 #include "fuse_bridge.h"
 
+#include "ioctl_retry.h"
+
 #include "devemu/log.h"
 
 #include <algorithm>
@@ -173,24 +175,13 @@ void FuseBridge::ioctl(fuse_req_t req, unsigned int cmd, void *arg, fuse_file_in
 		submit(req, sqe, { static_cast<const std::byte *>(inBuf), sqe.len },
 		       [req](const devemu_cqe &cqe, std::span<const std::byte> slot) {
 			       if (cqe.flags & DEVEMU_CQE_F_IOCTL_RETRY) {
-				       devemu_ioctl_retry hdr;
-				       std::memcpy(&hdr, slot.data(), sizeof(hdr));
-				       size_t count = size_t(hdr.in_count) + hdr.out_count;
-				       if (count > DEVEMU_IOCTL_MAX_IOV) {
+				       IoctlRetryList list;
+				       if (decodeIoctlRetry(slot, list) < 0) {
 					       fuse_reply_err(req, EINVAL);
 					       return;
 				       }
-				       std::vector<iovec> iov(count);
-				       const std::byte *p = slot.data() + sizeof(hdr);
-				       for (auto &v : iov) {
-					       devemu_iovec d;
-					       std::memcpy(&d, p, sizeof(d));
-					       p += sizeof(d);
-					       v.iov_base = reinterpret_cast<void *>(static_cast<uintptr_t>(d.base));
-					       v.iov_len = static_cast<size_t>(d.len);
-				       }
-				       fuse_reply_ioctl_retry(req, iov.data(), hdr.in_count, iov.data() + hdr.in_count,
-							      hdr.out_count);
+				       fuse_reply_ioctl_retry(req, list.iov.data(), list.inCount,
+							      list.iov.data() + list.inCount, list.outCount);
 				       return;
 			       }
 			       if (cqe.result < 0)

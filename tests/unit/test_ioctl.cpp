@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 // Unit tests of ioctl marshalling: size-encoded arguments, retry rounds for pointer-holding ones, restricted drivers.
 #include "harness.h"
+#include "transports/ioctl_retry.h"
 
 #include <sys/ioctl.h>
 
@@ -295,4 +296,47 @@ TEST_CASE("DEVEMU_SQE_F_COMPAT tells the model, request by request, that the cal
 		std::memcpy(&bits, o->data.data(), sizeof(bits));
 		CHECK(bits == (compat ? 32u : 64u));
 	}
+}
+
+namespace {
+
+/* A data slot of exactly size bytes holding a retry header and the ranges given. */
+std::vector<std::byte> retrySlot(size_t size, uint32_t inCount, uint32_t outCount, std::vector<devemu_iovec> ranges)
+{
+	std::vector<std::byte> slot(size);
+	devemu_ioctl_retry hdr{ inCount, outCount };
+	std::memcpy(slot.data(), &hdr, sizeof(hdr));
+	for (size_t i = 0; i < ranges.size() && sizeof(hdr) + (i + 1) * sizeof(devemu_iovec) <= size; i++)
+		std::memcpy(slot.data() + sizeof(hdr) + i * sizeof(devemu_iovec), &ranges[i], sizeof(devemu_iovec));
+	return slot;
+}
+
+} // namespace
+
+TEST_CASE("a driver decodes a core's retry list into the caller ranges it fetches")
+{
+	auto slot = retrySlot(4096, 1, 1, { { 0x1000, 8 }, { 0x2000, 16 } });
+	IoctlRetryList list;
+	REQUIRE(decodeIoctlRetry(slot, list) == 0);
+	CHECK(list.inCount == 1);
+	CHECK(list.outCount == 1);
+	REQUIRE(list.iov.size() == 2);
+	CHECK(reinterpret_cast<uintptr_t>(list.iov[0].iov_base) == 0x1000);
+	CHECK(list.iov[1].iov_len == 16);
+}
+
+TEST_CASE("a driver refuses a retry list from a hostile core that is too long or does not fit in its slot")
+{
+	IoctlRetryList list;
+	/* Three ranges announced, room for two: the driver must not read past the slot. */
+	auto short_slot =
+		retrySlot(sizeof(devemu_ioctl_retry) + 2 * sizeof(devemu_iovec), 2, 1, { { 1, 1 }, { 2, 2 } });
+	CHECK(decodeIoctlRetry(short_slot, list) == -EINVAL);
+	auto too_many = retrySlot(64 * 1024, DEVEMU_IOCTL_MAX_IOV, 1, {});
+	CHECK(decodeIoctlRetry(too_many, list) == -EINVAL);
+	/* Counts whose sum wraps 32 bits. */
+	auto wrapping = retrySlot(4096, 0xffffffffu, 2, {});
+	CHECK(decodeIoctlRetry(wrapping, list) == -EINVAL);
+	std::vector<std::byte> no_header(4);
+	CHECK(decodeIoctlRetry(no_header, list) == -EINVAL);
 }
