@@ -17,7 +17,7 @@ int decodeIoctlRetry(std::span<const std::byte> slot, IoctlRetryList &list)
 		return -EINVAL;
 	std::memcpy(&hdr, slot.data(), sizeof(hdr));
 	size_t count = size_t(hdr.in_count) + hdr.out_count;
-	if (count > DEVEMU_IOCTL_MAX_IOV)
+	if (count > DEVEMU_IOCTL_MAX_IOV || count > (slot.size() - sizeof(hdr)) / sizeof(devemu_iovec))
 		return -EINVAL;
 	list.inCount = hdr.in_count;
 	list.outCount = hdr.out_count;
