@@ -688,6 +688,28 @@ def test_control_protocol_wrong_types_get_an_answer(svc, opts, devemud, request_
     d.stop_clean()
 
 
+def test_control_protocol_answers_text_that_is_not_utf8(svc, opts, devemud):
+    """A request with bytes that are not UTF-8 is answered although the error quotes them (found by
+    fuzz_control_line): the answer replaces them, and the connection keeps serving."""
+    d, n = loopback(svc, devemud, opts, tag="utf")
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(5)
+    s.connect(d.sock)
+    f = s.makefile("rwb")
+    f.write(b'{"version": 1, "command": "stats", "device": "no\xb7such"}\n')
+    f.flush()
+    answer = f.readline()
+    assert answer, "devemud answered nothing to a device name that is not UTF-8"
+    r = json.loads(answer)  # the parser's error quotes what it read last: the byte, replaced
+    assert r["ok"] is False and r["error"].startswith("bad request: ") and "\ufffd" in r["error"], r
+    f.write(b'{"version": 1, "command": "list"}\n')
+    f.flush()
+    assert json.loads(f.readline())["ok"] is True
+    s.close()
+    assert d.alive() and d.ctl_ok("version")
+    d.stop_clean()
+
+
 # ============================================================================================
 # 4. Faults
 # ============================================================================================
