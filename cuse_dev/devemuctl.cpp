@@ -62,7 +62,8 @@ bool roundTrip(const std::string &path, const json &request, json &response, std
 			close(fd);
 		return false;
 	}
-	std::string out = request.dump() + "\n";
+	/* Arguments that are not UTF-8 (inject bytes as \xNN escapes instead) are replaced, not thrown over. */
+	std::string out = request.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
 	for (size_t done = 0; done < out.size();) {
 		ssize_t n = write(fd, out.data() + done, out.size() - done);
 		if (n <= 0) {

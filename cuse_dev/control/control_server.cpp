@@ -22,6 +22,15 @@ nlohmann::json controlError(const std::string &message)
 	return { { key::ok, false }, { key::error, message } };
 }
 
+std::string controlResponseLine(const nlohmann::json &response)
+{
+	/*
+	 * An answer may quote what a request carried (the parser's error quotes the bytes it stopped
+	 * at), which need not be UTF-8: those bytes are replaced rather than thrown over.
+	 */
+	return response.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+}
+
 void handleControlLine(std::string_view line, const ControlServer::Handler &handler,
 		       const std::function<void(nlohmann::json)> &reply)
 {
@@ -84,7 +93,7 @@ private:
 
 	void respond(const nlohmann::json &response, bool thenClose)
 	{
-		out_ = response.dump() + "\n";
+		out_ = controlResponseLine(response);
 		asio::async_write(socket_, asio::buffer(out_),
 				  [self = shared_from_this(), thenClose](const boost::system::error_code &ec, size_t) {
 					  if (!ec && !thenClose)

@@ -40,6 +40,9 @@ private:
 /* The reply for a request that could not be served. */
 nlohmann::json controlError(const std::string &message);
 
+/* A response as one line on the socket; text that is not UTF-8 is replaced, never an exception. */
+std::string controlResponseLine(const nlohmann::json &response);
+
 /*
  * Decodes one request line (its newline may be included) and passes the request to handler; a malformed
  * line, another protocol version or an exception from handler gets an error reply instead.

@@ -76,7 +76,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		int replies = 0;
 		auto reply = [&replies](nlohmann::json response) {
 			replies++;
-			(void)response.dump(); /* what the session writes back */
+			(void)controlResponseLine(response); /* what the session writes back */
 		};
 		ControlServer::Handler handler = [&devices](const nlohmann::json &request,
 							    std::function<void(nlohmann::json)> r) {
