@@ -68,8 +68,17 @@ void SessionPump::cancel()
  */
 void SessionPump::arm()
 {
-	sd_.async_read_some(asio::buffer(buf_.get(), bufSize_),
-			    [this](const boost::system::error_code &ec, size_t size) { received(ec, size); });
+	/*
+	 * Destroying the pump (the device is removed) closes the descriptor: the pending read then
+	 * completes with operation_aborted after the pump is freed, so the handler checks that it
+	 * still exists before it looks at any member.
+	 */
+	sd_.async_read_some(
+		asio::buffer(buf_.get(), bufSize_),
+		[self = std::weak_ptr<SessionPump *>(self_)](const boost::system::error_code &ec, size_t size) {
+			if (auto pump = self.lock())
+				(*pump)->received(ec, size);
+		});
 }
 
 void SessionPump::received(const boost::system::error_code &ec, size_t size)

@@ -29,6 +29,8 @@ private:
 	std::unique_ptr<char[]> buf_;
 	size_t bufSize_;
 	bool ended_ = false;
+	/* Read handlers hold a weak reference: one that runs after the pump is gone touches nothing. */
+	std::shared_ptr<SessionPump *> self_ = std::make_shared<SessionPump *>(this);
 };
 
 } // namespace devemu
