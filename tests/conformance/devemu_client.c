@@ -312,6 +312,7 @@ static int cmd_read_eintr(const char *node, size_t count)
 		printf("interrupted EINTR signal=%d\n", (int)got_signal);
 	} else if (n < 0) {
 		printf("error first-read %s\n", errname(errno));
+		free(buf);
 		return 3;
 	} else {
 		printf("restarted signal=%d\n", (int)got_signal);
@@ -324,15 +325,18 @@ static int cmd_read_eintr(const char *node, size_t count)
 			if (errno == EINTR)
 				continue;
 			printf("error read %s after %zu bytes\n", errname(errno), got);
+			free(buf);
 			return 3;
 		}
 		if (n == 0) {
 			printf("error eof after %zu bytes\n", got);
+			free(buf);
 			return 1;
 		}
 		got += (size_t)n;
 	}
 	print_hex_line("data", buf, count);
+	free(buf);
 	return 0;
 }
 
@@ -348,13 +352,15 @@ static int cmd_write_eintr(const char *node, size_t size)
 	printf("ready\n");
 	fflush(stdout);
 	ssize_t n = write(fd, buf, size);
-	if (n < 0 && errno == EINTR)
+	int err = errno;
+	if (n < 0 && err == EINTR)
 		printf("interrupted EINTR signal=%d\n", (int)got_signal);
 	else if (n < 0)
-		printf("error write %s\n", errname(errno));
+		printf("error write %s\n", errname(err));
 	else
 		printf("wrote %zd signal=%d\n", n, (int)got_signal);
-	return n < 0 && errno != EINTR ? 3 : 0;
+	free(buf);
+	return n < 0 && err != EINTR ? 3 : 0;
 }
 
 static int cmd_block_read(const char *node, size_t count)
@@ -369,6 +375,7 @@ static int cmd_block_read(const char *node, size_t count)
 	ssize_t n = read(fd, buf, count);
 	int e = errno;
 	double dt = now_s() - t0;
+	free(buf);
 	if (n < 0) {
 		printf("error %s %.3f\n", errname(e), dt);
 		return 3;
