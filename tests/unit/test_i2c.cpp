@@ -104,7 +104,8 @@ struct Bus {
 		}
 		auto &r = mem.regions[kMsgs];
 		r.resize(raw.size() * sizeof(i2c_msg));
-		std::memcpy(r.data(), raw.data(), r.size());
+		if (!raw.empty()) /* memcpy from a null pointer is undefined even for 0 bytes */
+			std::memcpy(r.data(), raw.data(), r.size());
 		put(mem, kArg,
 		    i2c_rdwr_ioctl_data{ reinterpret_cast<i2c_msg *>(kMsgs), static_cast<uint32_t>(msgs.size()) });
 		int ret = ioctl(I2C_RDWR, kArg, rounds);
