@@ -106,7 +106,7 @@ int Daemon::add(const DeviceSpec &spec, Settled onSettled, std::string &error)
 				transport = makeFuseTransport(parts);
 				DEVEMU_LOG(Warning, "daemon",
 					   "device '{}': serving through the FUSE fallback ({}){}. {}", spec.name,
-					   transport->nodePath(), why.empty() ? "" : " because " + why,
+					   runtimeDir() + "/" + nodeName, why.empty() ? "" : " because " + why,
 					   kFuseFallbackLimits);
 				break;
 			}

@@ -25,10 +25,16 @@ namespace devemu {
 inline constexpr const char *kSystemRuntimeDir = "/run/devemu";
 inline constexpr const char *kSystemConfigPath = "/etc/devemu/devemud.toml";
 
-/* An ordinary user's instance (not root): the user's directories, FUSE through fusermount3. */
+/*
+ * An ordinary user's instance (not root): the user's directories, FUSE through
+ * fusermount3. Decided once, at the first call (devemud: while parsing its
+ * command line), so a daemon started by root that drops to --user keeps the
+ * system's places.
+ */
 inline bool userInstance()
 {
-	return geteuid() != 0;
+	static const bool user = geteuid() != 0;
+	return user;
 }
 
 /* True when the runtime directory comes from XDG_RUNTIME_DIR (else the /tmp fallback, worth a warning). */
