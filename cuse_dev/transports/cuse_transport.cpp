@@ -32,6 +32,7 @@ private:
 	static void onInit(void *userdata, fuse_conn_info *conn);
 	static void onInitDone(void *userdata);
 	void applyNodeSettings(int attempt);
+	void retryNodeSettings(int attempt);
 
 	std::unique_ptr<asio::steady_timer> timer_;
 };
@@ -47,18 +48,26 @@ void CuseTransport::onInitDone(void *userdata)
 	static_cast<CuseTransport &>(of(userdata)).applyNodeSettings(0);
 }
 
+/* Up to 100 attempts, 20 ms apart: udev works on the node after the kernel made it. */
+constexpr int kNodeAttempts = 100;
+
+void CuseTransport::retryNodeSettings(int attempt)
+{
+	timer_ = std::make_unique<asio::steady_timer>(parts_.strand, std::chrono::milliseconds(20));
+	timer_->async_wait([this, attempt](const boost::system::error_code &ec) {
+		if (!ec)
+			applyNodeSettings(attempt + 1);
+	});
+}
+
 void CuseTransport::applyNodeSettings(int attempt)
 {
 	std::string path = nodePath();
 	struct stat st;
 	if (stat(path.c_str(), &st) < 0) {
 		/* devtmpfs creates the node before the INIT reply returns; udev-only systems take a moment. */
-		if (attempt < 100) {
-			timer_ = std::make_unique<asio::steady_timer>(parts_.strand, std::chrono::milliseconds(20));
-			timer_->async_wait([this, attempt](const boost::system::error_code &ec) {
-				if (!ec)
-					applyNodeSettings(attempt + 1);
-			});
+		if (attempt < kNodeAttempts) {
+			retryNodeSettings(attempt);
 			return;
 		}
 		nodeReady(-ENOENT,
@@ -70,13 +79,18 @@ void CuseTransport::applyNodeSettings(int attempt)
 		/*
 		 * An ordinary user (a member of the devemu group) cannot change the
 		 * owner of a node the kernel made: udev rules decide it
-		 * (70-devemu.rules). Serve it if this user can open it.
+		 * (70-devemu.rules). Serve it once this user can open it (udev runs
+		 * after the kernel made the node: give it the same time as above).
 		 */
 		if (geteuid() != 0 && (err == EPERM || err == EACCES)) {
 			if (access(path.c_str(), R_OK | W_OK) == 0) {
 				DEVEMU_LOG(Info, parts_.node.name, "{}: owner and mode are left to udev (not root)",
 					   path);
 				nodeReady(0, {});
+				return;
+			}
+			if (attempt < kNodeAttempts) {
+				retryNodeSettings(attempt);
 				return;
 			}
 			nodeReady(-err, fmt::format("{} exists but this user cannot open it nor change its owner "
