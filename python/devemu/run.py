@@ -35,8 +35,8 @@ def fail(prog, message, status=EXIT_FAILURE):
     return status
 
 
-def need_root(prog):
-    """The reason prog cannot run as this user, or None. Root makes the mount namespace itself;
+def namespaces_unavailable():
+    """Why this user cannot have the private mount namespace, or None. Root makes it itself;
     an ordinary user makes it inside a user namespace of its own (see mountns), which the kernel
     must allow."""
     if os.geteuid() == 0:
@@ -44,11 +44,11 @@ def need_root(prog):
     try:
         with open("/proc/sys/user/max_user_namespaces") as f:
             if int(f.read()) == 0:
-                return (f"{prog}: user namespaces are disabled (sysctl user.max_user_namespaces=0): "
+                return ("user namespaces are disabled (sysctl user.max_user_namespaces=0): "
                         "an ordinary user needs them for the private mount namespace; or run as root")
         with open("/proc/sys/kernel/unprivileged_userns_clone") as f:
             if int(f.read()) == 0:
-                return (f"{prog}: unprivileged user namespaces are disabled (sysctl "
+                return ("unprivileged user namespaces are disabled (sysctl "
                         "kernel.unprivileged_userns_clone=0): an ordinary user needs them; or run as root")
     except (OSError, ValueError):
         pass  # a kernel without the knob allows them
@@ -106,7 +106,7 @@ def serve_and_run(prog, devices, binds, argv, transport=None, devemud=None, log_
     stopped. Returns the exit status to leave with."""
     if not argv:
         return fail(prog, "no program given (usage: ... -- PROG ARGS)")
-    reason = need_root(prog)
+    reason = namespaces_unavailable()
     if reason:
         return fail(prog, reason)
     logdir = None
