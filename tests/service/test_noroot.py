@@ -53,6 +53,14 @@ def staged(opts, users):
     """devemud, devemuctl, libdevemu and the Python package where any user can read them, in the
     build tree's layout (devemud finds libdevemu through its $ORIGIN-relative run path)."""
     top = tempfile.mkdtemp(prefix="devemu-noroot-")
+    try:
+        _stage(opts, top)
+        yield top
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+
+
+def _stage(opts, top):
     os.chmod(top, 0o755)
     build = opts.build_dir
     for sub in ("cuse_dev", "core"):
@@ -74,8 +82,6 @@ def staged(opts, users):
             p = os.path.join(d, n)
             if not os.path.islink(p):
                 os.chmod(p, os.stat(p).st_mode | 0o055)
-    yield top
-    shutil.rmtree(top, ignore_errors=True)
 
 
 class Session:
