@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 // devemud's command line (Boost.Program_options) and device-spec parsing.
 #include "config.h"
+#include "runtime_dirs.h"
 
 #include "devemu/plugin.h"
 
@@ -200,15 +201,16 @@ ParseResult parseCommandLine(int argc, char **argv, DaemonConfig &config)
 		"auto|cuse|fuse|kshim, or cuse,kshim to serve one device over two transports (the kshim node is "
 		"then NAMEk); default auto: CUSE when the kernel has it, else the FUSE fallback")(
 		"mode", po::value(&mode), "node permission bits, octal (default 0660)")(
-		"owner", po::value(&owner), "node owner, name or uid (default root)")(
-		"group", po::value(&group), "node group, name or gid (default root)")(
+		"owner", po::value(&owner), "node owner, name or uid (default root, or the user running devemud)")(
+		"group", po::value(&group), "node group, name or gid (default root, or the user's group)")(
 		"foreground,f", "stay in the foreground (default: detach once every node exists)")(
 		"log-level", po::value(&logLevel), "debug|info|warning|error (default info)")(
 		"config,c", po::value(&configPath),
-		"devices and settings from a TOML file (default /etc/devemu/devemud.toml when it exists and no "
-		"--device is given); SIGHUP re-reads it")(
+		"devices and settings from a TOML file (default /etc/devemu/devemud.toml, for a user "
+		"$XDG_CONFIG_HOME/devemu/devemud.toml, when it exists and no --device is given); SIGHUP re-reads it")(
 		"control", po::value(&controlPath),
-		"control socket for devemuctl (default /run/devemu/control; none: off)")(
+		"control socket for devemuctl (default /run/devemu/control, for a user "
+		"$XDG_RUNTIME_DIR/devemu/control; none: off)")(
 		"control-group", po::value(&controlGroup),
 		"group allowed to use the control socket (default: root only)")(
 		"user,u", po::value(&runUser), "drop to this user (and its group) once every node exists")(
@@ -259,9 +261,15 @@ ParseResult parseCommandLine(int argc, char **argv, DaemonConfig &config)
 	}
 
 	std::string error;
+	/* An ordinary user's daemon defaults to the user's own directories, never the system's. */
+	config.controlPath = defaultControlPath();
+	/* Nodes are their runner's unless said otherwise: root's, or the ordinary user's own. */
+	config.uid = geteuid();
+	config.gid = getegid();
 	/* The config file first; options given on the command line override its [daemon] settings. */
-	if (configPath.empty() && !vm.count("device") && !vm.count("name") && access(kDefaultConfigPath, F_OK) == 0)
-		configPath = kDefaultConfigPath;
+	if (configPath.empty() && !vm.count("device") && !vm.count("name") &&
+	    access(defaultConfigPath().c_str(), F_OK) == 0)
+		configPath = defaultConfigPath();
 	if (!configPath.empty()) {
 		config.configPath = configPath;
 		if (!loadConfigFile(configPath, config, error))

@@ -33,8 +33,6 @@ struct DeviceSpec {
 	bool operator==(const DeviceSpec &) const = default;
 };
 
-constexpr const char *kDefaultConfigPath = "/etc/devemu/devemud.toml";
-
 struct DaemonConfig {
 	std::vector<DeviceSpec> devices;
 	TransportKinds transports{ TransportKind::Auto };
@@ -44,7 +42,7 @@ struct DaemonConfig {
 	bool foreground = false;
 	LogLevel logLevel = LogLevel::Info;
 	std::string configPath; /* empty: no config file */
-	std::string controlPath = kDefaultControlPath; /* "none": no control socket */
+	std::string controlPath = kDefaultControlPath; /* "none": no control socket; a user's: runtime_dirs.h */
 	long controlGid = -1; /* >= 0: this group may use the control socket */
 	std::optional<uid_t> runUid; /* drop to this user once the nodes exist */
 	std::optional<gid_t> runGid;

@@ -2,6 +2,7 @@
 // Daemon: builds each device (core, model, transports), reports readiness, reloads, drops privileges, shuts down.
 #include "daemon.h"
 #include "control/commands.h"
+#include "runtime_dirs.h"
 
 #include "devemu/log.h"
 
@@ -104,8 +105,8 @@ int Daemon::add(const DeviceSpec &spec, Settled onSettled, std::string &error)
 			default:
 				transport = makeFuseTransport(parts);
 				DEVEMU_LOG(Warning, "daemon",
-					   "device '{}': serving through the FUSE fallback (/run/devemu/{}){}. {}",
-					   spec.name, nodeName, why.empty() ? "" : " because " + why,
+					   "device '{}': serving through the FUSE fallback ({}){}. {}", spec.name,
+					   runtimeDir() + "/" + nodeName, why.empty() ? "" : " because " + why,
 					   kFuseFallbackLimits);
 				break;
 			}
@@ -297,12 +298,23 @@ int Daemon::run(std::function<void()> onReady)
 	});
 	waitSignals();
 
+	if (userInstance()) {
+		if (!userRuntimeFromXdg())
+			DEVEMU_LOG(Warning, "daemon", "XDG_RUNTIME_DIR is not set: using {} instead", runtimeDir());
+		DEVEMU_LOG(Info, "daemon", "running as uid {}: control socket {}, FUSE nodes under {}", geteuid(),
+			   config_.controlPath, runtimeDir());
+	}
 	if (config_.controlPath != "none") {
+		std::string error;
+		if (config_.controlPath == defaultControlPath() && ensureRuntimeDir(error) < 0) {
+			DEVEMU_LOG(Error, "daemon", "control socket: {} (use --control PATH, or --control none)",
+				   error);
+			return 1;
+		}
 		control_ = std::make_unique<ControlServer>(
 			io_, [this](const nlohmann::json &request, std::function<void(nlohmann::json)> reply) {
 				runControlCommand(*this, request, std::move(reply));
 			});
-		std::string error;
 		int ret = control_->listen(config_.controlPath, config_.controlGid, error);
 		if (ret == -EADDRINUSE) {
 			/* Several daemons on one machine: the first keeps the default socket. */

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 // devemuctl: talks to a running devemud over its control socket (list, stats, add, remove, inject, fault).
 #include "control/protocol.h"
+#include "runtime_dirs.h"
 
 #include <boost/program_options.hpp>
 #include <fmt/core.h>
@@ -155,12 +156,12 @@ bool parseDelay(const std::string &text, int64_t &ms)
 
 int main(int argc, char **argv)
 {
-	std::string socketPath = kDefaultControlPath;
+	std::string socketPath = defaultControlPath();
 	bool asJson = false;
 	std::vector<std::string> words;
 	std::string op, errnoText, delay, shortText;
 	int64_t count = -1;
-	std::string socketHelp = fmt::format("control socket (default {})", kDefaultControlPath);
+	std::string socketHelp = fmt::format("control socket (default {})", socketPath);
 	po::options_description desc("Options");
 	desc.add_options()("help,h", "show this help")("socket,s", po::value(&socketPath), socketHelp.c_str())(
 		"json", "print the daemon's JSON response")("op", po::value(&op), "fault: read|write|ioctl|open|poll")(

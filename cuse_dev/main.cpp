@@ -67,8 +67,6 @@ int main(int argc, char **argv)
 		return *parsed.exitStatus;
 	}
 	setLogLevel(config.logLevel);
-	if (geteuid() != 0)
-		DEVEMU_LOG(Warning, "daemon", "not running as root: creating nodes will likely fail");
 
 	int statusFd = config.foreground ? -1 : detach();
 	Daemon daemon(std::move(config));

@@ -32,6 +32,7 @@ private:
 	static void onInit(void *userdata, fuse_conn_info *conn);
 	static void onInitDone(void *userdata);
 	void applyNodeSettings(int attempt);
+	void retryNodeSettings(int attempt);
 
 	std::unique_ptr<asio::steady_timer> timer_;
 };
@@ -47,18 +48,26 @@ void CuseTransport::onInitDone(void *userdata)
 	static_cast<CuseTransport &>(of(userdata)).applyNodeSettings(0);
 }
 
+/* Up to 100 attempts, 20 ms apart: udev works on the node after the kernel made it. */
+constexpr int kNodeAttempts = 100;
+
+void CuseTransport::retryNodeSettings(int attempt)
+{
+	timer_ = std::make_unique<asio::steady_timer>(parts_.strand, std::chrono::milliseconds(20));
+	timer_->async_wait([this, attempt](const boost::system::error_code &ec) {
+		if (!ec)
+			applyNodeSettings(attempt + 1);
+	});
+}
+
 void CuseTransport::applyNodeSettings(int attempt)
 {
 	std::string path = nodePath();
 	struct stat st;
 	if (stat(path.c_str(), &st) < 0) {
 		/* devtmpfs creates the node before the INIT reply returns; udev-only systems take a moment. */
-		if (attempt < 100) {
-			timer_ = std::make_unique<asio::steady_timer>(parts_.strand, std::chrono::milliseconds(20));
-			timer_->async_wait([this, attempt](const boost::system::error_code &ec) {
-				if (!ec)
-					applyNodeSettings(attempt + 1);
-			});
+		if (attempt < kNodeAttempts) {
+			retryNodeSettings(attempt);
 			return;
 		}
 		nodeReady(-ENOENT,
@@ -67,6 +76,28 @@ void CuseTransport::applyNodeSettings(int attempt)
 	}
 	if (chown(path.c_str(), parts_.node.uid, parts_.node.gid) < 0 || chmod(path.c_str(), parts_.node.mode) < 0) {
 		int err = errno;
+		/*
+		 * An ordinary user (a member of the devemu group) cannot change the
+		 * owner of a node the kernel made: udev rules decide it
+		 * (70-devemu.rules). Serve it once this user can open it (udev runs
+		 * after the kernel made the node: give it the same time as above).
+		 */
+		if (geteuid() != 0 && (err == EPERM || err == EACCES)) {
+			if (access(path.c_str(), R_OK | W_OK) == 0) {
+				DEVEMU_LOG(Info, parts_.node.name, "{}: owner and mode are left to udev (not root)",
+					   path);
+				nodeReady(0, {});
+				return;
+			}
+			if (attempt < kNodeAttempts) {
+				retryNodeSettings(attempt);
+				return;
+			}
+			nodeReady(-err, fmt::format("{} exists but this user cannot open it nor change its owner "
+						    "(not root): a udev rule must give it to you (see 70-devemu.rules)",
+						    path));
+			return;
+		}
 		nodeReady(-err, fmt::format("cannot set owner/mode of {}: {}", path, strerror(err)));
 		return;
 	}
@@ -85,7 +116,9 @@ int CuseTransport::openSession(std::string &error)
 	if (!cuseFd.isValid()) {
 		int err = errno;
 		if (err == EACCES || err == EPERM)
-			error = "permission denied opening /dev/cuse: devemud needs root (or access to /dev/cuse)";
+			error = "permission denied opening /dev/cuse: devemud needs root, or membership of the devemu "
+				"group "
+				"(70-devemu.rules gives it /dev/cuse)";
 		else
 			error = fmt::format(
 				"cannot open /dev/cuse: {} (this kernel needs CONFIG_CUSE; try 'modprobe cuse')",
@@ -144,8 +177,12 @@ std::unique_ptr<Transport> makeCuseTransport(TransportParts parts)
 
 bool cuseAvailable(std::string &why)
 {
-	if (access("/dev/cuse", F_OK) == 0)
-		return true;
+	if (access("/dev/cuse", F_OK) == 0) {
+		if (access("/dev/cuse", R_OK | W_OK) == 0)
+			return true;
+		why = "/dev/cuse is not open to this user (root, or a member of the devemu group: 70-devemu.rules)";
+		return false;
+	}
 	/* Not there yet: the module may just not be loaded. */
 	pid_t pid = fork();
 	if (pid == 0) {
@@ -160,7 +197,7 @@ bool cuseAvailable(std::string &why)
 	int status = 0;
 	if (pid > 0)
 		waitpid(pid, &status, 0);
-	if (access("/dev/cuse", F_OK) == 0)
+	if (access("/dev/cuse", R_OK | W_OK) == 0)
 		return true;
 	why = "/dev/cuse is missing and 'modprobe cuse' failed: this kernel lacks CUSE (CONFIG_CUSE)";
 	return false;

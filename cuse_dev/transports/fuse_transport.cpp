@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
-// FUSE fallback transport: the device as a one-file FUSE mount under /run/devemu, linked from /dev/NAME.
+// FUSE fallback transport: the device as a one-file FUSE mount under the runtime dir (root: linked from /dev/NAME).
 #include "fuse_session_transport.h"
+
+#include "runtime_dirs.h"
 
 #include "devemu/log.h"
 
@@ -10,6 +12,7 @@
 #include <fcntl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 namespace devemu {
@@ -21,8 +24,6 @@ const char *const kFuseFallbackLimits =
 
 namespace {
 
-constexpr const char *kRunDir = "/run/devemu";
-
 class FuseTransport final : public FuseSessionTransport
 {
 public:
@@ -31,6 +32,11 @@ public:
 
 	void stop() override;
 	TransportKind kind() const override { return TransportKind::Fuse; }
+	/*
+	 * Root: /dev/NAME, a symlink to the mount. An ordinary user cannot write
+	 * /dev: the node is the mount itself, $XDG_RUNTIME_DIR/devemu/NAME.
+	 */
+	std::string nodePath() const override { return user_ ? mountPath() : Transport::nodePath(); }
 
 private:
 	int openSession(std::string &error) override;
@@ -39,7 +45,9 @@ private:
 	static void onInit(void *userdata, fuse_conn_info *conn);
 	static void replyAttr(fuse_req_t req);
 	void initialised();
+	std::string mountPath() const { return runtimeDir() + "/" + parts_.node.name; }
 
+	const bool user_ = userInstance();
 	std::string mountPath_;
 	bool madeMountPoint_ = false;
 	bool linked_ = false;
@@ -69,6 +77,10 @@ void FuseTransport::replyAttr(fuse_req_t req)
 
 void FuseTransport::initialised()
 {
+	if (user_) {
+		nodeReady(0, {});
+		return;
+	}
 	/* The mount answers now: point /dev/NAME at it. */
 	std::string link = nodePath();
 	if (symlink(mountPath_.c_str(), link.c_str()) < 0) {
@@ -80,27 +92,51 @@ void FuseTransport::initialised()
 	nodeReady(0, {});
 }
 
-/* A mount left by a daemon that died: stat() fails with ENOTCONN. Detach it. */
+/*
+ * A mount left by a daemon that died: stat() fails with ENOTCONN. Detach it
+ * (an ordinary user through fusermount3, as libfuse mounted it).
+ */
 void clearStaleMount(const std::string &path)
 {
 	struct stat st;
-	if (stat(path.c_str(), &st) < 0 && errno == ENOTCONN)
+	if (stat(path.c_str(), &st) == 0 || errno != ENOTCONN)
+		return;
+	if (!userInstance()) {
 		umount2(path.c_str(), MNT_DETACH);
+		return;
+	}
+	pid_t pid = fork();
+	if (pid == 0) {
+		execlp("fusermount3", "fusermount3", "-u", "-q", "-z", path.c_str(), static_cast<char *>(nullptr));
+		_exit(127);
+	}
+	if (pid > 0)
+		waitpid(pid, nullptr, 0);
+}
+
+/* Whether path is a live mount (another devemud serves it). */
+bool liveMount(const std::string &path)
+{
+	std::string dir = path.substr(0, path.rfind('/'));
+	struct stat live, parent;
+	return stat(path.c_str(), &live) == 0 && stat(dir.c_str(), &parent) == 0 && live.st_dev != parent.st_dev;
 }
 
 int FuseTransport::openSession(std::string &error)
 {
-	mountPath_ = fmt::format("{}/{}", kRunDir, parts_.node.name);
-	std::string link = nodePath();
+	mountPath_ = mountPath();
+	std::string link = Transport::nodePath();
 
-	if (mkdir(kRunDir, 0755) < 0 && errno != EEXIST) {
-		int err = errno;
-		error = fmt::format("cannot create {}: {}", kRunDir, strerror(err));
-		return -err;
-	}
+	if (int err = ensureRuntimeDir(error); err < 0)
+		return err;
 	clearStaleMount(mountPath_);
 	struct stat st;
-	if (lstat(link.c_str(), &st) == 0) {
+	if (user_) {
+		if (liveMount(mountPath_)) {
+			error = fmt::format("{} is already served by another devemud", mountPath_);
+			return -EEXIST;
+		}
+	} else if (lstat(link.c_str(), &st) == 0) {
 		char target[PATH_MAX];
 		ssize_t n = S_ISLNK(st.st_mode) ? readlink(link.c_str(), target, sizeof(target) - 1) : -1;
 		if (n <= 0 || std::string_view(target, static_cast<size_t>(n)) != mountPath_) {
@@ -108,9 +144,7 @@ int FuseTransport::openSession(std::string &error)
 			return -EEXIST;
 		}
 		/* Our link: is a live mount behind it (another devemud), or is it left over? */
-		struct stat live, parent;
-		if (stat(mountPath_.c_str(), &live) == 0 && stat(kRunDir, &parent) == 0 &&
-		    live.st_dev != parent.st_dev) {
+		if (liveMount(mountPath_)) {
 			error = fmt::format("{} is already served by another devemud", link);
 			return -EEXIST;
 		}
@@ -135,8 +169,14 @@ int FuseTransport::openSession(std::string &error)
 		o.setattr = [](fuse_req_t req, fuse_ino_t, struct stat *, int, fuse_file_info *) { replyAttr(req); };
 		return o;
 	}();
-	std::string opts = fmt::format("allow_other,default_permissions,fsname=devemu-{},subtype=devemu,max_read={}",
-				       parts_.node.name, slotSize());
+	/*
+	 * Root serves every user the node's mode allows (allow_other). A user's
+	 * mount goes through fusermount3, which allows allow_other only with
+	 * user_allow_other in /etc/fuse.conf: without it the kernel lets only
+	 * that user (any of its processes, in any user namespace mapping it) in.
+	 */
+	std::string opts = fmt::format("{}default_permissions,fsname=devemu-{},subtype=devemu,max_read={}",
+				       user_ ? "" : "allow_other,", parts_.node.name, slotSize());
 	const char *argv[] = { "devemud", "-o", opts.c_str(), nullptr };
 	fuse_args args = FUSE_ARGS_INIT(3, const_cast<char **>(argv));
 	fuse_session *se = fuse_session_new(&args, &ops, sizeof(ops), static_cast<FuseSessionTransport *>(this));
@@ -146,7 +186,10 @@ int FuseTransport::openSession(std::string &error)
 		return -ENOMEM;
 	}
 	if (!mountSession(se, mountPath_)) {
-		error = fmt::format("cannot mount FUSE at {} (devemud needs root, and /dev/fuse)", mountPath_);
+		error = user_ ? fmt::format("cannot mount FUSE at {} (as an ordinary user devemud needs /dev/fuse "
+					    "and fusermount3 from the fuse3 package; libfuse logged why)",
+					    mountPath_)
+			      : fmt::format("cannot mount FUSE at {} (devemud needs root, and /dev/fuse)", mountPath_);
 		return -EPERM;
 	}
 	return 0;
@@ -160,7 +203,7 @@ void FuseTransport::endedEarly(int err)
 void FuseTransport::stop()
 {
 	if (linked_) {
-		unlink(nodePath().c_str());
+		unlink(Transport::nodePath().c_str());
 		linked_ = false;
 	}
 	FuseSessionTransport::stop();

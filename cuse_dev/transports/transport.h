@@ -45,7 +45,8 @@ public:
 	/* Removes the node; requests still parked must have been answered by the core first. */
 	virtual void stop() = 0;
 	virtual TransportKind kind() const = 0;
-	std::string nodePath() const { return "/dev/" + parts_.node.name; }
+	/* Where programs open the node: /dev/NAME, or a user's FUSE fallback file under its runtime dir. */
+	virtual std::string nodePath() const { return "/dev/" + parts_.node.name; }
 
 protected:
 	explicit Transport(TransportParts parts) : parts_(std::move(parts)) {}

@@ -4,11 +4,29 @@ cuse_dev/control/protocol.h, the one devemuctl speaks)."""
 
 import datetime
 import json
+import os
 import socket
 
 PROTOCOL_VERSION = 1
-DEFAULT_PATH = "/run/devemu/control"
+DEFAULT_PATH = "/run/devemu/control"  # the system daemon's (root's); a user's: default_path()
 FAULT_OPS = ("read", "write", "ioctl", "open", "poll")
+
+
+def runtime_dir():
+    """Where devemud keeps its control socket and FUSE-fallback mounts, as devemud itself resolves
+    it: /run/devemu for root; for an ordinary user $XDG_RUNTIME_DIR/devemu, or /tmp/devemu-UID
+    when XDG_RUNTIME_DIR is not set."""
+    if os.geteuid() == 0:
+        return "/run/devemu"
+    xdg = os.environ.get("XDG_RUNTIME_DIR", "")
+    if xdg.startswith("/"):
+        return os.path.join(xdg, "devemu")
+    return f"/tmp/devemu-{os.geteuid()}"
+
+
+def default_path():
+    """The control socket devemud listens on by default when run by this user."""
+    return os.path.join(runtime_dir(), "control")
 
 
 class Error(Exception):
@@ -60,8 +78,8 @@ class Control:
     the daemon's answer as Python objects and raise ControlError with the daemon's message when
     it refuses (ControlUnreachable when nobody answers)."""
 
-    def __init__(self, path=DEFAULT_PATH, timeout=30.0):
-        self.path = str(path)
+    def __init__(self, path=None, timeout=30.0):
+        self.path = str(path or default_path())
         self.timeout = timeout
 
     def __repr__(self):
@@ -103,7 +121,7 @@ class Control:
                                      "is its --control socket this one?)", command) from None
         except PermissionError as e:
             raise ControlUnreachable(f"cannot reach devemud at {self.path}: {e.strerror} (the socket is for "
-                                     "root or the daemon's --control-group)", command) from None
+                                     "its owner, or root and the daemon's --control-group)", command) from None
         except socket.timeout:
             raise ControlUnreachable(f"devemud at {self.path} did not answer '{command}' in time", command) from None
         if response is None:

@@ -14,13 +14,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from .control import Control, Error
+from .control import Control, Error, runtime_dir
 
 TRANSPORTS = ("cuse", "kshim", "fuse")
 KSHIM_CONTROL = "/dev/devemu-kshim"
 # "devemud[PID] error: CATEGORY: message", one line each (the log format on a terminal)
 _ERROR_LINE = re.compile(r"^devemud\[\d+\] error: (?:[\w.-]+: )?(.*)$", re.M)
-FUSE_MOUNTS = "/run/devemu"
+FUSE_MOUNTS = "/run/devemu"  # root's; an ordinary user's FUSE nodes are under runtime_dir()
+FUSERMOUNT = "fusermount3"
 # The first line of an AddressSanitizer, LeakSanitizer or UndefinedBehaviorSanitizer report
 # (a devemud built with -Db_sanitize=address,undefined prints them to stderr).
 _SANITIZER_REPORT = re.compile(r"^(?:==\d+==ERROR: \w+Sanitizer\b.*|.*: runtime error: .*|SUMMARY: \w+Sanitizer: .*)$",
@@ -47,11 +48,21 @@ def sanitizer_report(log):
     return log[m.start():] if m else None
 
 
+def _usable(dev):
+    """True if this user may open dev for reading and writing (root: if it exists)."""
+    return os.path.exists(dev) and os.access(dev, os.R_OK | os.W_OK)
+
+
+def _fusermount():
+    return shutil.which(FUSERMOUNT) or shutil.which(FUSERMOUNT, path="/usr/bin:/bin")
+
+
 def default_transport():
-    """cuse where the kernel has CUSE, kshim where devemu_kshim.ko is loaded, else the FUSE fallback."""
-    if os.path.exists("/dev/cuse"):
+    """cuse where the kernel has CUSE and this user may open /dev/cuse (root, or the devemu group),
+    kshim where devemu_kshim.ko is loaded and open to this user, else the FUSE fallback."""
+    if _usable("/dev/cuse"):
         return "cuse"
-    if os.path.exists(KSHIM_CONTROL):
+    if _usable(KSHIM_CONTROL):
         return "kshim"
     return "fuse"
 
@@ -60,9 +71,6 @@ def missing(transport):
     """Why devemud cannot serve nodes with transport here (what to install or configure), or None."""
     if transport not in TRANSPORTS:
         return f"unknown transport {transport!r}: expected one of {', '.join(TRANSPORTS)}"
-    if os.geteuid() != 0:
-        return ("devemud needs root to create nodes in /dev and mount under /run/devemu "
-                "(run the tests as root, or in a VM or container where you are root)")
     if transport == "cuse" and not os.path.exists("/dev/cuse"):
         return "no /dev/cuse: this kernel has no CUSE (CONFIG_CUSE; try 'modprobe cuse'), or use transport fuse"
     if transport == "kshim" and not os.path.exists(KSHIM_CONTROL):
@@ -70,6 +78,19 @@ def missing(transport):
                 "or install it with dkms), or use transport cuse or fuse")
     if transport == "fuse" and not os.path.exists("/dev/fuse"):
         return "no /dev/fuse: this kernel has no FUSE (CONFIG_FUSE_FS; try 'modprobe fuse'; in a container, pass /dev/fuse in)"
+    if os.geteuid() == 0:
+        return None
+    # An ordinary user: CUSE and the kernel shim through the devemu group, FUSE through fusermount3.
+    if transport in ("cuse", "kshim"):
+        dev = "/dev/cuse" if transport == "cuse" else KSHIM_CONTROL
+        if not _usable(dev):
+            return (f"{dev} is not open to this user: add the user to the devemu group (the udev rules "
+                    "70-devemu.rules give it to that group; log in again), run as root, or use transport fuse")
+    if transport == "fuse":
+        if not _usable("/dev/fuse"):
+            return "/dev/fuse is not open to this user (it is normally mode 0666; in a container, pass it in)"
+        if not _fusermount():
+            return "fusermount3 not found: as an ordinary user the FUSE fallback mounts through it (apt install fuse3)"
     return None
 
 
@@ -109,10 +130,12 @@ def _die_with_parent():
 
 def remove_leftovers(name):
     """What a FUSE-fallback devemud killed with SIGKILL leaves of device name: the mount
-    /run/devemu/NAME, the dangling /dev/NAME symlink to it, the empty mount point file."""
-    mnt = f"{FUSE_MOUNTS}/{name}"
+    RUNTIME/NAME (/run/devemu/NAME for root), root's dangling /dev/NAME symlink to it, the empty
+    mount point file."""
+    mnt = os.path.join(runtime_dir(), name)
     if mounted(mnt):
-        subprocess.run(["umount", "-l", mnt], capture_output=True, timeout=10)
+        unmount = ["umount", "-l", mnt] if os.geteuid() == 0 else [_fusermount() or FUSERMOUNT, "-u", "-q", "-z", mnt]
+        subprocess.run(unmount, capture_output=True, timeout=10)
     node = f"/dev/{name}"
     if os.path.islink(node) and os.readlink(node) == mnt:
         os.unlink(node)
@@ -289,7 +312,8 @@ class Daemon:
     # -- devices ---------------------------------------------------------------------------
 
     def node(self, name):
-        """Where the device's node is (/dev/NAME; on the FUSE fallback a symlink into its mount)."""
+        """Where the device's node is: /dev/NAME (for root on the FUSE fallback a symlink into its
+        mount; for an ordinary user on the FUSE fallback the mount itself, RUNTIME_DIR/devemu/NAME)."""
         for d in self.control.list():
             if d["name"] == name and d["nodes"]:
                 return d["nodes"][0]

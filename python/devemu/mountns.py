@@ -6,6 +6,11 @@ every mount a slave of the host's (nothing mounted here propagates back), and bi
 node onto its path. A path that does not exist gets a mount point in a private tmpfs laid over
 the nearest existing directory, which mirrors that directory's entries (bind mounts of each, the
 symlinks recreated), so nothing is ever created on the host and two runs never collide on a name.
+
+Run by an ordinary user, the mount namespace sits in a user namespace of its own that maps only
+the user's uid and gid onto themselves (no root inside, no other ids): the program runs with the
+user's own uid as seen from outside and gets no privilege, while the namespace may mount. Its
+supplementary groups are dropped (setgroups is denied: the kernel's rule for such a mapping).
 Standard library only (ctypes for unshare(2) and mount(2)): Python 3.11 has no os.unshare.
 """
 
@@ -15,6 +20,7 @@ import os
 import stat
 
 CLONE_NEWNS = 0x00020000
+CLONE_NEWUSER = 0x10000000
 MS_NOSUID = 0x2
 MS_BIND = 0x1000
 MS_REC = 0x4000
@@ -31,7 +37,7 @@ def _check(ret, what):
     if ret != 0:
         err = ctypes.get_errno()
         raise MountError(f"{what}: {os.strerror(err)}" + (
-            " (devemu-run needs root: CAP_SYS_ADMIN for the mount namespace)" if err == errno.EPERM else ""))
+            " (devemu-run needs root, or user namespaces for an ordinary user)" if err == errno.EPERM else ""))
 
 
 def _mount(source, target, fstype, flags, data=None):
@@ -40,9 +46,37 @@ def _mount(source, target, fstype, flags, data=None):
            f"mount {source or fstype} on {target}")
 
 
+def _write(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def unshare_user():
+    """An ordinary user: a user namespace mapping only our uid and gid to themselves, so that the
+    mount namespace created with it is ours to change and the program keeps its identity."""
+    uid, gid = os.geteuid(), os.getegid()
+    if _libc.unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0:
+        err = ctypes.get_errno()
+        hint = ""
+        if err in (errno.EPERM, errno.ENOSPC, errno.EINVAL):
+            hint = (" (an ordinary user needs unprivileged user namespaces: sysctl user.max_user_namespaces > 0"
+                    " and, on kernels that have it, kernel.unprivileged_userns_clone=1; or run as root)")
+        raise MountError(f"unshare(CLONE_NEWUSER|CLONE_NEWNS): {os.strerror(err)}{hint}")
+    try:
+        _write("/proc/self/setgroups", "deny")
+        _write("/proc/self/uid_map", f"{uid} {uid} 1\n")
+        _write("/proc/self/gid_map", f"{gid} {gid} 1\n")
+    except OSError as e:
+        raise MountError(f"cannot map uid {uid} and gid {gid} in the user namespace: {e.strerror}") from None
+
+
 def unshare_mounts():
-    """A mount namespace of our own whose mounts receive the host's but never send ours back."""
-    _check(_libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
+    """A mount namespace of our own whose mounts receive the host's but never send ours back
+    (inside a user namespace of our own when not root)."""
+    if os.geteuid() == 0:
+        _check(_libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
+    else:
+        unshare_user()
     _mount(None, "/", None, MS_REC | MS_SLAVE)
 
 
@@ -60,8 +94,11 @@ class Namespace:
         fd = os.open(directory, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             entries = os.listdir(directory)
-            _mount("tmpfs", directory, "tmpfs", MS_NOSUID,
-                   f"mode={stat.S_IMODE(st.st_mode):o},uid={st.st_uid},gid={st.st_gid},size=1m")
+            options = f"mode={stat.S_IMODE(st.st_mode):o},size=1m"
+            if os.geteuid() == 0:
+                # In a user's namespace only the user's ids exist: the tmpfs is the user's then.
+                options += f",uid={st.st_uid},gid={st.st_gid}"
+            _mount("tmpfs", directory, "tmpfs", MS_NOSUID, options)
             for name in entries:
                 if name == skip:
                     continue

@@ -45,7 +45,8 @@ def pytest_addoption(parser):
                 help="the devemud binary (default: $DEVEMUD, else devemud on PATH or in the sbin directories)")
     g.addoption("--devemu-unavailable", choices=("fail", "skip"), default=None,
                 help="what a test that asks for a device does where devemud cannot run (not installed, "
-                     "no root, no /dev/fuse...): fail (default) or skip, with the reason either way")
+                     "no /dev/fuse, /dev/cuse not open to this user...): fail (default) or skip, with the reason "
+                     "either way")
     parser.addini("devemu_transport", "default transport of the devemu fixture (cuse, kshim, fuse)")
     parser.addini("devemu_devemud", "the devemud binary the devemu fixture runs")
     parser.addini("devemu_unavailable", "fail or skip where devemud cannot run (default: fail)")

@@ -35,13 +35,24 @@ def fail(prog, message, status=EXIT_FAILURE):
     return status
 
 
-def need_root(prog):
-    """The reason prog cannot run as this user, or None. Root for now: a mount namespace needs
-    CAP_SYS_ADMIN and devemud creates nodes in /dev; a user namespace around it is later work."""
+def namespaces_unavailable():
+    """Why this user cannot have the private mount namespace, or None. Root makes it itself;
+    an ordinary user makes it inside a user namespace of its own (see mountns), which the kernel
+    must allow."""
     if os.geteuid() == 0:
         return None
-    return (f"{prog} needs root for now (a private mount namespace and devemud's nodes in /dev); "
-            "running it as an ordinary user, inside a user namespace, is not there yet")
+    try:
+        with open("/proc/sys/user/max_user_namespaces") as f:
+            if int(f.read()) == 0:
+                return ("user namespaces are disabled (sysctl user.max_user_namespaces=0): "
+                        "an ordinary user needs them for the private mount namespace; or run as root")
+        with open("/proc/sys/kernel/unprivileged_userns_clone") as f:
+            if int(f.read()) == 0:
+                return ("unprivileged user namespaces are disabled (sysctl "
+                        "kernel.unprivileged_userns_clone=0): an ordinary user needs them; or run as root")
+    except (OSError, ValueError):
+        pass  # a kernel without the knob allows them
+    return None
 
 
 def run_program(argv, binds):
@@ -95,7 +106,7 @@ def serve_and_run(prog, devices, binds, argv, transport=None, devemud=None, log_
     stopped. Returns the exit status to leave with."""
     if not argv:
         return fail(prog, "no program given (usage: ... -- PROG ARGS)")
-    reason = need_root(prog)
+    reason = namespaces_unavailable()
     if reason:
         return fail(prog, reason)
     logdir = None

@@ -40,6 +40,9 @@ if [[ " $parts " == *" cuse "* ]]; then
 	service cuse
 	devices cuse
 	python_package cuse
+	# CUSE as a member of the devemu group (a bare uid and gid: the guest's /etc is read-only).
+	echo "== tests/vm/noroot_cuse.sh"
+	"$here/noroot_cuse.sh" "$build" || status=1
 fi
 if [[ " $parts " == *" kshim "* ]]; then
 	ko=$build/kshim/devemu_kshim.ko
