@@ -166,6 +166,13 @@ bool parseDeviceSpec(std::string_view text, DeviceSpec &spec, std::string &error
 				return false;
 			}
 			spec.gid = gid;
+		} else if (key == "fifo") {
+			if (value != "on" && value != "off") {
+				error = fmt::format("device '{}': option 'fifo={}': expected on or off", spec.name,
+						    value);
+				return false;
+			}
+			spec.fifo = value == "on";
 		} else if (key == "transport") {
 			/* Inside a device spec a comma separates options: combine transports with '+'. */
 			std::string list = value;
@@ -194,7 +201,7 @@ ParseResult parseCommandLine(int argc, char **argv, DaemonConfig &config)
 	desc.add_options()("help,h", "show this help and exit")("version,V", "show the version and exit")(
 		"device,d", po::value(&devices)->composing(),
 		"serve NAME=MODEL[,key=value...] as /dev/NAME (repeatable); node keys mode=, owner=, group=, "
-		"transport= apply to this device only, other keys are model options")(
+		"fifo=on|off, transport= apply to this device only, other keys are model options")(
 		"name", po::value(&name), "shorthand: the name of a single device (with --model)")(
 		"model", po::value(&model), "shorthand: the model of a single device (with --name)")(
 		"transport,t", po::value(&transport),

@@ -28,6 +28,7 @@ struct DeviceSpec {
 	std::optional<mode_t> mode;
 	std::optional<uid_t> uid;
 	std::optional<gid_t> gid;
+	bool fifo = true; /* fifo=off: the kernel shim serves this device's reads and writes by requests */
 	bool fromFile = false; /* declared in the config file: SIGHUP may change or remove it */
 
 	bool operator==(const DeviceSpec &) const = default;

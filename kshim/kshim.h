@@ -15,6 +15,7 @@
 #include <linux/fs.h>
 #include <linux/kref.h>
 #include <linux/list.h>
+#include <linux/mutex.h>
 #include <linux/poll.h>
 #include <linux/spinlock.h>
 #include <linux/types.h>
@@ -55,6 +56,7 @@ struct kshim_device {
 	atomic64_t requests[DEVEMU_OP_COUNT];	/* published, by opcode - 1 */
 	atomic64_t stale_completions;
 	atomic64_t protocol_errors;
+	atomic64_t doorbells;		/* daemon wake-ups asked for */
 };
 
 /* One request of a caller, on the caller's stack while it waits. */
@@ -65,6 +67,20 @@ struct kshim_req {
 	s32 result;
 	u32 aux;
 	u16 flags;
+};
+
+/*
+ * One stream FIFO as the module sees it: its own copy of the geometry and of
+ * its own index; the window's control block is read for the core's index,
+ * watermark, record and kick only.
+ */
+struct kshim_fifo {
+	struct devemu_fifo *ctl;	/* in the window */
+	u8 *data;			/* in the window */
+	u32 size;			/* 0: this direction is on the request path */
+	u32 index;			/* the module's: rx head, tx tail (under lock) */
+	struct mutex lock;		/* one caller moves bytes at a time */
+	wait_queue_head_t wait;		/* callers blocked on empty rx / full tx */
 };
 
 /*
@@ -94,6 +110,8 @@ struct kshim_channel {
 	struct devemu_sqe *sqes;
 	struct devemu_cqe *cqes;
 	u8 *data;
+	struct kshim_fifo rx;		/* core produces, read() consumes */
+	struct kshim_fifo tx;		/* write() produces, core consumes */
 
 	struct eventfd_ctx *doorbell;
 	struct eventfd_ctx *irq;
@@ -151,6 +169,8 @@ void kshim_status_read(struct kshim_channel *ch,
 		       u32 words[DEVEMU_STATUS_WORDS]);
 void kshim_wake_files_locked(struct kshim_device *kdev,
 			     struct kshim_channel *ch);
+void kshim_fifo_kick(struct kshim_channel *ch, struct kshim_fifo *f, u32 fill,
+		     bool rx);
 
 static inline u8 *kshim_slot(struct kshim_channel *ch, u32 tag)
 {

@@ -40,16 +40,21 @@ struct kshim_layout {
 	u64 sq;
 	u64 cq;
 	u64 data;
+	u64 fifo;	/* 0: no stream FIFOs */
 	u64 size;
 };
 
 /* The layout of a geometry, exactly as the core computes and checks it. */
-static void kshim_layout_of(u32 depth, u32 slot_size, struct kshim_layout *l)
+static void kshim_layout_of(u32 depth, u32 slot_size, u32 rx_size,
+			    u32 tx_size, struct kshim_layout *l)
 {
 	l->sq = devemu_window_sq_offset();
 	l->cq = devemu_window_cq_offset(depth);
 	l->data = devemu_window_data_offset(depth);
-	l->size = devemu_window_size(depth, slot_size);
+	l->fifo = rx_size || tx_size ?
+		  devemu_window_fifo_offset(depth, slot_size) : 0;
+	l->size = devemu_window_stream_size(depth, slot_size, rx_size,
+					    tx_size);
 }
 
 static void kshim_eventfd_signal(struct eventfd_ctx *ctx)
@@ -75,14 +80,39 @@ static void kshim_kick(struct kshim_channel *ch)
 	 */
 	smp_mb();
 	if (!(ch->features & DEVEMU_F_NEED_KICK) ||
-	    (READ_ONCE(ch->sq->flags) & DEVEMU_RING_NEED_KICK))
+	    (READ_ONCE(ch->sq->flags) & DEVEMU_RING_NEED_KICK)) {
+		atomic64_inc(&ch->kdev->doorbells);
 		kshim_eventfd_signal(ch->doorbell);
+	}
 }
 
 /* The doorbell for entries the irq callback published. */
 static void kshim_kick_work(struct work_struct *work)
 {
 	kshim_kick(container_of(work, struct kshim_channel, kick_work));
+}
+
+/*
+ * After a caller moved a FIFO index: ring the doorbell if the core asked for
+ * it (kick) and the fill crossed its watermark. fill is the module's view
+ * after the move. Process context, no spinlock held.
+ */
+void kshim_fifo_kick(struct kshim_channel *ch, struct kshim_fifo *f, u32 fill,
+		     bool rx)
+{
+	u32 wm;
+
+	/* Our index store before the kick load; pairs with the core's fence. */
+	smp_mb();
+	if (!READ_ONCE(f->ctl->kick))
+		return;
+	wm = min(READ_ONCE(f->ctl->watermark), f->size);
+	if (rx ? fill > wm : fill < max(wm, 1U))
+		return;
+	if (xchg(&f->ctl->kick, 0)) {
+		atomic64_inc(&ch->kdev->doorbells);
+		kshim_eventfd_signal(ch->doorbell);
+	}
 }
 
 static void kshim_publish_locked(struct kshim_channel *ch,
@@ -331,6 +361,8 @@ void kshim_detach_locked(struct kshim_channel *ch, int err)
 	/* For a daemon still looking (removal, protocol error): not served. */
 	WRITE_ONCE(ch->regs->status, DEVEMU_STATUS_NOSRV);
 	wake_up_all(&ch->tag_wq);
+	wake_up_all(&ch->rx.wait);
+	wake_up_all(&ch->tx.wait);
 	wake_up_interruptible_poll(&ch->hup_wq, EPOLLHUP | EPOLLERR);
 	kshim_wake_files_locked(kdev, NULL);
 }
@@ -357,6 +389,21 @@ void kshim_wake_files_locked(struct kshim_device *kdev,
 				continue;
 			kf->shadow_seq = seq;
 		}
+		wake_up_interruptible_poll(&kf->poll_wq, KSHIM_POLL_MASK);
+	}
+}
+
+/* Wakes the pollers of every open file of ch's epoch (the FIFOs moved). */
+static void kshim_wake_stream_files_locked(struct kshim_device *kdev,
+					   struct kshim_channel *ch)
+{
+	struct kshim_file *kf;
+
+	lockdep_assert_held(&kdev->lock);
+	list_for_each_entry(kf, &kdev->files, node) {
+		if (kf->epoch != ch->epoch)
+			continue;
+		kf->shadow_seq = READ_ONCE(ch->files[kf->fh].seq);
 		wake_up_interruptible_poll(&kf->poll_wq, KSHIM_POLL_MASK);
 	}
 }
@@ -438,8 +485,14 @@ static void kshim_interrupt(struct kshim_channel *ch)
 	}
 	/* The entries are read before the core may reuse them. */
 	smp_store_release(&ch->cq->head, ch->cq_head);
-	if (isr & DEVEMU_ISR_SHADOW)
+	if (isr & DEVEMU_ISR_STREAM) {
+		/* FIFO readiness is not in the shadow: wake every file's pollers. */
+		wake_up_interruptible(&ch->rx.wait);
+		wake_up_interruptible(&ch->tx.wait);
+		kshim_wake_stream_files_locked(kdev, ch);
+	} else if (isr & DEVEMU_ISR_SHADOW) {
 		kshim_wake_files_locked(kdev, ch);
+	}
 out_unlock:
 	spin_unlock_irqrestore(&kdev->lock, flags);
 	if (kick)
@@ -501,6 +554,8 @@ static void kshim_window_init(struct kshim_channel *ch, const char *name,
 	BUILD_BUG_ON(sizeof(struct devemu_ring) != DEVEMU_RING_ENTRIES_OFFSET);
 	BUILD_BUG_ON(sizeof(struct devemu_sqe) != 64);
 	BUILD_BUG_ON(sizeof(struct devemu_cqe) != 16);
+	BUILD_BUG_ON(sizeof(struct devemu_fifo) != 192);
+	BUILD_BUG_ON(2 * DEVEMU_FIFO_CTRL_SIZE > DEVEMU_WINDOW_PAGE);
 	BUILD_BUG_ON(DEVEMU_FILES_OFFSET + DEVEMU_MAX_FILES *
 		     sizeof(struct devemu_shadow_file) != DEVEMU_RINGS_OFFSET);
 
@@ -512,6 +567,12 @@ static void kshim_window_init(struct kshim_channel *ch, const char *name,
 	ch->sqes = ch->window + l->sq + DEVEMU_RING_ENTRIES_OFFSET;
 	ch->cqes = ch->window + l->cq + DEVEMU_RING_ENTRIES_OFFSET;
 	ch->data = ch->window + l->data;
+	if (l->fifo) {
+		ch->rx.ctl = ch->window + l->fifo;
+		ch->tx.ctl = ch->window + l->fifo + DEVEMU_FIFO_CTRL_SIZE;
+		ch->rx.data = ch->window + l->fifo + DEVEMU_WINDOW_PAGE;
+		ch->tx.data = ch->rx.data + ch->rx.size;
+	}
 
 	/* Not shared yet: plain stores. */
 	regs->magic = DEVEMU_MAGIC;
@@ -524,6 +585,9 @@ static void kshim_window_init(struct kshim_channel *ch, const char *name,
 	regs->sq_offset = l->sq;
 	regs->cq_offset = l->cq;
 	regs->data_offset = l->data;
+	regs->rx_fifo_size = ch->rx.size;
+	regs->tx_fifo_size = ch->tx.size;
+	regs->fifo_offset = l->fifo;
 	regs->features_offered = DEVEMU_KSHIM_FEATURES;
 	regs->attach_epoch = ch->epoch;
 	strscpy(regs->name, name, sizeof(regs->name));
@@ -556,6 +620,14 @@ struct kshim_channel *kshim_channel_create(struct kshim_device *kdev,
 	ch->depth = add->queue_depth;
 	ch->slot_size = add->slot_size;
 	ch->features = add->features;
+	mutex_init(&ch->rx.lock);
+	mutex_init(&ch->tx.lock);
+	init_waitqueue_head(&ch->rx.wait);
+	init_waitqueue_head(&ch->tx.wait);
+	if (ch->features & DEVEMU_F_STREAM) {
+		ch->rx.size = add->rx_fifo_size;
+		ch->tx.size = add->tx_fifo_size;
+	}
 
 	ch->doorbell = eventfd_ctx_fdget(add->doorbell_fd);
 	if (IS_ERR(ch->doorbell)) {
@@ -576,7 +648,8 @@ struct kshim_channel *kshim_channel_create(struct kshim_device *kdev,
 	if (ch->irq == ch->doorbell)
 		goto err_put_irq;
 
-	kshim_layout_of(ch->depth, ch->slot_size, &l);
+	kshim_layout_of(ch->depth, ch->slot_size, ch->rx.size, ch->tx.size,
+			&l);
 	ch->window = vmalloc_user(l.size);
 	if (!ch->window) {
 		ret = -ENOMEM;

@@ -167,6 +167,205 @@ static int kshim_release(struct inode *inode, struct file *file)
 	return 0;
 }
 
+/*
+ * The fill of a FIFO: the core's index read once, checked against the size.
+ * A daemon that moves its index outside [module index - size, module index +
+ * size] broke the protocol: the channel is detached. Returns the fill, or
+ * -EIO. Called with f->lock held.
+ */
+static long kshim_fifo_fill(struct kshim_channel *ch, struct kshim_fifo *f,
+			    bool rx)
+{
+	struct kshim_device *kdev = ch->kdev;
+	unsigned long flags;
+	u32 fill;
+
+	if (rx)	/* the tail before the bytes it publishes */
+		fill = smp_load_acquire(&f->ctl->tail) - f->index;
+	else	/* the head after the bytes it gave back were read */
+		fill = f->index - smp_load_acquire(&f->ctl->head);
+	if (fill <= f->size)
+		return fill;
+	kshim_protocol_error(kdev, rx ? "receive FIFO tail out of range" :
+				   "transmit FIFO head out of range");
+	spin_lock_irqsave(&kdev->lock, flags);
+	kshim_detach_locked(ch, -EIO);
+	spin_unlock_irqrestore(&kdev->lock, flags);
+	return -EIO;
+}
+
+/* The model's record size for a FIFO, clamped to [1, size]. */
+static u32 kshim_fifo_record(struct kshim_fifo *f)
+{
+	return clamp_t(u32, READ_ONCE(f->ctl->record), 1, f->size);
+}
+
+/*
+ * Copies n bytes between the caller and the FIFO's bytes at index, in at most
+ * two pieces (the ring wraps). Returns the bytes not copied.
+ */
+static size_t kshim_fifo_copy(struct kshim_fifo *f, u32 index, void __user *ubuf,
+			      size_t n, bool to_user)
+{
+	u32 off = index & (f->size - 1);
+	size_t first = min_t(size_t, n, f->size - off);
+	size_t left;
+
+	if (to_user) {
+		left = copy_to_user(ubuf, f->data + off, first);
+		if (!left && n > first)
+			left = copy_to_user(ubuf + first, f->data, n - first);
+		else if (left)
+			left += n - first;
+	} else {
+		left = copy_from_user(f->data + off, ubuf, first);
+		if (!left && n > first)
+			left = copy_from_user(f->data, ubuf + first, n - first);
+		else if (left)
+			left += n - first;
+	}
+	return left;
+}
+
+static bool kshim_fifo_waitable(struct kshim_channel *ch, struct kshim_fifo *f,
+				bool rx, u32 need)
+{
+	u32 fill;
+
+	if (READ_ONCE(ch->dead))
+		return true;
+	if (rx)
+		fill = READ_ONCE(f->ctl->tail) - READ_ONCE(f->index);
+	else
+		fill = READ_ONCE(f->index) - READ_ONCE(f->ctl->head);
+	/* Out of range counts as ready: the caller then finds the error. */
+	return rx ? fill >= need : fill > f->size || f->size - fill >= need;
+}
+
+/*
+ * read() from the receive FIFO: whole records, straight from the window, no
+ * request. Blocks in the kernel while it is empty (the core's interrupt wakes
+ * the caller); O_NONBLOCK gives -EAGAIN; a signal -EINTR, with nothing to
+ * cancel.
+ */
+static ssize_t kshim_fifo_read(struct kshim_channel *ch, struct file *file,
+			       char __user *buf, size_t count)
+{
+	struct kshim_fifo *f = &ch->rx;
+	u32 record = kshim_fifo_record(f);
+	long fill;
+	size_t n;
+
+	if (count < record)
+		return -EINVAL;
+	for (;;) {
+		if (mutex_lock_interruptible(&f->lock))
+			return -EINTR;
+		if (READ_ONCE(ch->dead)) {
+			mutex_unlock(&f->lock);
+			return ch->dead_err;
+		}
+		fill = kshim_fifo_fill(ch, f, true);
+		if (fill < 0) {
+			mutex_unlock(&f->lock);
+			return fill;
+		}
+		if (fill >= record)
+			break;
+		mutex_unlock(&f->lock);
+		/* Empty (fill 0 is below every watermark): ask for a refill. */
+		kshim_fifo_kick(ch, f, fill, true);
+		if (file->f_flags & O_NONBLOCK)
+			return -EAGAIN;
+		if (wait_event_interruptible(f->wait,
+					     kshim_fifo_waitable(ch, f, true,
+								 record)))
+			return -EINTR;
+	}
+	n = min_t(size_t, count, fill);
+	n -= n % record;
+	if (kshim_fifo_copy(f, f->index, buf, n, true)) {
+		mutex_unlock(&f->lock);
+		return -EFAULT;
+	}
+	/* The bytes are read before the core may overwrite them. */
+	smp_store_release(&f->ctl->head, f->index + n);
+	WRITE_ONCE(f->index, f->index + n);
+	mutex_unlock(&f->lock);
+	kshim_fifo_kick(ch, f, fill - n, true);
+	return n;
+}
+
+/*
+ * write() into the transmit FIFO: posted, the call returns once the bytes are
+ * in the window. A write of at most the FIFO's size is atomic (whole or it
+ * waits; O_NONBLOCK: -EAGAIN); a larger one goes in pieces, and a blocking
+ * one returns when every byte is in (a signal ends it with the count so far).
+ */
+static ssize_t kshim_fifo_write(struct kshim_channel *ch, struct file *file,
+				const char __user *buf, size_t count)
+{
+	struct kshim_fifo *f = &ch->tx;
+	u32 record = kshim_fifo_record(f);
+	size_t done = 0, n, need;
+	long fill;
+	int ret = 0;
+
+	count -= count % record;
+	if (!count)
+		return -EINVAL;
+	while (done < count) {
+		/* An atomic write waits for room for all of it; else a record. */
+		need = count <= f->size ? count : record;
+		if (mutex_lock_interruptible(&f->lock)) {
+			ret = -EINTR;
+			break;
+		}
+		if (READ_ONCE(ch->dead)) {
+			mutex_unlock(&f->lock);
+			ret = ch->dead_err;
+			break;
+		}
+		fill = kshim_fifo_fill(ch, f, false);
+		if (fill < 0) {
+			mutex_unlock(&f->lock);
+			ret = fill;
+			break;
+		}
+		if (f->size - fill >= need) {
+			n = min_t(size_t, count - done, f->size - fill);
+			n -= n % record;
+			if (kshim_fifo_copy(f, f->index, (void __user *)buf + done,
+					    n, false)) {
+				mutex_unlock(&f->lock);
+				ret = -EFAULT;
+				break;
+			}
+			/* The bytes before the tail that publishes them. */
+			smp_store_release(&f->ctl->tail, f->index + n);
+			WRITE_ONCE(f->index, f->index + n);
+			mutex_unlock(&f->lock);
+			done += n;
+			kshim_fifo_kick(ch, f, fill + n, false);
+			continue;
+		}
+		mutex_unlock(&f->lock);
+		/* Full (at or above every watermark): ask for a drain. */
+		kshim_fifo_kick(ch, f, fill, false);
+		if (file->f_flags & O_NONBLOCK) {
+			ret = -EAGAIN;
+			break;
+		}
+		if (wait_event_interruptible(f->wait,
+					     kshim_fifo_waitable(ch, f, false,
+								 need))) {
+			ret = -EINTR;
+			break;
+		}
+	}
+	return done ? done : ret;
+}
+
 /* One READ of at most a slot. */
 static ssize_t kshim_read(struct file *file, char __user *buf, size_t count,
 			  loff_t *ppos)
@@ -182,6 +381,10 @@ static ssize_t kshim_read(struct file *file, char __user *buf, size_t count,
 	ch = kshim_file_channel(kf);
 	if (IS_ERR(ch))
 		return PTR_ERR(ch);
+	if (ch->rx.size) {
+		ret = kshim_fifo_read(ch, file, buf, count);
+		goto out_put_channel;
+	}
 	ret = kshim_tag_get(ch, &tag);
 	if (ret)
 		goto out_put_channel;
@@ -228,6 +431,10 @@ static ssize_t kshim_write(struct file *file, const char __user *buf,
 	ch = kshim_file_channel(kf);
 	if (IS_ERR(ch))
 		return PTR_ERR(ch);
+	if (ch->tx.size) {
+		ret = kshim_fifo_write(ch, file, buf, count);
+		goto out_put_channel;
+	}
 	ret = kshim_tag_get(ch, &tag);
 	if (ret)
 		goto out_put_channel;
@@ -292,6 +499,38 @@ static __poll_t kshim_poll_call(struct kshim_channel *ch, struct kshim_file *kf,
 	return mask;
 }
 
+/* The fill of a FIFO for poll/FIONREAD: a snapshot, out of range as 0. */
+static u32 kshim_fifo_peek(struct kshim_fifo *f, bool rx)
+{
+	u32 fill;
+
+	if (rx)
+		fill = READ_ONCE(f->ctl->tail) - READ_ONCE(f->index);
+	else
+		fill = READ_ONCE(f->index) - READ_ONCE(f->ctl->head);
+	return fill <= f->size ? fill : 0;
+}
+
+/* Readiness of the directions served by FIFOs comes from their fill. */
+static __poll_t kshim_fifo_poll(struct kshim_channel *ch, __poll_t mask)
+{
+	struct kshim_fifo *f;
+
+	if (ch->rx.size) {
+		f = &ch->rx;
+		mask &= ~(EPOLLIN | EPOLLRDNORM);
+		if (kshim_fifo_peek(f, true) >= kshim_fifo_record(f))
+			mask |= EPOLLIN | EPOLLRDNORM;
+	}
+	if (ch->tx.size) {
+		f = &ch->tx;
+		mask &= ~(EPOLLOUT | EPOLLWRNORM);
+		if (f->size - kshim_fifo_peek(f, false) >= kshim_fifo_record(f))
+			mask |= EPOLLOUT | EPOLLWRNORM;
+	}
+	return mask;
+}
+
 static __poll_t kshim_poll(struct file *file, poll_table *pt)
 {
 	struct kshim_file *kf = file->private_data;
@@ -306,6 +545,8 @@ static __poll_t kshim_poll(struct file *file, poll_table *pt)
 		mask = kshim_shadow_read(ch, kf->fh, NULL);
 	else
 		mask = kshim_poll_call(ch, kf, file, pt);
+	if (ch->rx.size || ch->tx.size)
+		mask = kshim_fifo_poll(ch, mask);
 	kshim_channel_put(ch);
 	return mask;
 }
@@ -496,7 +737,11 @@ static long kshim_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 	ch = kshim_file_channel(kf);
 	if (IS_ERR(ch))
 		return PTR_ERR(ch);
-	if (cmd == FIONREAD && (ch->features & DEVEMU_F_SHADOW_POLL)) {
+	if (cmd == FIONREAD && ch->rx.size) {
+		readable = kshim_fifo_peek(&ch->rx, true);
+		ret = put_user(min_t(u32, readable, INT_MAX),
+			       (int __user *)arg);
+	} else if (cmd == FIONREAD && (ch->features & DEVEMU_F_SHADOW_POLL)) {
 		kshim_shadow_read(ch, kf->fh, &readable);
 		ret = put_user(min_t(u32, readable, INT_MAX),
 			       (int __user *)arg);

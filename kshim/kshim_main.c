@@ -130,6 +130,16 @@ static ssize_t protocol_errors_show(struct device *dev,
 }
 static DEVICE_ATTR_RO(protocol_errors);
 
+static ssize_t doorbells_show(struct device *dev,
+			      struct device_attribute *attr, char *buf)
+{
+	struct kshim_device *kdev = to_kshim_device(dev);
+
+	return sysfs_emit(buf, "%lld\n",
+			  (long long)atomic64_read(&kdev->doorbells));
+}
+static DEVICE_ATTR_RO(doorbells);
+
 static struct attribute *kshim_attrs[] = {
 	&dev_attr_state.attr,
 	&dev_attr_attach_epoch.attr,
@@ -137,6 +147,7 @@ static struct attribute *kshim_attrs[] = {
 	&dev_attr_status_words.attr,
 	&dev_attr_stale_completions.attr,
 	&dev_attr_protocol_errors.attr,
+	&dev_attr_doorbells.attr,
 	NULL,
 };
 ATTRIBUTE_GROUPS(kshim);
@@ -264,6 +275,13 @@ static bool kshim_name_valid(const char *name)
 	       strcmp(name, DEVEMU_KSHIM_CONTROL_NAME);
 }
 
+/* A stream FIFO size: none, or a power of 2 within the uapi's bounds. */
+static bool kshim_fifo_size_valid(u32 size)
+{
+	return !size || (is_power_of_2(size) && size >= DEVEMU_MIN_FIFO_SIZE &&
+			 size <= DEVEMU_MAX_FIFO_SIZE);
+}
+
 /* Checks an ADD or ATTACH argument and fills in the default geometry. */
 static int kshim_check_add(struct devemu_kshim_add *add, bool attach)
 {
@@ -283,6 +301,12 @@ static int kshim_check_add(struct devemu_kshim_add *add, bool attach)
 	    add->queue_depth > DEVEMU_MAX_QUEUE_DEPTH ||
 	    add->slot_size % DEVEMU_WINDOW_PAGE ||
 	    add->slot_size > DEVEMU_MAX_SLOT_SIZE)
+		return -EINVAL;
+	if ((add->rx_fifo_size || add->tx_fifo_size) &&
+	    !(add->features & DEVEMU_F_STREAM))
+		return -EINVAL;
+	if (!kshim_fifo_size_valid(add->rx_fifo_size) ||
+	    !kshim_fifo_size_valid(add->tx_fifo_size))
 		return -EINVAL;
 	if (attach)
 		return 0;

@@ -64,8 +64,12 @@ DeviceCore::~DeviceCore()
 unsigned DeviceCore::attachWindow(Window &window, InterruptHandler interrupt)
 {
 	devemu_regs &r = window.regs();
-	r.features_accepted = r.features_offered &
-			      (DEVEMU_F_SHADOW_POLL | DEVEMU_F_IOCTL_RETRY | DEVEMU_F_CANCEL | DEVEMU_F_NEED_KICK);
+	uint64_t accept = DEVEMU_F_SHADOW_POLL | DEVEMU_F_IOCTL_RETRY | DEVEMU_F_CANCEL | DEVEMU_F_NEED_KICK;
+	bool streamRx = stream_.rx && window.rxFifoSize() && (r.features_offered & DEVEMU_F_STREAM);
+	bool streamTx = stream_.tx && window.txFifoSize() && (r.features_offered & DEVEMU_F_STREAM);
+	if (streamRx || streamTx)
+		accept |= DEVEMU_F_STREAM;
+	r.features_accepted = r.features_offered & accept;
 	std::atomic_ref<uint32_t>(r.status).fetch_or(DEVEMU_STATUS_ACKNOWLEDGE | DEVEMU_STATUS_DRIVER_OK);
 	std::atomic_ref<uint32_t>(window.sq().flags).fetch_or(DEVEMU_RING_NEED_KICK);
 	AttachedWindow aw;
@@ -74,6 +78,22 @@ unsigned DeviceCore::attachWindow(Window &window, InterruptHandler interrupt)
 	aw.files.resize(std::min<uint32_t>(r.max_files, DEVEMU_MAX_FILES));
 	aw.inflight.assign(window.queueDepth(), 0);
 	aw.started.resize(window.queueDepth());
+	aw.streamRx = streamRx;
+	aw.streamTx = streamTx;
+	uint32_t record = std::max<uint32_t>(stream_.record, 1);
+	if (streamRx) {
+		devemu_fifo &f = window.rxFifo();
+		aw.rxTail = f.tail;
+		aw.rxHeadSeen = f.head;
+		f.record = record;
+		f.watermark = rxWatermark(window);
+	}
+	if (streamTx) {
+		devemu_fifo &f = window.txFifo();
+		aw.txHead = f.head;
+		f.record = record;
+		f.watermark = txWatermark(window);
+	}
 	windows_.push_back(std::move(aw));
 	return static_cast<unsigned>(windows_.size() - 1);
 }
@@ -188,6 +208,9 @@ void DeviceCore::dispatch()
 		for (unsigned i = 0; i < windows_.size(); i++)
 			consume(i);
 		runWakeups();
+		for (auto &aw : windows_)
+			if (aw.window && (aw.streamRx || aw.streamTx))
+				pumpStreams(aw);
 		publishShadows();
 		for (auto &aw : windows_) {
 			if (!aw.pendingIsr || !aw.window)
@@ -374,7 +397,7 @@ bool DeviceCore::attempt(Request &req)
 
 	switch (sqe.opcode) {
 	case DEVEMU_OP_READ: {
-		ssize_t n = model_->read(f, slot.first(sqe.len));
+		ssize_t n = modelRead(f, slot.first(sqe.len));
 		if (n == -EAGAIN && !nonblock)
 			return false;
 		if (n > 0)
@@ -385,7 +408,7 @@ bool DeviceCore::attempt(Request &req)
 	case DEVEMU_OP_WRITE: {
 		/* Pipe semantics: a blocking write completes when every byte was accepted. */
 		while (req.progress < sqe.len) {
-			ssize_t n = model_->write(f, slot.subspan(req.progress, sqe.len - req.progress));
+			ssize_t n = modelWrite(f, slot.subspan(req.progress, sqe.len - req.progress));
 			if (n == -EAGAIN || n == 0)
 				break;
 			if (n < 0) {
@@ -412,6 +435,10 @@ bool DeviceCore::coreIoctl(IoctlCall &call, OpenFile &file, IoctlResult &result)
 {
 	switch (call.cmd()) {
 	case DEVEMU_IOC_COUNTERS: {
+		/* Bytes posted to or read from the stream FIFOs since the last look count too. */
+		for (auto &aw : windows_)
+			if (aw.window && (aw.streamRx || aw.streamTx))
+				pumpStreams(aw);
 		devemu_counters c{};
 		c.bytes_in = stats_.bytesIn;
 		c.bytes_out = stats_.bytesOut;
@@ -492,6 +519,153 @@ bool DeviceCore::attemptIoctl(Request &req, OpenFile &f)
 	}
 	complete(req.windowIndex, sqe, result.ret, outLen);
 	return true;
+}
+
+ssize_t DeviceCore::modelRead(OpenFile &file, std::span<std::byte> out)
+{
+	if (!stream_.rx)
+		return model_->read(file, out);
+	uint32_t record = std::max<uint32_t>(stream_.record, 1);
+	if (out.size() < record)
+		return -EINVAL;
+	size_t n = model_->produce(out.first(out.size() - out.size() % record));
+	return n ? static_cast<ssize_t>(n) : -EAGAIN;
+}
+
+ssize_t DeviceCore::modelWrite(OpenFile &file, std::span<const std::byte> in)
+{
+	if (!stream_.tx)
+		return model_->write(file, in);
+	uint32_t record = std::max<uint32_t>(stream_.record, 1);
+	if (in.size() < record)
+		return -EINVAL;
+	size_t n = model_->consume(in.first(in.size() - in.size() % record));
+	return n ? static_cast<ssize_t>(n) : -EAGAIN;
+}
+
+/*
+ * rx: fills the FIFO's free space from produce(), whole records; a record that
+ * straddles the ring's end goes through a bounce buffer. Returns true when the
+ * FIFO is left above its watermark with the model having more (a kick is
+ * wanted when the reader drains it).
+ */
+bool DeviceCore::pumpRx(AttachedWindow &aw)
+{
+	Window &w = *aw.window;
+	devemu_fifo &f = w.rxFifo();
+	std::span<std::byte> data = w.rxFifoData();
+	const uint32_t size = static_cast<uint32_t>(data.size());
+	const uint32_t record = std::max<uint32_t>(stream_.record, 1);
+	uint32_t head = loadAcquire(f.head);
+	stats_.bytesOut += head - aw.rxHeadSeen;
+	aw.rxHeadSeen = head;
+	for (;;) {
+		uint32_t fill = aw.rxTail - head;
+		if (fill > size) {
+			DEVEMU_LOG(Error, name_, "receive FIFO head {} out of range (tail {})", head, aw.rxTail);
+			return false;
+		}
+		uint32_t space = size - fill;
+		if (space < record)
+			return true; /* full: the model may have more */
+		uint32_t off = aw.rxTail & (size - 1);
+		uint32_t want = std::min(space, size - off);
+		want -= want % record;
+		size_t n;
+		if (want) {
+			n = model_->produce(data.subspan(off, want));
+		} else {
+			std::vector<std::byte> bounce(record);
+			n = model_->produce(bounce);
+			if (n == record) {
+				size_t first = size - off;
+				std::memcpy(data.data() + off, bounce.data(), first);
+				std::memcpy(data.data(), bounce.data() + first, record - first);
+			}
+		}
+		n -= n % record;
+		if (!n)
+			return false; /* the model has nothing now: its notify() brings us back */
+		storeRelease(f.tail, aw.rxTail += static_cast<uint32_t>(n));
+		aw.pendingIsr |= DEVEMU_ISR_STREAM;
+		head = loadAcquire(f.head);
+		stats_.bytesOut += head - aw.rxHeadSeen;
+		aw.rxHeadSeen = head;
+	}
+}
+
+/* tx: hands the FIFO's bytes to consume(). Returns true when the model took all there was. */
+bool DeviceCore::pumpTx(AttachedWindow &aw)
+{
+	Window &w = *aw.window;
+	devemu_fifo &f = w.txFifo();
+	std::span<std::byte> data = w.txFifoData();
+	const uint32_t size = static_cast<uint32_t>(data.size());
+	const uint32_t record = std::max<uint32_t>(stream_.record, 1);
+	for (;;) {
+		uint32_t fill = loadAcquire(f.tail) - aw.txHead;
+		if (fill > size) {
+			DEVEMU_LOG(Error, name_, "transmit FIFO tail out of range (head {})", aw.txHead);
+			return false;
+		}
+		if (fill < record)
+			return true;
+		uint32_t off = aw.txHead & (size - 1);
+		uint32_t avail = std::min(fill, size - off);
+		avail -= avail % record;
+		size_t n;
+		if (avail) {
+			n = model_->consume(data.subspan(off, avail));
+		} else {
+			std::vector<std::byte> bounce(record);
+			size_t first = size - off;
+			std::memcpy(bounce.data(), data.data() + off, first);
+			std::memcpy(bounce.data() + first, data.data(), record - first);
+			n = model_->consume(bounce);
+			avail = record;
+		}
+		n -= n % record;
+		if (n) {
+			storeRelease(f.head, aw.txHead += static_cast<uint32_t>(n));
+			stats_.bytesIn += n;
+			aw.pendingIsr |= DEVEMU_ISR_STREAM;
+		}
+		if (n < avail)
+			return false; /* the model is full: its notify() brings us back */
+	}
+}
+
+/*
+ * One pass over a window's FIFOs, then the kick protocol: say we want a kick,
+ * fence, and look again, so that a driver that moved an index meanwhile
+ * either saw the request or is seen here.
+ */
+void DeviceCore::pumpStreams(AttachedWindow &aw)
+{
+	Window &w = *aw.window;
+	const uint32_t record = std::max<uint32_t>(stream_.record, 1);
+	for (;;) {
+		bool again = false;
+		if (aw.streamTx) {
+			devemu_fifo &f = w.txFifo();
+			bool drained = pumpTx(aw);
+			std::atomic_ref<uint32_t>(f.kick).store(drained ? 1 : 0, std::memory_order_relaxed);
+			std::atomic_thread_fence(std::memory_order_seq_cst);
+			/* Our own watermark, not the window's copy: a driver cannot make us spin. */
+			uint32_t fill = loadAcquire(f.tail) - aw.txHead;
+			again |= drained && fill <= w.txFifoSize() && fill >= std::max(record, txWatermark(w));
+		}
+		if (aw.streamRx) {
+			devemu_fifo &f = w.rxFifo();
+			bool more = pumpRx(aw);
+			std::atomic_ref<uint32_t>(f.kick).store(more ? 1 : 0, std::memory_order_relaxed);
+			std::atomic_thread_fence(std::memory_order_seq_cst);
+			uint32_t fill = aw.rxTail - loadAcquire(f.head);
+			again |= more && fill <= w.rxFifoSize() - record && fill <= rxWatermark(w);
+		}
+		if (!again)
+			return;
+	}
 }
 
 void DeviceCore::runWakeups()

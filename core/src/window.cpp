@@ -14,6 +14,10 @@ bool isPowerOfTwo(uint32_t v)
 {
 	return v && !(v & (v - 1));
 }
+bool fifoSizeValid(uint32_t v)
+{
+	return !v || (isPowerOfTwo(v) && v >= DEVEMU_MIN_FIFO_SIZE && v <= DEVEMU_MAX_FIFO_SIZE);
+}
 } // namespace
 
 WindowLayout WindowLayout::of(const WindowGeometry &g)
@@ -22,7 +26,8 @@ WindowLayout WindowLayout::of(const WindowGeometry &g)
 	l.sqOffset = devemu_window_sq_offset();
 	l.cqOffset = devemu_window_cq_offset(g.queueDepth);
 	l.dataOffset = devemu_window_data_offset(g.queueDepth);
-	l.size = devemu_window_size(g.queueDepth, g.slotSize);
+	l.fifoOffset = g.rxFifoSize || g.txFifoSize ? devemu_window_fifo_offset(g.queueDepth, g.slotSize) : 0;
+	l.size = devemu_window_stream_size(g.queueDepth, g.slotSize, g.rxFifoSize, g.txFifoSize);
 	return l;
 }
 
@@ -44,6 +49,9 @@ Window &Window::operator=(Window &&other) noexcept
 		sqOffset_ = other.sqOffset_;
 		cqOffset_ = other.cqOffset_;
 		dataOffset_ = other.dataOffset_;
+		fifoOffset_ = other.fifoOffset_;
+		rxFifoSize_ = other.rxFifoSize_;
+		txFifoSize_ = other.txFifoSize_;
 	}
 	return *this;
 }
@@ -52,6 +60,18 @@ Window::~Window()
 {
 	if (base_)
 		munmap(base_, size_);
+}
+
+void Window::setLayout(const WindowGeometry &g, const WindowLayout &l)
+{
+	depth_ = g.queueDepth;
+	slotSize_ = g.slotSize;
+	sqOffset_ = l.sqOffset;
+	cqOffset_ = l.cqOffset;
+	dataOffset_ = l.dataOffset;
+	fifoOffset_ = l.fifoOffset;
+	rxFifoSize_ = g.rxFifoSize;
+	txFifoSize_ = g.txFifoSize;
 }
 
 int Window::map(UniqueFD fd, size_t size)
@@ -68,7 +88,8 @@ int Window::map(UniqueFD fd, size_t size)
 int Window::create(const WindowGeometry &g, std::string_view name, uint32_t deviceId, Window &out)
 {
 	if (!isPowerOfTwo(g.queueDepth) || g.queueDepth > DEVEMU_MAX_QUEUE_DEPTH || g.slotSize < DEVEMU_WINDOW_PAGE ||
-	    g.slotSize > DEVEMU_MAX_SLOT_SIZE || name.size() >= DEVEMU_DEVICE_NAME_MAX)
+	    g.slotSize > DEVEMU_MAX_SLOT_SIZE || name.size() >= DEVEMU_DEVICE_NAME_MAX || !fifoSizeValid(g.rxFifoSize) ||
+	    !fifoSizeValid(g.txFifoSize))
 		return -EINVAL;
 	WindowLayout l = WindowLayout::of(g);
 	std::string memfdName = "devemu-window-" + std::string(name);
@@ -92,13 +113,12 @@ int Window::create(const WindowGeometry &g, std::string_view name, uint32_t devi
 	r.sq_offset = l.sqOffset;
 	r.cq_offset = l.cqOffset;
 	r.data_offset = l.dataOffset;
+	r.rx_fifo_size = g.rxFifoSize;
+	r.tx_fifo_size = g.txFifoSize;
+	r.fifo_offset = l.fifoOffset;
 	r.attach_epoch = 1;
 	std::memcpy(r.name, name.data(), name.size());
-	w.depth_ = g.queueDepth;
-	w.slotSize_ = g.slotSize;
-	w.sqOffset_ = l.sqOffset;
-	w.cqOffset_ = l.cqOffset;
-	w.dataOffset_ = l.dataOffset;
+	w.setLayout(g, l);
 	out = std::move(w);
 	return 0;
 }
@@ -116,22 +136,19 @@ int Window::attach(UniqueFD fd, Window &out)
 	munmap(p, sizeof(regs));
 	if (regs.magic != DEVEMU_MAGIC || regs.abi_version != DEVEMU_ABI_VERSION)
 		return -EPROTO;
-	WindowGeometry g{ regs.queue_depth, regs.slot_size };
-	if (!isPowerOfTwo(g.queueDepth) || g.queueDepth > DEVEMU_MAX_QUEUE_DEPTH || g.slotSize > DEVEMU_MAX_SLOT_SIZE)
+	WindowGeometry g{ regs.queue_depth, regs.slot_size, regs.rx_fifo_size, regs.tx_fifo_size };
+	if (!isPowerOfTwo(g.queueDepth) || g.queueDepth > DEVEMU_MAX_QUEUE_DEPTH || g.slotSize > DEVEMU_MAX_SLOT_SIZE ||
+	    !fifoSizeValid(g.rxFifoSize) || !fifoSizeValid(g.txFifoSize))
 		return -EPROTO;
 	WindowLayout l = WindowLayout::of(g);
 	if (regs.sq_offset != l.sqOffset || regs.cq_offset != l.cqOffset || regs.data_offset != l.dataOffset ||
-	    regs.window_size != l.size)
+	    regs.fifo_offset != l.fifoOffset || regs.window_size != l.size)
 		return -EPROTO;
 	Window w;
 	int ret = w.map(std::move(fd), l.size);
 	if (ret < 0)
 		return ret;
-	w.depth_ = g.queueDepth;
-	w.slotSize_ = g.slotSize;
-	w.sqOffset_ = l.sqOffset;
-	w.cqOffset_ = l.cqOffset;
-	w.dataOffset_ = l.dataOffset;
+	w.setLayout(g, l);
 	out = std::move(w);
 	return 0;
 }

@@ -99,6 +99,12 @@ int KshimTransport::start(ReadyHandler onReady, EndHandler onEnd, std::string &e
 	add.doorbell_fd = doorbellFd_.get();
 	add.irq_fd = irqFd_.get();
 	add.features = DEVEMU_KSHIM_FEATURES;
+	if (parts_.node.fifo && parts_.core.model()) {
+		/* A streaming model: read() and write() are served by the module from stream FIFOs. */
+		StreamSpec stream = parts_.core.model()->stream();
+		add.rx_fifo_size = stream.rx ? kDefaultFifoSize : 0;
+		add.tx_fifo_size = stream.tx ? kDefaultFifoSize : 0;
+	}
 
 	int channel = ioctl(control_.get(), DEVEMU_KSHIM_IOC_ADD, &add);
 	bool reattached = false;

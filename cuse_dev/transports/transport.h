@@ -21,6 +21,7 @@ struct NodeSettings {
 	mode_t mode = 0660;
 	uid_t uid = 0;
 	gid_t gid = 0;
+	bool fifo = true; /* kshim: serve a streaming model's read/write from stream FIFOs (fifo=off: requests) */
 };
 
 /* What a transport needs: the device's strand and core (it attaches its own window to the core). */

@@ -3,14 +3,19 @@
 # run.sh: runs the benchmark matrix on every available target and prints one table with ratios to /dev/zero and to the bare CUSE responder.
 #
 # Usage: tests/bench/run.sh [--targets LIST] [--skip LIST] [--seconds S] [--pin CPUS|none] [--raw FILE]
-#   LIST is comma-separated from: kernel bare-cuse devemu-cuse devemu-kshim devemu-kshim-poll devemu-fuse
-#   python-cuse python-fuse (the zero model written in Python, examples/python/zero.py)
+#   LIST is comma-separated from: kernel bare-cuse devemu-cuse devemu-kshim devemu-kshim-req
+#   devemu-kshim-poll devemu-fuse python-cuse python-fuse (the zero model written in Python,
+#   examples/python/zero.py). devemu-kshim serves reads and writes from the window's stream FIFOs
+#   (the default); devemu-kshim-req is the same device with fifo=off (a request per call).
 #   (default: all; a target whose prerequisites are missing is skipped with a note).
 # Environment:
 #   BENCH_SECONDS   run time of one cell in one round (default 0.5)
 #   BENCH_ROUNDS    rounds over the whole matrix; each cell reports its median round (default 3)
 #   BENCH_SIZES     read/write sizes in bytes (default "1 4096 131072")
 #   BENCH_THREADS   read/write thread counts (default "1 4")
+#   BENCH_OPS       operations measured (default "read write poll fionread"; "read" for rng)
+#   BENCH_MODEL     the model the devemu targets serve: zero (default; the kernel target is
+#                   /dev/zero) or rng (the kernel target is /dev/urandom; rng takes no writes)
 #   BENCH_START_TIMEOUT  seconds to wait for a daemon's node (default 30)
 #   BENCH_POLL_CPU  CPU of the busy-polling daemon (devemu-kshim-poll); default: another CPU
 #                   than the bench's when the bench is pinned to one CPU and there are two
@@ -43,7 +48,14 @@ start_timeout=${BENCH_START_TIMEOUT:-30}
 if [[ ${DEVEMU_IN_VM:-} == 1 ]]; then pin=${BENCH_PIN:-0}; else pin=${BENCH_PIN:-none}; fi
 read -r -a devemud_args <<<"${DEVEMUD_ARGS:-}"
 
-all_targets=(kernel bare-cuse devemu-cuse devemu-kshim devemu-kshim-poll devemu-fuse python-cuse python-fuse)
+all_targets=(kernel bare-cuse devemu-cuse devemu-kshim devemu-kshim-req devemu-kshim-poll devemu-fuse python-cuse
+	python-fuse)
+bench_model=${BENCH_MODEL:-zero}
+case $bench_model in
+zero) kernel_node=/dev/zero ;;
+rng) kernel_node=/dev/urandom ;;
+*) echo "run.sh: BENCH_MODEL must be zero or rng" >&2; exit 2 ;;
+esac
 targets=("${all_targets[@]}")
 skip=()
 raw_out=
@@ -171,15 +183,15 @@ start_devemud() {
 	local name=bench_${1//-/_}_$$
 	[[ -x $DEVEMUD ]] || { skip_note[$1]="no devemud at $DEVEMUD"; return 1; }
 	start_daemon "$1" "/dev/$name" "$DEVEMUD" --foreground --transport "$2" --control none \
-		--device "$name=${MODEL:-zero}" "${devemud_args[@]}" "${@:3}"
+		--device "$name=${MODEL:-$bench_model}${FIFO:+,fifo=$FIFO}" "${devemud_args[@]}" "${@:3}"
 }
 python_zero="python,script=$repo/examples/python/zero.py,class=Zero"
 
 setup_target() {
 	case $1 in
 	kernel)
-		[[ -c /dev/zero ]] || { skip_note[$1]="no /dev/zero"; return 1; }
-		node_of[$1]=/dev/zero
+		[[ -c $kernel_node ]] || { skip_note[$1]="no $kernel_node"; return 1; }
+		node_of[$1]=$kernel_node
 		;;
 	bare-cuse)
 		[[ -c /dev/cuse ]] || { skip_note[$1]="no /dev/cuse (kernel without CUSE; run in tests/vm)"; return 1; }
@@ -196,6 +208,11 @@ setup_target() {
 		[[ -d /sys/module/devemu_kshim ]] || { skip_note[$1]="devemu_kshim.ko not loaded"; return 1; }
 		start_devemud "$1" kshim
 		;;
+	devemu-kshim-req)
+		# The same without the stream FIFOs: every read and write is a request to the daemon.
+		[[ -d /sys/module/devemu_kshim ]] || { skip_note[$1]="devemu_kshim.ko not loaded"; return 1; }
+		FIFO=off start_devemud "$1" kshim
+		;;
 	devemu-kshim-poll)
 		# The kernel path with the core busy-polling the ring for BENCH_BUSY_POLL us (default 200)
 		# after each doorbell instead of sleeping on the eventfd. Busy-polling is meant for a CPU
@@ -205,7 +222,7 @@ setup_target() {
 		[[ -d /sys/module/devemu_kshim ]] || { skip_note[$1]="devemu_kshim.ko not loaded"; return 1; }
 		local -a saved=("${pinned[@]}")
 		[[ -n $poll_cpu ]] && pinned=(taskset -c "$poll_cpu")
-		start_devemud "$1" kshim --busy-poll "${BENCH_BUSY_POLL:-200}"
+		FIFO=off start_devemud "$1" kshim --busy-poll "${BENCH_BUSY_POLL:-200}"
 		local ret=$?
 		pinned=("${saved[@]}")
 		return $ret
@@ -237,16 +254,21 @@ done
 # --- measurement ------------------------------------------------------------
 
 cells=()
-for op in read write; do
-	for size in $sizes; do
-		for threads in $thread_counts; do
-			cells+=("$op $size $threads")
+if [[ $bench_model == rng ]]; then default_ops="read"; else default_ops="read write poll fionread"; fi
+for op in ${BENCH_OPS:-$default_ops}; do
+	case $op in
+	poll | fionread) cells+=("$op 0 1") ;;
+	*)
+		for size in $sizes; do
+			for threads in $thread_counts; do
+				cells+=("$op $size $threads")
+			done
 		done
-	done
+		;;
+	esac
 done
-cells+=("poll 0 1" "fionread 0 1")
 
-declare -A ops_s=() mb_s=() mean=() p99=() fail=() errno_of=() mark_of=()
+declare -A ops_s=() mb_s=() mean=() p99=() fail=() errno_of=() mark_of=() nops=() bells=()
 results=$tmp/results
 : >"$results"
 clock_ns=
@@ -273,6 +295,8 @@ take() {
 		mean_ns=*) mean[$1]=${word#*=} ;;
 		p99_ns=*) p99[$1]=${word#*=} ;;
 		errno=*) errno_of[$1]=${word#*=} ;;
+		ops=*) nops[$1]=${word#*=} ;;
+		doorbells=*) bells[$1]=${word#*=} ;;
 		clock_ns=*) clock_ns=${clock_ns:-${word#*=}} ;;
 		esac
 	done
@@ -282,7 +306,10 @@ take() {
 # run_cell TARGET OP SIZE THREADS: one round of one cell; appends its result line.
 run_cell() {
 	local target=$1 op=$2 size=$3 threads=$4 key="$1|$2|$3|$4" line rc
-	local extra=()
+	local extra=() sysfs="" before=""
+	# A kernel-shim node counts the daemon wake-ups it asked for (sysfs doorbells).
+	[[ -r /sys/class/devemu/${node_of[$target]#/dev/}/doorbells ]] &&
+		sysfs=/sys/class/devemu/${node_of[$target]#/dev/}/doorbells && read -r before <"$sysfs"
 	# /dev/zero, and zero models like it, may reject FIONREAD (ENOTTY): that
 	# still measures the ioctl round trip, so the row stays, marked.
 	[[ $op == fionread ]] && extra=(--allow-errors)
@@ -291,6 +318,11 @@ run_cell() {
 		--seconds "$cell_seconds" --label "$target" "${extra[@]}" \
 		2>"$tmp/cell.err")
 	rc=$?
+	if [[ -n $sysfs && -n $line ]]; then
+		local after
+		read -r after <"$sysfs"
+		line+=" doorbells=$((after - before))"
+	fi
 	[[ -n $raw_out && -n $line ]] && echo "$line" >>"$raw_out"
 	[[ -n $line ]] && printf '%s\t%s\n' "$key" "$line" >>"$results"
 	((rc)) || return 0
@@ -330,6 +362,7 @@ done < <(awk -F'\t' '
 
 # Facts the table needs, read before the daemons go away.
 for t in devemu-fuse python-fuse; do
+	[[ " ${cells[*]} " == *" fionread 0 1 "* ]] || continue
 	if [[ -n ${node_of[$t]:-} ]] && [[ $(stat -L -c %F "${node_of[$t]}" 2>/dev/null) == regular*file ]]; then
 		mark_of[$t|fionread|0|1]=VFS
 		notes+=("$t fionread (VFS): the node is a regular file in a FUSE mount, so the VFS answers FIONREAD (i_size - pos) without asking devemud; summaries skip that cell.")
@@ -363,6 +396,8 @@ machine() {
 
 echo "devemu benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), ${cell_seconds} s per cell and round, median of $rounds round(s)"
 machine
+echo "kernel command line: $(cat /proc/cmdline)"
+echo "model: $bench_model (kernel row: $kernel_node)"
 if [[ $pin != none ]]; then
 	echo "pinned: the bench and every daemon run on CPU(s) $pin (taskset)$(want devemu-kshim-poll && [[ -n $poll_cpu ]] && echo ", except the busy-polling daemon (devemu-kshim-poll): CPU $poll_cpu")"
 fi
@@ -379,11 +414,11 @@ for cell in "${cells[@]}"; do
 		key="$t|$op|$size|$threads"
 		mark=${mark_of[$key]:-}
 		[[ -n ${fail[$key]:-} ]] && mark=failed
-		printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "$op" "$mark" \
+		printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "$op" "$mark" \
 			"$size" "$threads" "${ops_s[$key]:-}" "${mb_s[$key]:-}" \
 			"${mean[$key]:-}" "${p99[$key]:-}" \
 			"${mean[kernel|$op|$size|$threads]:-}" \
-			"${mean[bare-cuse|$op|$size|$threads]:-}"
+			"${mean[bare-cuse|$op|$size|$threads]:-}" "${nops[$key]:-}" "${bells[$key]:-}"
 	done
 done | awk -F'\t' '
 	function size(b) {
@@ -400,7 +435,7 @@ done | awk -F'\t' '
 	}
 	function ratio(a, b) { return (a == "" || b == "" || b <= 0) ? "-" : sprintf("%.2fx", a / b) }
 	BEGIN {
-		n = split("target|op|size|threads|ops/s|MB/s|lat mean|lat p99|x zero|x bare", r, "|")
+		n = split("target|op|size|threads|ops/s|MB/s|lat mean|lat p99|x zero|x bare|wake/MB", r, "|")
 		for (i = 1; i <= n; i++) cell[1, i] = r[i]
 		rows = 1
 	}
@@ -412,6 +447,7 @@ done | awk -F'\t' '
 		} else {
 			r[5] = sprintf("%.0f", $6); r[6] = $4 == 0 ? "-" : sprintf("%.1f", $7)
 			r[7] = ns($8); r[8] = ns($9); r[9] = ratio($8, $10); r[10] = ratio($8, $11)
+			r[11] = ($13 == "" || $4 == 0 || $12 <= 0) ? "-" : sprintf("%.1f", $13 / ($12 * $4 / 1e6))
 		}
 		for (i = 1; i <= n; i++) cell[rows, i] = r[i]
 	}
@@ -438,7 +474,9 @@ done | awk -F'\t' '
 echo
 echo "lat mean = per-op latency seen by one thread (its run time / its ops); lat p99 = over individually timed ops;"
 echo "ops/s and MB/s are totals over all threads."
-echo "x zero, x bare = lat / lat of /dev/zero, of bare-cuse in the same cell of this run (lower is better)."
+echo "x zero, x bare = lat / lat of the kernel row ($kernel_node), of bare-cuse in the same cell of this run (lower is better)."
+echo "wake/MB = daemon wake-ups the kernel shim asked for (sysfs doorbells) per MB moved (kshim rows only)."
+
 
 # summary FROM REF: geometric mean and worst of FROM's latency ratio to REF over shared cells.
 summary() {

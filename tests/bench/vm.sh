@@ -3,7 +3,8 @@
 # vm.sh: runs tests/bench/run.sh inside the tests/vm guest with devemu_kshim.ko loaded, so the
 # CUSE and kernel-shim rows exist (this machine's own kernel has neither).
 #
-# Usage: tests/bench/vm.sh [--icount] [run.sh arguments]
+# Usage: tests/bench/vm.sh [--icount] [--stream] [run.sh arguments]
+#   --stream  run tests/bench/stream.sh (pipe vs loopback, one writer and one reader) instead of run.sh
 #   --icount  boot the guest with one vCPU under QEMU's instruction counter (-icount shift=0,
 #             sleep=off): guest time then advances one nanosecond per guest instruction, kernel
 #             and user alike, so "lat" is instructions per operation / 1000 and a ratio is a
@@ -13,6 +14,8 @@
 #             cache, TLB and memory cost.
 # Without --icount the guest runs as tests/vm/run always does (2 vCPUs, multi-threaded TCG) and
 # lat is wall-clock time in the guest.
+# The guest boots a production kernel command line (DEVEMU_VM_DEBUG=0: no slub_debug, no
+# panic_on_warn); run.sh prints it (/proc/cmdline) above the table.
 # Environment: BENCH_* variables of run.sh are passed into the guest.
 
 set -euo pipefail
@@ -22,6 +25,11 @@ repo=$(cd "$here/../.." && pwd)
 icount=0
 if [[ ${1:-} == --icount ]]; then
 	icount=1
+	shift
+fi
+script=run.sh
+if [[ ${1:-} == --stream ]]; then
+	script=stream.sh
 	shift
 fi
 ko=$repo/build/kshim/devemu_kshim.ko
@@ -36,7 +44,8 @@ if ((icount)); then
 else
 	export DEVEMU_BENCH_CLOCK=wall
 fi
+export DEVEMU_VM_DEBUG=${DEVEMU_VM_DEBUG:-0}
 cd "$repo"
 args=$(printf ' %q' "$@")
 exec "$repo/tests/vm/run" --timeout "${BENCH_VM_TIMEOUT:-3600}" \
-	sh -c "insmod build/kshim/devemu_kshim.ko && exec tests/bench/run.sh$args"
+	sh -c "insmod build/kshim/devemu_kshim.ko && exec tests/bench/$script$args"

@@ -20,6 +20,14 @@
  *   die      on the first request, posts garbage and exits
  *   flood    before each answer, posts a thousand rounds of completions with
  *            random tags and wrong epochs
+ *   fifo     stream FIFOs of 4 KiB: answers OPEN, then publishes 10 bytes
+ *            "0123456789" in the receive FIFO with record, watermark and kick
+ *            all-ones; on the next doorbell moves the receive tail 1 GiB ahead
+ *            (a reader must get EIO, the channel is detached)
+ *   fifo-tx  stream FIFOs of 4 KiB: answers OPEN, then moves the transmit
+ *            head 5000 bytes ahead of anything written (a writer gets EIO)
+ *   fifo-die stream FIFOs of 4 KiB: fills the receive FIFO, then exits with
+ *            the bytes unread (they are dropped: EIO, no warning)
  *
  * Usage: kshim_hostile MODE NAME. Prints "ready" once serving.
  */
@@ -153,6 +161,36 @@ static void flood(struct devemu_sqe *sqe)
 	ks_interrupt(&k);
 }
 
+/* The fifo modes: every request is answered plainly; the FIFOs carry the hostility. */
+static void fifo(struct devemu_sqe *sqe)
+{
+	static unsigned int doorbells;
+
+	if (sqe->opcode == DEVEMU_OP_CANCEL)
+		return;
+	ks_complete(&k, sqe, sqe->opcode == DEVEMU_OP_OPEN ? (int32_t)n_open++ : 0, 0, 0);
+	if (sqe->opcode == DEVEMU_OP_OPEN && !strcmp(mode, "fifo") && !doorbells++) {
+		memcpy(k.rx_data, "0123456789", 10);
+		k.rx->record = 0xffffffffu;	/* clamped to the size: reads below it fail */
+		k.rx->watermark = 0xffffffffu;
+		k.rx->kick = 0xffffffffu;
+		ks_store(&k.rx->tail, 10);
+		k.isr |= DEVEMU_ISR_STREAM;
+	} else if (sqe->opcode == DEVEMU_OP_OPEN && !strcmp(mode, "fifo-tx")) {
+		ks_store(&k.tx->head, 5000);
+		k.isr |= DEVEMU_ISR_STREAM;
+	} else if (sqe->opcode == DEVEMU_OP_OPEN && !strcmp(mode, "fifo-die")) {
+		memset(k.rx_data, 'x', k.rx_size);
+		ks_store(&k.rx->tail, k.rx_size);
+		k.isr |= DEVEMU_ISR_STREAM;
+		ks_interrupt(&k);
+		printf("filled\n");
+		fflush(stdout);
+		_exit(3);
+	}
+	ks_interrupt(&k);
+}
+
 /* Prints "hup-seen" once the channel polls POLLHUP and the window says NOSRV (what selftest.py waits for). */
 static void wait_detached(void)
 {
@@ -174,12 +212,15 @@ int main(int argc, char **argv)
 	int ret;
 
 	if (argc != 3) {
-		fprintf(stderr, "usage: kshim_hostile garbage|tail|stall|hup|die|flood NAME\n");
+		fprintf(stderr, "usage: kshim_hostile garbage|tail|stall|hup|die|flood|fifo|fifo-tx|fifo-die NAME\n");
 		return 2;
 	}
 	mode = argv[1];
 	signal(SIGPIPE, SIG_IGN);
-	ret = ks_connect(&k, argv[2], 0, 8, 4096, DEVEMU_KSHIM_FEATURES, 0666);
+	if (!strncmp(mode, "fifo", 4))
+		ret = ks_connect_fifo(&k, argv[2], 0, 8, 4096, DEVEMU_KSHIM_FEATURES, 0666, 4096, 4096);
+	else
+		ret = ks_connect(&k, argv[2], 0, 8, 4096, DEVEMU_KSHIM_FEATURES, 0666);
 	if (ret < 0) {
 		fprintf(stderr, "kshim_hostile: ADD %s: %s\n", argv[2], strerror(-ret));
 		return 1;
@@ -194,10 +235,19 @@ int main(int argc, char **argv)
 
 	for (;;) {
 		if (!ks_next(&k, &sqe)) {
-			ks_wait(&k, -1);
+			if (ks_wait(&k, -1) > 0 && !strcmp(mode, "fifo") && n_open && !k.rx->kick) {
+				/* The module took the kick: answer with a runaway tail. */
+				ks_store(&k.rx->tail, ks_load(&k.rx->tail) + (1u << 30));
+				k.isr |= DEVEMU_ISR_STREAM;
+				ks_interrupt(&k);
+				printf("moved\n");
+				fflush(stdout);
+			}
 			continue;
 		}
-		if (!strcmp(mode, "garbage")) {
+		if (!strncmp(mode, "fifo", 4)) {
+			fifo(&sqe);
+		} else if (!strcmp(mode, "garbage")) {
 			garbage(&sqe);
 		} else if (!strcmp(mode, "flood")) {
 			flood(&sqe);

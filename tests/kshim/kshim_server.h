@@ -32,6 +32,9 @@ struct ks {
 	struct devemu_cqe *cqes;
 	struct devemu_shadow_file *files;
 	uint8_t *data;
+	struct devemu_fifo *rx, *tx; /* NULL without stream FIFOs */
+	uint8_t *rx_data, *tx_data;
+	uint32_t rx_size, tx_size;
 	uint32_t depth, slot, epoch;
 	uint32_t sq_head, cq_tail;
 	uint32_t isr; /* bits to raise with the next interrupt */
@@ -47,9 +50,9 @@ static inline void ks_store(uint32_t *p, uint32_t v)
 	__atomic_store_n(p, v, __ATOMIC_RELEASE);
 }
 
-/* ADD (or ATTACH) NAME and map its window, checking it as the core does. Returns 0 or -errno. */
-static inline int ks_connect(struct ks *k, const char *name, int attach, uint32_t depth, uint32_t slot,
-			     uint64_t features, uint32_t mode)
+/* ADD (or ATTACH) NAME with stream FIFOs of rx and tx bytes (0: none) and map its window. Returns 0 or -errno. */
+static inline int ks_connect_fifo(struct ks *k, const char *name, int attach, uint32_t depth, uint32_t slot,
+				  uint64_t features, uint32_t mode, uint32_t rx, uint32_t tx)
 {
 	struct devemu_kshim_add a;
 	struct devemu_regs regs;
@@ -63,6 +66,8 @@ static inline int ks_connect(struct ks *k, const char *name, int attach, uint32_
 	a.queue_depth = depth;
 	a.slot_size = slot;
 	a.features = features;
+	a.rx_fifo_size = rx;
+	a.tx_fifo_size = tx;
 	k->doorbell = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	k->irq = eventfd(0, EFD_CLOEXEC);
 	a.doorbell_fd = k->doorbell;
@@ -87,10 +92,10 @@ static inline int ks_connect(struct ks *k, const char *name, int attach, uint32_
 	slot = regs.slot_size;
 	cq = devemu_window_cq_offset(depth);
 	data = devemu_window_data_offset(depth);
-	size = devemu_window_size(depth, slot);
+	size = devemu_window_stream_size(depth, slot, regs.rx_fifo_size, regs.tx_fifo_size);
 	if (regs.magic != DEVEMU_MAGIC || regs.abi_version != DEVEMU_ABI_VERSION || !depth || (depth & (depth - 1)) ||
 	    depth > DEVEMU_MAX_QUEUE_DEPTH || regs.sq_offset != devemu_window_sq_offset() || regs.cq_offset != cq ||
-	    regs.data_offset != data || regs.window_size != size || regs.max_files != DEVEMU_MAX_FILES ||
+	    regs.data_offset != data || regs.window_size != size || regs.rx_fifo_size != rx || regs.tx_fifo_size != tx || regs.max_files != DEVEMU_MAX_FILES ||
 	    regs.features_offered != DEVEMU_KSHIM_FEATURES || strncmp(regs.name, name, sizeof(regs.name)) ||
 	    regs.status != 0) {
 		fprintf(stderr, "window registers do not match the layout\n");
@@ -111,9 +116,23 @@ static inline int ks_connect(struct ks *k, const char *name, int attach, uint32_
 	k->depth = depth;
 	k->slot = slot;
 	k->epoch = regs.attach_epoch;
+	if (rx || tx) {
+		k->rx = (struct devemu_fifo *)(k->win + regs.fifo_offset);
+		k->tx = (struct devemu_fifo *)(k->win + regs.fifo_offset + DEVEMU_FIFO_CTRL_SIZE);
+		k->rx_data = k->win + regs.fifo_offset + DEVEMU_WINDOW_PAGE;
+		k->tx_data = k->rx_data + rx;
+		k->rx_size = rx;
+		k->tx_size = tx;
+	}
 	k->regs->features_accepted = features;
 	__atomic_or_fetch(&k->regs->status, DEVEMU_STATUS_ACKNOWLEDGE | DEVEMU_STATUS_DRIVER_OK, __ATOMIC_SEQ_CST);
 	return 0;
+}
+
+static inline int ks_connect(struct ks *k, const char *name, int attach, uint32_t depth, uint32_t slot,
+			     uint64_t features, uint32_t mode)
+{
+	return ks_connect_fifo(k, name, attach, depth, slot, features, mode, 0, 0);
 }
 
 static inline uint8_t *ks_slot(struct ks *k, uint32_t tag)

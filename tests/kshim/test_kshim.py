@@ -177,12 +177,12 @@ class Kshim:
     # -- control ioctls ---------------------------------------------------------------------
 
     def add_arg(self, name, mode=0o600, uid=0, gid=0, depth=0, slot=0, doorbell=-1, irq=-1, flags=0, features=None,
-                reserved=None):
+                rx=0, tx=0, reserved=None):
         """A struct devemu_kshim_add (all the module's features unless told otherwise)."""
         return self.add_struct.pack(name=name, mode=mode, uid=uid, gid=gid, queue_depth=depth, slot_size=slot,
                                     doorbell_fd=doorbell, irq_fd=irq, flags=flags,
                                     features=self.abi.DEVEMU_KSHIM_FEATURES if features is None else features,
-                                    reserved=reserved or (0,) * 8)
+                                    rx_fifo_size=rx, tx_fifo_size=tx, reserved=reserved or (0,) * 6)
 
     def name_arg(self, name):
         """The REMOVE argument: the name in DEVEMU_DEVICE_NAME_MAX bytes."""
@@ -391,7 +391,13 @@ def test_control_validation(kshim, abi):
             ("slot 1000", k.add_arg("kst-v", slot=1000, **ok), errno.EINVAL),
             ("slot 2M", k.add_arg("kst-v", slot=2 * abi.DEVEMU_MAX_SLOT_SIZE, **ok), errno.EINVAL),
             ("flags", k.add_arg("kst-v", flags=1, **ok), errno.EINVAL),
-            ("reserved", k.add_arg("kst-v", reserved=(0, 0, 0, 0, 0, 0, 0, 1), **ok), errno.EINVAL),
+            ("reserved", k.add_arg("kst-v", reserved=(0, 0, 0, 0, 0, 1), **ok), errno.EINVAL),
+            ("rx FIFO 5000", k.add_arg("kst-v", rx=5000, **ok), errno.EINVAL),
+            ("rx FIFO 2K", k.add_arg("kst-v", rx=2048, **ok), errno.EINVAL),
+            ("tx FIFO 8M", k.add_arg("kst-v", tx=2 * abi.DEVEMU_MAX_FIFO_SIZE, **ok), errno.EINVAL),
+            ("FIFO without the stream feature",
+             k.add_arg("kst-v", rx=4096, features=abi.DEVEMU_KSHIM_FEATURES & ~abi.DEVEMU_F_STREAM, **ok),
+             errno.EINVAL),
             ("features", k.add_arg("kst-v", features=1 << 10, **ok), errno.EINVAL),
             ("mode", k.add_arg("kst-v", mode=0o4666, **ok), errno.EINVAL),
             ("uid -1", k.add_arg("kst-v", uid=0xFFFFFFFF, **ok), errno.EINVAL),
@@ -1014,3 +1020,70 @@ def test_chaos_devemud(kshim, opts):
     if not os.access(opts.devemud, os.X_OK):
         pytest.skip(f"no devemud at {opts.devemud} (pass --build-dir or --devemud)")
     chaos(kshim, with_devemud=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Stream FIFOs from a hostile daemon
+# --------------------------------------------------------------------------------------------
+
+def test_hostile_fifo_rx(kshim):
+    """A receive FIFO with all-ones record, watermark and kick, then a tail 1 GiB ahead: reads are
+    bounded by the FIFO's own size, the runaway tail detaches (EIO), nothing is read past the window."""
+    k = kshim
+    name, path = "kst-fifo", "/dev/kst-fifo"
+    s = k.hostile("fifo", name)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_NONBLOCK)
+        try:
+            wait_for(lambda: fionread(fd) == 10, 10, "the 10 bytes the daemon published")
+            # record 0xffffffff is clamped to the FIFO's 4096 bytes: a shorter read is refused, and
+            # 10 bytes are not one record.
+            expect_errno(lambda: os.read(fd, 100), errno.EINVAL, "read below the record size")
+            p = select.poll()
+            p.register(fd, select.POLLIN)
+            assert p.poll(0) == [], "POLLIN with less than one record queued"
+            expect_errno(lambda: os.read(fd, 8192), errno.EAGAIN, "read of less than a record queued")
+            # That read took the kick: the daemon answers with a tail 1 GiB ahead.
+            assert s.readline(10) == "moved", "the hostile daemon did not see the kick"
+            expect_errno(lambda: os.read(fd, 8192), errno.EIO, "read after a runaway receive tail")
+        finally:
+            os.close(fd)
+        assert k.sysfs(name, "state") == "nosrv", "state after a runaway receive tail"
+        assert k.counter(name, "protocol_errors") >= 1, "the runaway tail was not counted"
+    finally:
+        s.kill()
+    k.remove(name)
+
+
+def test_hostile_fifo_tx(kshim):
+    """A transmit head moved past the module's tail: a write gets EIO, the channel is detached."""
+    k = kshim
+    name, path = "kst-fifotx", "/dev/kst-fifotx"
+    s = k.hostile("fifo-tx", name)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_NONBLOCK)
+        try:
+            expect_errno(lambda: os.write(fd, b"x"), errno.EIO, "write after a runaway transmit head")
+        finally:
+            os.close(fd)
+        assert k.sysfs(name, "state") == "nosrv", "state after a runaway transmit head"
+        assert k.counter(name, "protocol_errors") >= 1, "the runaway head was not counted"
+    finally:
+        s.kill()
+    k.remove(name)
+
+
+def test_hostile_fifo_die(kshim):
+    """A daemon that dies with its receive FIFO full: the bytes are dropped, readers get EIO."""
+    k = kshim
+    name, path = "kst-fifodie", "/dev/kst-fifodie"
+    s = k.hostile("fifo-die", name)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        assert s.readline(10) == "filled"
+        assert s.wait(10) == 3, "kshim_hostile fifo-die exit status"
+        wait_for(lambda: k.sysfs(name, "state") == "nosrv", 10, "detach after the daemon died")
+        expect_errno(lambda: os.read(fd, 100), errno.EIO, "read of a dead daemon's FIFO")
+    finally:
+        os.close(fd)
+    k.remove(name)

@@ -101,6 +101,9 @@ int main(int argc, char **argv)
 	CONST(DEVEMU_DEFAULT_SLOT_SIZE);
 	CONST(DEVEMU_RING_NEED_KICK);
 	CONST(DEVEMU_KSHIM_FEATURES);
+	CONST(DEVEMU_F_STREAM);
+	CONST(DEVEMU_MIN_FIFO_SIZE);
+	CONST(DEVEMU_MAX_FIFO_SIZE);
 	CONST(KSHIM_TEST_REV_MAX);
 	printf("\n  },\n  \"strings\": {\n    \"DEVEMU_KSHIM_CONTROL_NAME\": \"%s\"\n  },", DEVEMU_KSHIM_CONTROL_NAME);
 
@@ -132,6 +135,9 @@ int main(int argc, char **argv)
 	FIELD(devemu_regs, status);
 	FIELD(devemu_regs, attach_epoch);
 	FIELD(devemu_regs, name);
+	FIELD(devemu_regs, rx_fifo_size);
+	FIELD(devemu_regs, tx_fifo_size);
+	FIELD(devemu_regs, fifo_offset);
 	end_struct();
 	begin_struct("devemu_ring", sizeof(struct devemu_ring));
 	FIELD(devemu_ring, head);
@@ -155,6 +161,8 @@ int main(int argc, char **argv)
 	FIELD(devemu_kshim_add, irq_fd);
 	FIELD(devemu_kshim_add, flags);
 	FIELD(devemu_kshim_add, features);
+	FIELD(devemu_kshim_add, rx_fifo_size);
+	FIELD(devemu_kshim_add, tx_fifo_size);
 	FIELD(devemu_kshim_add, reserved);
 	end_struct();
 	begin_struct("kshim_test_rev", sizeof(struct kshim_test_rev));

@@ -75,7 +75,11 @@ public:
 	DeviceCore(Strand strand, std::string name, Window &window);
 	~DeviceCore() override;
 
-	void setModel(std::unique_ptr<Model> model) { model_ = std::move(model); }
+	void setModel(std::unique_ptr<Model> model)
+	{
+		model_ = std::move(model);
+		stream_ = model_ ? model_->stream() : StreamSpec{};
+	}
 	Model *model() const { return model_.get(); }
 
 	/* Attaches a window (it must stay until detached); returns its index. */
@@ -125,6 +129,12 @@ private:
 		std::vector<std::chrono::steady_clock::time_point> started; /* per tag */
 		size_t openCount = 0;
 		uint32_t pendingIsr = 0;
+		/* Stream FIFOs in use on this window (DEVEMU_F_STREAM accepted), and the core's own indices. */
+		bool streamRx = false;
+		bool streamTx = false;
+		uint32_t rxTail = 0;
+		uint32_t rxHeadSeen = 0; /* the driver's head at the last look: bytes read, for the counters */
+		uint32_t txHead = 0;
 	};
 	struct Request {
 		unsigned windowIndex;
@@ -144,12 +154,24 @@ private:
 	void complete(unsigned windowIndex, const devemu_sqe &sqe, int32_t result, uint32_t aux = 0,
 		      uint16_t flags = 0);
 	void runWakeups();
+	/* Moves bytes between the model and the window's stream FIFOs, then asks for kicks at the watermarks. */
+	void pumpStreams(AttachedWindow &aw);
+	bool pumpRx(AttachedWindow &aw);
+	bool pumpTx(AttachedWindow &aw);
+	/* Refill the receive FIFO when half empty: a reader never waits for a model that keeps up. */
+	static uint32_t rxWatermark(const Window &w) { return w.rxFifoSize() / 2; }
+	/* Drain the transmit FIFO at once, or when half full for a model whose written bytes may wait. */
+	uint32_t txWatermark(const Window &w) const { return stream_.lazyTx ? w.txFifoSize() / 2 : 1; }
+	/* The model's read and write, through produce()/consume() for a streaming model. */
+	ssize_t modelRead(OpenFile &file, std::span<std::byte> out);
+	ssize_t modelWrite(OpenFile &file, std::span<const std::byte> in);
 	void publishShadows();
 	void protocolError(const devemu_sqe &sqe, const char *what);
 
 	Strand strand_;
 	std::string name_;
 	std::unique_ptr<Model> model_;
+	StreamSpec stream_;
 	std::vector<AttachedWindow> windows_;
 	std::list<Request> parked_;
 	struct Delayed {

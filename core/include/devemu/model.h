@@ -174,6 +174,22 @@ public:
 };
 
 /*
+ * What a streaming model declares (Model::stream()): its reads and writes are
+ * byte streams shared by every open file, like a pipe's, so the core can move
+ * them through the window's stream FIFOs (the kernel shim then serves read()
+ * and write() without a request) and serves request-path reads and writes
+ * (CUSE, FUSE, fifo=off) from the same two calls, produce() and consume().
+ */
+struct StreamSpec {
+	bool rx = false; /* reads come from produce() */
+	bool tx = false; /* writes go to consume() */
+	uint32_t record = 1; /* the unit read and written, in bytes (24: struct input_event) */
+	/* Written bytes may wait in the FIFO until half full before the core is woken (zero: they are
+	 * discarded anyway); otherwise every write that finds the core asleep wakes it. */
+	bool lazyTx = false;
+};
+
+/*
  * A device model. Operations are non-blocking: a read/write that cannot
  * proceed now returns -EAGAIN; the core then parks the request, or answers
  * -EAGAIN to an O_NONBLOCK caller, and retries it after the model calls
@@ -210,6 +226,20 @@ public:
 	/* Bytes accepted (a short count is retried by the core for blocking callers), or -errno. */
 	virtual ssize_t write(OpenFile &, std::span<const std::byte>) { return -EINVAL; }
 	virtual IoctlResult ioctl(OpenFile &, IoctlCall &) { return IoctlResult::error(-ENOTTY); }
+	/* A streaming model: see StreamSpec. The default streams nothing. */
+	virtual StreamSpec stream() const { return {}; }
+	/*
+	 * rx: the device's next output bytes into out (whole records); returns the count, 0 when it
+	 * has none now (a reader then waits for notify()). Not called with files' O_* state: the
+	 * stream is the device's.
+	 */
+	virtual size_t produce(std::span<std::byte> out)
+	{
+		(void)out;
+		return 0;
+	}
+	/* tx: takes written bytes (whole records); returns the count taken, less when full now. */
+	virtual size_t consume(std::span<const std::byte> in) { return in.size(); }
 	/* Current poll mask (POLLIN, POLLOUT, POLLPRI, POLLERR, POLLHUP) of an open file. */
 	virtual uint32_t poll(const OpenFile &) = 0;
 	/* Bytes a read would return now (FIONREAD and the shadow registers). */

@@ -28,16 +28,25 @@ static_assert(offsetof(devemu_regs, reserved1) == 0x58);
 static_assert(offsetof(devemu_shadow, status) == 0x10);
 static_assert(DEVEMU_SQE_F_ALL <= UINT16_MAX, "sqe.flags is 16 bits wide");
 
+static_assert(sizeof(devemu_fifo) == 192);
+static_assert(offsetof(devemu_regs, fifo_offset) == 0xa8);
+
 struct WindowGeometry {
 	uint32_t queueDepth = DEVEMU_DEFAULT_QUEUE_DEPTH;
 	uint32_t slotSize = DEVEMU_DEFAULT_SLOT_SIZE;
+	uint32_t rxFifoSize = 0; /* stream FIFOs: 0, or a power of 2 in [DEVEMU_MIN_FIFO_SIZE, DEVEMU_MAX_FIFO_SIZE] */
+	uint32_t txFifoSize = 0;
 };
+
+/* The default stream FIFO size the daemon asks for. */
+constexpr uint32_t kDefaultFifoSize = 256 * 1024;
 
 /* Offsets of each part of a window for a geometry, as the creator lays it out. */
 struct WindowLayout {
 	uint64_t sqOffset;
 	uint64_t cqOffset;
 	uint64_t dataOffset;
+	uint64_t fifoOffset; /* 0 without stream FIFOs */
 	uint64_t size;
 	static WindowLayout of(const WindowGeometry &geometry);
 };
@@ -102,8 +111,27 @@ public:
 		return { reinterpret_cast<std::byte *>(base_ + dataOffset_ + uint64_t(tag) * slotSize_), slotSize_ };
 	}
 
+	/* Stream FIFOs (size 0: none). */
+	uint32_t rxFifoSize() const { return rxFifoSize_; }
+	uint32_t txFifoSize() const { return txFifoSize_; }
+	devemu_fifo &rxFifo() const { return *reinterpret_cast<devemu_fifo *>(base_ + fifoOffset_); }
+	devemu_fifo &txFifo() const
+	{
+		return *reinterpret_cast<devemu_fifo *>(base_ + fifoOffset_ + DEVEMU_FIFO_CTRL_SIZE);
+	}
+	std::span<std::byte> rxFifoData() const
+	{
+		return { reinterpret_cast<std::byte *>(base_ + fifoOffset_ + DEVEMU_WINDOW_PAGE), rxFifoSize_ };
+	}
+	std::span<std::byte> txFifoData() const
+	{
+		return { reinterpret_cast<std::byte *>(base_ + fifoOffset_ + DEVEMU_WINDOW_PAGE + rxFifoSize_),
+			 txFifoSize_ };
+	}
+
 private:
 	int map(UniqueFD fd, size_t size);
+	void setLayout(const WindowGeometry &geometry, const WindowLayout &layout);
 
 	UniqueFD fd_;
 	uint8_t *base_ = nullptr;
@@ -113,6 +141,9 @@ private:
 	uint64_t sqOffset_ = 0;
 	uint64_t cqOffset_ = 0;
 	uint64_t dataOffset_ = 0;
+	uint64_t fifoOffset_ = 0;
+	uint32_t rxFifoSize_ = 0;
+	uint32_t txFifoSize_ = 0;
 };
 
 /* Seqlock writer for a shadow block: odd while the fields are being updated. */

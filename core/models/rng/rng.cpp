@@ -36,10 +36,12 @@ public:
 		return 0;
 	}
 
-	ssize_t read(OpenFile &, std::span<std::byte> out) override
+	/* Reads are a stream: the core keeps the receive FIFO topped up ahead of readers. */
+	StreamSpec stream() const override { return { .rx = true }; }
+	size_t produce(std::span<std::byte> out) override
 	{
 		stream_->generate(out);
-		return static_cast<ssize_t>(out.size());
+		return out.size();
 	}
 	/* Like /dev/hwrng, the device does not take entropy from writers. */
 	ssize_t write(OpenFile &, std::span<const std::byte>) override { return -EINVAL; }

@@ -11,12 +11,14 @@ namespace {
 class ZeroModel final : public Model
 {
 public:
-	ssize_t read(OpenFile &, std::span<std::byte> out) override
+	/* A stream both ways: reads are served from the receive FIFO, writes posted to the transmit FIFO. */
+	StreamSpec stream() const override { return { .rx = true, .tx = true, .lazyTx = true }; }
+	size_t produce(std::span<std::byte> out) override
 	{
 		std::fill(out.begin(), out.end(), std::byte{ 0 });
-		return static_cast<ssize_t>(out.size());
+		return out.size();
 	}
-	ssize_t write(OpenFile &, std::span<const std::byte> in) override { return static_cast<ssize_t>(in.size()); }
+	size_t consume(std::span<const std::byte> in) override { return in.size(); }
 	uint32_t poll(const OpenFile &) override { return POLLIN | POLLRDNORM | POLLOUT | POLLWRNORM; }
 };
 

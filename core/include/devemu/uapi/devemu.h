@@ -16,6 +16,8 @@
  *   regs.sq_offset          192 + 128*depth submission ring: struct devemu_ring, 2*depth entries
  *   regs.cq_offset          192 + 16*depth  completion ring: struct devemu_ring, depth entries
  *   regs.data_offset        slot_size*depth data slots; slot N belongs to tag N
+ *   regs.fifo_offset        4 KiB + rx + tx stream FIFOs (DEVEMU_F_STREAM only): two struct
+ *                                           devemu_fifo, then rx_fifo_size and tx_fifo_size bytes
  *
  * Roles: the *driver* produces submission entries (SQEs) and consumes
  * completion entries (CQEs); the *core* does the opposite. A tag names one
@@ -83,10 +85,12 @@
 #define DEVEMU_F_IOCTL_RETRY (1ULL << 1) /* driver can run ioctl retry rounds */
 #define DEVEMU_F_CANCEL (1ULL << 2) /* driver sends CANCEL for interrupted callers */
 #define DEVEMU_F_NEED_KICK (1ULL << 3) /* doorbell suppression */
+#define DEVEMU_F_STREAM (1ULL << 4) /* device-wide stream FIFOs: read/write served by the driver */
 
 /* regs.isr bits: why the core raised the interrupt; the others are reserved */
 #define DEVEMU_ISR_CQ (1U << 0) /* completions posted */
 #define DEVEMU_ISR_SHADOW (1U << 1) /* shadow registers changed */
+#define DEVEMU_ISR_STREAM (1U << 2) /* the core moved stream FIFO indices */
 
 /* Page 0: control registers. RO = written by the window's creator only. */
 struct devemu_regs {
@@ -108,7 +112,10 @@ struct devemu_regs {
 	__u32 isr; /* 0x54 core sets bits, driver clears (write 1 to clear) */
 	__u64 reserved1; /* 0x58 */
 	char name[DEVEMU_DEVICE_NAME_MAX]; /* 0x60 RO NUL-terminated device name */
-	__u8 reserved[DEVEMU_WINDOW_PAGE - 0xa0];
+	__u32 rx_fifo_size; /* 0xa0 RO receive FIFO bytes (0: none), power of 2 */
+	__u32 tx_fifo_size; /* 0xa4 RO transmit FIFO bytes (0: none), power of 2 */
+	__u64 fifo_offset; /* 0xa8 RO the FIFO control page (0 when both sizes are 0) */
+	__u8 reserved[DEVEMU_WINDOW_PAGE - 0xb0];
 };
 
 /*
@@ -149,6 +156,60 @@ struct devemu_ring {
 	__u8 pad2[60];
 };
 #define DEVEMU_RING_ENTRIES_OFFSET 192U
+
+/*
+ * Stream FIFOs (DEVEMU_F_STREAM): byte rings that let the driver serve read()
+ * and write() without a request. The receive FIFO (rx) carries the device's
+ * output: the core produces (tail), the driver consumes (head) into callers'
+ * read() buffers. The transmit FIFO (tx) carries callers' write() bytes: the
+ * driver produces, the core consumes. Both are device-wide: every open file
+ * of the window reads from the same rx and writes into the same tx, in order,
+ * as with a pipe. head and tail are free-running __u32 byte counters; a byte
+ * lives at index & (size - 1); fill = tail - head is never above the size.
+ *
+ * The consumer side of each FIFO is the only writer of head, the producer
+ * the only writer of tail; data is published by a store-release of tail and
+ * given back by a store-release of head. Every other field is written by the
+ * core and read by the driver, which trusts none of it: it checks that
+ * fill <= size on each access, clamps watermark and record to the size, and
+ * never uses an index or length from the window as more than a count within
+ * its own copy of the geometry.
+ *
+ * Notifications, both ways suppressed unless asked for:
+ * - driver -> core (the doorbell eventfd): the core writes 1 to kick before it
+ *   sleeps and re-checks the fill; the driver, after moving an index, reads
+ *   kick (after a full fence) and rings the doorbell if it atomically took
+ *   the 1 and the watermark condition holds: rx fill <= rx.watermark (refill
+ *   me), tx fill >= tx.watermark (drain me). A caller about to block on an
+ *   empty rx or a full tx always meets the condition.
+ * - core -> driver: after a batch that moved either FIFO's core index the
+ *   core sets DEVEMU_ISR_STREAM and raises the interrupt once; the driver
+ *   wakes the callers blocked on the FIFOs and the window's pollers.
+ *
+ * Records: record (1 when 0) is the unit a model streams in (24 for evdev's
+ * struct input_event): the driver moves whole multiples of it, a read or
+ * write of a count below it fails with -EINVAL, and a write's count is
+ * rounded down to it. A write of at most tx size bytes is atomic: it goes in
+ * whole or waits (O_NONBLOCK: -EAGAIN), as a pipe's PIPE_BUF writes do.
+ *
+ * On detach (the daemon exits or dies), the bytes still in both FIFOs are
+ * dropped with the window: the files of that epoch fail with -EIO from then
+ * on, as for every request.
+ */
+struct devemu_fifo {
+	__u32 head; /* consumer index */
+	__u8 pad0[60];
+	__u32 tail; /* producer index */
+	__u8 pad1[60];
+	__u32 kick; /* core writes 1: ring the doorbell at the watermark; driver takes it (xchg 0) */
+	__u32 watermark; /* core: rx: kick when fill <= it; tx: kick when fill >= it */
+	__u32 record; /* core: the model's record size in bytes, 0 or 1: bytes */
+	__u32 reserved; /* 0 */
+	__u8 pad2[48];
+};
+#define DEVEMU_FIFO_CTRL_SIZE 256U /* rx control block at fifo_offset, tx at + this */
+#define DEVEMU_MIN_FIFO_SIZE 4096U
+#define DEVEMU_MAX_FIFO_SIZE (4U << 20)
 
 /*
  * The opcodes, one list that every side expands: this enum, the core's
@@ -245,6 +306,17 @@ static inline __u64 devemu_window_size(__u32 depth, __u32 slot_size)
 {
 	return devemu_window_data_offset(depth) + (__u64)depth * slot_size;
 }
+/* The stream FIFOs follow the data slots: a control page, rx data, tx data. */
+static inline __u64 devemu_window_fifo_offset(__u32 depth, __u32 slot_size)
+{
+	return devemu_page_align(devemu_window_size(depth, slot_size));
+}
+static inline __u64 devemu_window_stream_size(__u32 depth, __u32 slot_size, __u32 rx_size, __u32 tx_size)
+{
+	if (!rx_size && !tx_size)
+		return devemu_window_size(depth, slot_size);
+	return devemu_window_fifo_offset(depth, slot_size) + DEVEMU_WINDOW_PAGE + rx_size + tx_size;
+}
 
 #define DEVEMU_IOCTL_MAX_IOV 256U
 struct devemu_iovec {
@@ -290,7 +362,8 @@ struct devemu_counters {
 #define DEVEMU_KSHIM_CONTROL_NAME "devemu-kshim"
 
 /* Feature bits the module offers in regs.features_offered. */
-#define DEVEMU_KSHIM_FEATURES (DEVEMU_F_SHADOW_POLL | DEVEMU_F_IOCTL_RETRY | DEVEMU_F_CANCEL | DEVEMU_F_NEED_KICK)
+#define DEVEMU_KSHIM_FEATURES \
+	(DEVEMU_F_SHADOW_POLL | DEVEMU_F_IOCTL_RETRY | DEVEMU_F_CANCEL | DEVEMU_F_NEED_KICK | DEVEMU_F_STREAM)
 
 struct devemu_kshim_add {
 	char name[DEVEMU_DEVICE_NAME_MAX]; /* /dev/NAME: [A-Za-z0-9_.-], NUL-terminated */
@@ -303,7 +376,14 @@ struct devemu_kshim_add {
 	__s32 irq_fd; /* eventfd the daemon writes */
 	__u32 flags; /* reserved: no flags are defined */
 	__u64 features; /* features the daemon accepts of DEVEMU_KSHIM_FEATURES */
-	__u32 reserved[8]; /* must be 0 */
+	/*
+	 * Stream FIFO sizes (DEVEMU_F_STREAM accepted): 0, or a power of 2
+	 * from DEVEMU_MIN_FIFO_SIZE to DEVEMU_MAX_FIFO_SIZE. A FIFO of size 0
+	 * leaves its direction on the request path.
+	 */
+	__u32 rx_fifo_size;
+	__u32 tx_fifo_size;
+	__u32 reserved[6]; /* must be 0 */
 };
 
 /* Creates /dev/NAME and returns a channel fd (O_CLOEXEC). -EEXIST if NAME exists. */

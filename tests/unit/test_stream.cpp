@@ -1,0 +1,237 @@
+// SPDX-License-Identifier: MIT
+// Unit tests of the stream FIFOs, from a fake driver side: index arithmetic and wrap, records, watermarks and kicks,
+// one interrupt per batch, hostile indices, and the request path served by the same produce()/consume().
+#include "harness.h"
+
+#include "devemu/window.h"
+
+#include <numeric>
+#include <poll.h>
+
+using namespace devemu;
+
+namespace {
+
+/* A streaming model: produces a counting byte sequence (budget bytes at most), consumes into a bounded sink. */
+class CountingStream final : public Model
+{
+public:
+	explicit CountingStream(uint32_t record = 1) : record_(record) {}
+	StreamSpec stream() const override { return { .rx = true, .tx = true, .record = record_ }; }
+	size_t produce(std::span<std::byte> out) override
+	{
+		size_t n = std::min<size_t>(out.size(), budget);
+		for (size_t i = 0; i < n; i++)
+			out[i] = std::byte(next++);
+		budget -= n;
+		produceCalls++;
+		return n;
+	}
+	size_t consume(std::span<const std::byte> in) override
+	{
+		size_t n = std::min(in.size(), sinkRoom);
+		sink.insert(sink.end(), in.begin(), in.begin() + static_cast<ptrdiff_t>(n));
+		sinkRoom -= n;
+		return n;
+	}
+	uint32_t poll(const OpenFile &) override { return POLLIN | POLLOUT; }
+
+	uint32_t record_;
+	size_t budget = SIZE_MAX;
+	uint8_t next = 0;
+	size_t produceCalls = 0;
+	std::vector<std::byte> sink;
+	size_t sinkRoom = SIZE_MAX;
+};
+
+/* A core with one window of 4 KiB FIFOs, and the driver's side done by hand. */
+struct StreamRig {
+	explicit StreamRig(uint32_t record = 1, uint64_t offered = DEVEMU_F_STREAM | DEVEMU_F_NEED_KICK)
+		: strand(io.get_executor()), core(strand, "stream")
+	{
+		REQUIRE(Window::create({ 8, 4096, 4096, 4096 }, "stream", 1, window) == 0);
+		window.regs().features_offered = offered;
+		auto m = std::make_unique<CountingStream>(record);
+		model = m.get();
+		core.setModel(std::move(m));
+		core.attachWindow(window, [this](uint32_t isr) {
+			interrupts++;
+			lastIsr = isr;
+		});
+	}
+	devemu_fifo &rx() { return window.rxFifo(); }
+	devemu_fifo &tx() { return window.txFifo(); }
+	/* The driver reads n bytes of the receive FIFO. */
+	std::vector<std::byte> driverRead(uint32_t n)
+	{
+		std::vector<std::byte> out;
+		auto data = window.rxFifoData();
+		for (uint32_t i = 0; i < n; i++)
+			out.push_back(data[(rxHead + i) & (data.size() - 1)]);
+		rxHead += n;
+		storeRelease(rx().head, rxHead);
+		return out;
+	}
+	void driverWrite(std::span<const std::byte> in)
+	{
+		auto data = window.txFifoData();
+		for (size_t i = 0; i < in.size(); i++)
+			data[(txTail + i) & (data.size() - 1)] = in[i];
+		txTail += static_cast<uint32_t>(in.size());
+		storeRelease(tx().tail, txTail);
+	}
+
+	asio::io_context io;
+	Strand strand;
+	Window window;
+	DeviceCore core;
+	CountingStream *model = nullptr;
+	uint32_t rxHead = 0, txTail = 0;
+	int interrupts = 0;
+	uint32_t lastIsr = 0;
+};
+
+} // namespace
+
+TEST_CASE("the core fills the receive FIFO ahead of readers, with one interrupt per batch, and asks for a kick")
+{
+	StreamRig rig;
+	CHECK((rig.window.regs().features_accepted & DEVEMU_F_STREAM) != 0);
+	rig.core.doorbell();
+	CHECK(rig.rx().tail == 4096);
+	CHECK(rig.rx().watermark == 2048);
+	CHECK(rig.rx().record == 1);
+	CHECK(rig.rx().kick == 1); /* full, and the model has more */
+	CHECK(rig.interrupts == 1);
+	CHECK((rig.lastIsr & DEVEMU_ISR_STREAM) != 0);
+	auto got = rig.driverRead(100);
+	CHECK(got[0] == std::byte{ 0 });
+	CHECK(got[99] == std::byte{ 99 });
+	/* The driver kicks only below the watermark; the core refills on the doorbell, across the wrap. */
+	rig.driverRead(3000);
+	rig.core.doorbell();
+	CHECK(rig.rx().tail == 3100 + 4096);
+	CHECK(rig.interrupts == 2);
+	auto wrapped = rig.driverRead(4096);
+	for (uint32_t i = 0; i < wrapped.size(); i++)
+		REQUIRE(wrapped[i] == std::byte(uint8_t(3100 + i)));
+}
+
+TEST_CASE("a model with nothing to produce leaves no kick armed: its notify() refills the FIFO")
+{
+	StreamRig rig;
+	rig.model->budget = 10;
+	rig.core.doorbell();
+	CHECK(rig.rx().tail == 10);
+	CHECK(rig.rx().kick == 0);
+	rig.model->budget = 5;
+	rig.core.notify(POLLIN);
+	CHECK(rig.rx().tail == 15);
+}
+
+TEST_CASE("records that straddle the end of the ring are produced and consumed whole")
+{
+	StreamRig rig(24);
+	rig.core.doorbell();
+	CHECK(rig.rx().record == 24);
+	CHECK(rig.rx().tail == 4096 - 4096 % 24); /* whole records only: 170 of them */
+	rig.driverRead(24 * 100);
+	rig.core.doorbell();
+	uint32_t fill = rig.rx().tail - rig.rxHead;
+	CHECK(fill % 24 == 0);
+	CHECK(4096 - fill < 24);
+	auto all = rig.driverRead(fill);
+	for (uint32_t i = 0; i < all.size(); i++)
+		REQUIRE(all[i] == std::byte(uint8_t(2400 + i)));
+
+	/* tx: a record across the end reaches consume() in one piece. */
+	std::vector<std::byte> filler(4090, std::byte{ 1 });
+	rig.driverWrite(filler);
+	rig.core.doorbell();
+	CHECK(rig.tx().head == 4090 - 4090 % 24);
+	rig.model->sink.clear();
+	std::vector<std::byte> rec(24 - 4090 % 24 + 24);
+	std::iota(reinterpret_cast<uint8_t *>(rec.data()), reinterpret_cast<uint8_t *>(rec.data() + rec.size()), 0);
+	rig.driverWrite(rec);
+	rig.core.doorbell();
+	CHECK(rig.tx().head == rig.txTail);
+	CHECK(rig.model->sink.size() == 4090 % 24 + rec.size());
+}
+
+TEST_CASE("the transmit FIFO drains into consume(); a full model disarms the kick until it notifies")
+{
+	StreamRig rig;
+	rig.core.doorbell();
+	CHECK(rig.tx().watermark == 1);
+	CHECK(rig.tx().kick == 1);
+	rig.model->sinkRoom = 5;
+	rig.driverWrite(test::bytes("hello world"));
+	rig.core.doorbell();
+	CHECK(test::text(rig.model->sink) == "hello");
+	CHECK(rig.tx().head == 5);
+	CHECK(rig.tx().kick == 0);
+	rig.model->sinkRoom = 100;
+	rig.core.notify(POLLOUT);
+	CHECK(test::text(rig.model->sink) == "hello world");
+	CHECK(rig.tx().head == 11);
+	CHECK(rig.tx().kick == 1);
+	CHECK(rig.core.stats().bytesIn == 11);
+}
+
+TEST_CASE("hostile driver indices: nothing is read or written outside the FIFOs")
+{
+	StreamRig rig;
+	rig.core.doorbell();
+	uint32_t tail = rig.rx().tail;
+	/* A head past the tail: the core refuses to produce rather than overrun. */
+	storeRelease(rig.rx().head, tail + 100000);
+	rig.core.doorbell();
+	CHECK(rig.rx().tail == tail);
+	/* A transmit tail far ahead: nothing is consumed. */
+	storeRelease(rig.tx().tail, 1u << 31);
+	rig.core.doorbell();
+	CHECK(rig.model->sink.empty());
+	CHECK(rig.tx().head == 0);
+}
+
+TEST_CASE("without DEVEMU_F_STREAM offered, the FIFOs stay unused")
+{
+	StreamRig rig(1, DEVEMU_F_NEED_KICK);
+	rig.core.doorbell();
+	CHECK((rig.window.regs().features_accepted & DEVEMU_F_STREAM) == 0);
+	CHECK(rig.rx().tail == 0);
+	CHECK(rig.model->produceCalls == 0);
+}
+
+TEST_CASE("the request path serves a streaming model from the same produce() and consume()")
+{
+	test::Harness h("zero");
+	int fh = h.open();
+	auto r = h.read(fh, 5000);
+	REQUIRE(r->done);
+	CHECK(r->result == 5000);
+	CHECK(r->data == std::vector<std::byte>(5000, std::byte{ 0 }));
+	auto w = h.write(fh, test::bytes("discarded"));
+	REQUIRE(w->done);
+	CHECK(w->result == 9);
+}
+
+TEST_CASE("the stream FIFOs are laid out after the data slots and checked on attach")
+{
+	Window w;
+	REQUIRE(Window::create({ 8, 4096, 8192, 4096 }, "lay", 1, w) == 0);
+	const devemu_regs &r = w.regs();
+	CHECK(r.fifo_offset == devemu_window_fifo_offset(8, 4096));
+	CHECK(r.fifo_offset % DEVEMU_WINDOW_PAGE == 0);
+	CHECK(r.window_size == r.fifo_offset + DEVEMU_WINDOW_PAGE + 8192 + 4096);
+	CHECK(reinterpret_cast<uint8_t *>(w.txFifoData().data() + w.txFifoData().size()) ==
+	      reinterpret_cast<uint8_t *>(&w.regs()) + r.window_size);
+	Window again;
+	REQUIRE(Window::attach(UniqueFD(dup(w.fd())), again) == 0);
+	CHECK(again.rxFifoSize() == 8192);
+	w.regs().rx_fifo_size = 3000;
+	Window bad;
+	CHECK(Window::attach(UniqueFD(dup(w.fd())), bad) == -EPROTO);
+	Window none;
+	CHECK(Window::create({ 8, 4096, 1000, 0 }, "bad", 1, none) == -EINVAL);
+}
