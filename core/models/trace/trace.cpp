@@ -364,6 +364,9 @@ bool parseTrace(std::string_view text, const std::string &name, Trace &trace, st
 	trace.path = name;
 	trace.ops.clear();
 	bool header = false;
+	/* A last line without its newline is where a copy or a recording was cut short: errors there say so. */
+	const bool cut = !text.empty() && text.back() != '\n';
+	const auto lines = static_cast<unsigned>(std::count(text.begin(), text.end(), '\n')) + (cut ? 1 : 0);
 	bool ok = forEachLine(text, [&](unsigned number, std::string_view line) {
 		if (!line.empty() && line.back() == '\r')
 			line.remove_suffix(1);
@@ -389,7 +392,10 @@ bool parseTrace(std::string_view text, const std::string &name, Trace &trace, st
 		TraceOp op;
 		std::string why;
 		if (!parseOp(line, op, why)) {
-			error = fmt::format("{}:{}: {}", name, number, why);
+			error = fmt::format("{}:{}: {}{}", name, number, why,
+					    cut && number == lines
+						    ? " (the file ends in this line without a newline: cut short?)"
+						    : "");
 			return false;
 		}
 		op.line = number;
