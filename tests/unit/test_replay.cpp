@@ -6,6 +6,7 @@
 
 #include <asm/termbits.h>
 #include <fcntl.h>
+#include <linux/rtc.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <sys/ioctl.h>
@@ -210,6 +211,31 @@ TEST_CASE("replay: a file's delays count from its own previous operation")
 	REQUIRE(waitDone(h, ra, 2000ms));
 	CHECK(text(ra->data) == "a");
 	CHECK(std::chrono::steady_clock::now() - start >= 300ms);
+}
+
+TEST_CASE("replay: a recorded readiness with no read after it shows in poll once due, until the file moves on")
+{
+	/* hwclock: RTC_UIE_ON, select() until the update interrupt, RTC_UIE_OFF; the interrupt is never read. */
+	TempFile trace("devemu-trace 1\n"
+		       "open 0 +0.000000 flags=0 result=0\n"
+		       "ioctl 0 +0.001000 request=RTC_UIE_ON result=0\n"
+		       "poll 0 +0.100000 events=0x7 revents=0x1\n"
+		       "ioctl 0 +0.000100 request=RTC_UIE_OFF result=0\n"
+		       "release 0 +0.000100\n");
+	Harness h("replay", { { "trace", trace.path } });
+	int fh = h.open(O_RDONLY);
+	FakeMemory mem;
+	CHECK(h.ioctl(fh, RTC_UIE_ON, 0, mem) == 0);
+	auto start = std::chrono::steady_clock::now();
+	CHECK((h.poll(fh) & POLLIN) == 0);
+	while ((h.poll(fh) & POLLIN) == 0 && std::chrono::steady_clock::now() - start < 2s)
+		h.io_.run_one_for(5ms);
+	CHECK(std::chrono::steady_clock::now() - start >= 90ms);
+	CHECK((h.poll(fh) & POLLIN) != 0);
+	CHECK(h.ioctl(fh, RTC_UIE_OFF, 0, mem) == 0);
+	CHECK((h.poll(fh) & POLLIN) == 0);
+	h.release(fh);
+	CHECK(status(h).find("position=5/5 next=finished mismatches=0") == 0);
 }
 
 TEST_CASE("replay: an umockdev script is served as umockdev would")

@@ -360,6 +360,19 @@ public:
 				mask |= POLLIN | POLLRDNORM;
 			else
 				arm(due);
+			return mask;
+		}
+		/* A recorded readiness with no read after it (hwclock's update interrupt): shown once due. */
+		for (size_t i = c.pos; i < k; i++) {
+			const TraceOp &op = trace_.ops[i];
+			if (!mine(c, op) || op.kind != OpKind::Poll || !(op.revents & (POLLIN | POLLPRI)))
+				continue;
+			Clock::time_point due = dueTime(c, i);
+			if (Clock::now() >= due)
+				mask |= op.revents & (POLLIN | POLLPRI | POLLRDNORM);
+			else
+				arm(due);
+			break;
 		}
 		return mask;
 	}

@@ -535,9 +535,14 @@ int TraceWriter::open(const std::string &path, std::string &error)
 
 void TraceWriter::append(TraceOp op)
 {
+	append(std::move(op), std::chrono::steady_clock::now());
+}
+
+void TraceWriter::append(TraceOp op, std::chrono::steady_clock::time_point when)
+{
 	if (!fd_.isValid() || failed_)
 		return;
-	auto now = std::chrono::steady_clock::now();
+	auto now = started_ ? std::max(when, last_) : when;
 	op.delay = started_ ? std::chrono::duration_cast<std::chrono::microseconds>(now - last_)
 			    : std::chrono::microseconds(0);
 	started_ = true;
