@@ -318,18 +318,21 @@ public:
 		long index = findIoctl(c, [&](const TraceOp &op) { return matches(op, true); });
 		if (index < 0) {
 			mismatches_++;
+			index = findIoctl(c, [&](const TraceOp &op) { return matches(op, false); });
+			const TraceOp &nearest = trace_.ops[static_cast<size_t>(index)];
 			DEVEMU_LOG(Warning, ctx_.name(),
-				   "replay: ioctl {} with input {} was recorded in {} only with other input; {}",
+				   "replay: ioctl {} with input {} was recorded only with other input (nearest: {}:{}, "
+				   "input {}); {}",
 				   trace::ioctlName(request),
 				   layout->arg == trace::IoctlArg::Value ? fmt::format("arg={:#x}", value)
 									 : trace::formatBytes(in),
-				   config_.path,
-				   config_.acceptMismatch ? "answering as the nearest recording of it did"
-							  : "failing with EIO");
+				   config_.path, nearest.line,
+				   layout->arg == trace::IoctlArg::Value ? fmt::format("arg={:#x}", nearest.arg)
+									 : trace::formatBytes(nearest.in),
+				   config_.acceptMismatch ? "answering as it did" : "failing with EIO");
 			publish();
 			if (!config_.acceptMismatch)
 				return IoctlResult::error(-EIO);
-			index = findIoctl(c, [&](const TraceOp &op) { return matches(op, false); });
 		}
 		const TraceOp &op = trace_.ops[static_cast<size_t>(index)];
 		if (op.result >= 0 && !op.out.empty() && layout->arg == trace::IoctlArg::Pointers) {
