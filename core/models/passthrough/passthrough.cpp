@@ -127,6 +127,8 @@ public:
 		if (n > 0) {
 			auto p = reinterpret_cast<const uint8_t *>(out.data());
 			op.data.assign(p, p + n);
+			/* Fewer bytes are readable now: the shadow the kernel shim answers FIONREAD from must say so. */
+			ctx_.notify();
 		}
 		record(std::move(op));
 		return ret;
