@@ -11,8 +11,12 @@ Options (tests/lib/devemu_testlib): --transport cuse|kshim|fuse, --build-dir, --
 or pointer ioctls) skip on fuse with the reason.
 """
 
+import os
+import sys
+
 import pytest
 
+from devemu_testlib import run
 from devemu_testlib.daemon import DaemonError, Devemud, device_args
 from devemu_testlib.plugin import require_daemon
 
@@ -54,3 +58,18 @@ def devemud(opts, transport):
     for d in made:
         d.stop()
         d.cleanup()
+
+
+BIN = os.path.join(os.path.dirname(__file__), "..", "..", "python", "bin")
+
+
+@pytest.fixture
+def devemu_run(opts, transport):
+    """devemu_run(*args, tool="run") -> CompletedProcess of devemu-TOOL --transport T --devemud D ARGS."""
+    if os.geteuid() != 0:
+        pytest.skip("devemu-run needs root (a mount namespace, devemud's nodes)")
+
+    def go(*args, tool="run", timeout=60):
+        return run([sys.executable, os.path.join(BIN, f"devemu-{tool}"), "--transport", transport,
+                    "--devemud", opts.devemud, *args], timeout=timeout)
+    return go

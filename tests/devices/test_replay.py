@@ -1,9 +1,12 @@
 # SPDX-License-Identifier: MIT
 # Record and replay with real programs: a passthrough device over a pty records a dialogue, a replay device serves it.
 
+import errno
 import os
+import re
 import sys
 import threading
+import time
 import tty
 
 from devemu_testlib import run, unique
@@ -143,3 +146,69 @@ def test_devemu_trace_prints_a_recording_in_words(opts, tmp_path):
     trace.write_text("devemu-trace 1\nread 0 +0.1 result=4 data=\"OK\"\n")
     r = run([tool, "print", str(trace)])
     assert r.returncode == 1 and r.stderr == f"devemu-trace: {trace}:2: read result=4 but data holds 2 bytes\n", r
+
+
+def test_bad_recordings_are_refused_with_file_and_line_while_the_daemon_serves_its_other_devices(devemud, tmp_path):
+    """A truncated or malformed file of each format, added to a running daemon: devemuctl says which file, which
+    line and what is wrong; a replay mismatch fails only that write; the loopback and the good replay serve on."""
+    good = tmp_path / "good.trace"
+    good.write_text('devemu-trace 1\nopen 0 +0 flags=02 result=0\nwrite 0 +0 data="ping" result=4\n'
+                    'read 0 +0 result=4 data="pong"\nwrite 0 +0 data="again" result=5\n'
+                    'read 0 +0 result=2 data="ok"\nrelease 0 +0\n')
+    lo, rp = unique("lo"), unique("rp")
+    d = devemud((lo, "loopback"), (rp, f"replay,trace={good}"))
+
+    def loopback_serves():
+        fd = os.open(d.node(lo), os.O_RDWR)
+        try:
+            os.write(fd, b"still here")
+            assert os.read(fd, 64) == b"still here"
+        finally:
+            os.close(fd)
+
+    bad = {
+        # a recording cut short in its last line
+        "cut.trace": ("trace", 'devemu-trace 1\nopen 0 +0 flags=02 result=0\nread 0 +0.2 result=4 data="OK',
+                      ":3: a quoted string without its closing quote (the file ends in this line without a "
+                      "newline: cut short?)"),
+        "short.trace": ("trace", "devemu-trace 1\nread 0 +0.1 result=4 data=4F4B\n",
+                        ":2: read result=4 but data holds 2 bytes"),
+        "noheader.trace": ("trace", "read 0 +0 result=0\n",
+                           ":1: expected the header 'devemu-trace 1' before the first operation"),
+        "bad.script": ("script", "w 0 AT^M\nr 10 OK^!\n", ":2: '^!' is not an escape"),
+        "bad.events": ("evemu", "N: kbd\nE: 0.1 0001 001e 1\n", ":2: '0.1' is not a time stamp"),
+        "usb.ioctl": ("ioctl", "@DEV /dev/bus/usb/001/002\nUSBDEVFS_CONNECTINFO 0 0300000000000000\n", ":2: "),
+    }
+    for i, (file, (kind, text, message)) in enumerate(bad.items()):
+        path = tmp_path / file
+        path.write_text(text)
+        r = d.ctl("add", f"{unique('bad')}={'replay'},{kind}={path}")
+        assert r.returncode != 0, (file, r)
+        assert f"{path}{message}" in r.stderr + r.stdout, (file, r.stderr, r.stdout)
+        loopback_serves()
+    r = d.ctl("add", f"{unique('bad')}=replay,trace={tmp_path / 'missing.trace'}")
+    assert r.returncode != 0 and f"{tmp_path / 'missing.trace'}: cannot open: No such file or directory" in r.stderr
+
+    # The good replay serves; a write it does not expect fails alone, with the file and line in the log.
+    fd = os.open(d.node(rp), os.O_RDWR)
+    try:
+        os.write(fd, b"ping")
+        assert os.read(fd, 64) == b"pong"
+        try:
+            os.write(fd, b"agian")
+            raise AssertionError("a mismatching write was accepted")
+        except OSError as e:
+            assert e.errno == errno.EIO, e
+        d.wait_log(rf'write mismatch at byte 2 of operation 4 \({re.escape(str(good))}:5\).*got "agian" '
+                   r'expected "again"')
+        loopback_serves()
+        os.write(fd, b"again")
+        assert os.read(fd, 64) == b"ok"
+    finally:
+        os.close(fd)
+    loopback_serves()
+    # The release reaches the daemon after close() returns (FUSE sends it on its own).
+    deadline = time.monotonic() + 10
+    while "position=6/6 " not in d.inject(rp, "status") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "position=6/6 next=finished mismatches=1" in d.inject(rp, "status")

@@ -20,18 +20,6 @@ BIN = os.path.join(os.path.dirname(__file__), "..", "..", "python", "bin")
 TTY = "/dev/ttyDEVEMU-TEST0"
 
 
-@pytest.fixture
-def devemu_run(opts, transport):
-    """devemu_run(*args, tool="run") -> CompletedProcess of devemu-TOOL --transport T --devemud D ARGS."""
-    if os.geteuid() != 0:
-        pytest.skip("devemu-run needs root (a mount namespace, devemud's nodes)")
-
-    def go(*args, tool="run", timeout=60):
-        return run([sys.executable, os.path.join(BIN, f"devemu-{tool}"), "--transport", transport,
-                    "--devemud", opts.devemud, *args], timeout=timeout)
-    return go
-
-
 def mounts():
     with open("/proc/self/mountinfo") as f:
         return sorted(line.split()[4] for line in f)

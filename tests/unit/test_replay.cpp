@@ -6,6 +6,7 @@
 
 #include <asm/termbits.h>
 #include <fcntl.h>
+#include <linux/rtc.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <sys/ioctl.h>
@@ -127,6 +128,114 @@ TEST_CASE("replay: ioctls are answered from the recording by request and input; 
 	CHECK(h.ioctl(fh, TIOCMSET, 0x1000, mem) == -EIO);
 	CHECK(h.ioctl(fh, TCGETS, 0x1000, mem) == -ENOTTY); /* never recorded */
 	CHECK(status(h).find("mismatches=1 unknown_ioctls=1") != std::string::npos);
+}
+
+static const char *kTwoFiles = "devemu-trace 1\n"
+			       "open 0 +0.000000 flags=02 result=0\n"
+			       "open 1 +0.000000 flags=0 result=0\n"
+			       "write 0 +0.001000 data=\"AT\\r\" result=3\n"
+			       "ioctl 1 +0.000100 request=TIOCMGET out=06010000 result=0\n"
+			       "ioctl 0 +0.000100 request=TIOCMGET out=00000000 result=0\n"
+			       "read 1 +0.000100 result=5 data=\"ring\\n\"\n"
+			       "read 0 +0.000100 result=4 data=\"OK\\r\\n\"\n"
+			       "release 1 +0.000100\n"
+			       "release 0 +0.000100\n"
+			       "open 2 +0.000100 flags=02 result=-EBUSY\n";
+
+static int modemLines(Harness &h, int fh)
+{
+	FakeMemory mem;
+	mem.regions[0x1000] = std::vector<std::byte>(4);
+	CHECK(h.ioctl(fh, TIOCMGET, 0x1000, mem) == 0);
+	int lines;
+	std::memcpy(&lines, mem.regions[0x1000].data(), 4);
+	return lines;
+}
+
+TEST_CASE("replay: each open file replays its own dialogue, opens taken in the recorded order")
+{
+	TempFile trace(kTwoFiles);
+	Harness h("replay", { { "trace", trace.path }, { "speed", "0" } });
+	int a = h.open(O_RDWR);
+	int b = h.open(O_RDONLY);
+	REQUIRE(a >= 0);
+	REQUIRE(b >= 0);
+	/* b's read does not wait for a's write: each file walks its own operations. */
+	CHECK(text(h.read(b, 16)->data) == "ring\n");
+	CHECK(modemLines(h, b) == 0x106);
+	CHECK(modemLines(h, a) == 0); /* the same request answers each file as it was answered */
+	CHECK(h.write(b, bytes("AT\r"))->result == -EIO); /* file 1 never wrote */
+	CHECK(h.write(a, bytes("AT\r"))->result == 3);
+	CHECK(text(h.read(a, 16)->data) == "OK\r\n");
+	h.release(b);
+	h.release(a);
+	CHECK(h.open(O_RDWR) == -EBUSY); /* a recorded failing open fails the same */
+	CHECK(status(h).find("position=10/10 next=finished mismatches=1") == 0);
+	/* An open the recording does not have: its reads wait, the whole trace answers its ioctls. */
+	int extra = h.open(O_RDWR);
+	REQUIRE(extra >= 0);
+	CHECK(h.read(extra, 16, true)->result == -EAGAIN);
+	CHECK(modemLines(h, extra) == 0x106); /* the first recording of it */
+	CHECK(status(h).find("mismatches=2") != std::string::npos);
+}
+
+TEST_CASE("replay: an open takes the first recorded open with its access mode")
+{
+	TempFile trace(kTwoFiles);
+	Harness h("replay", { { "trace", trace.path }, { "speed", "0" } });
+	int b = h.open(O_RDONLY); /* recorded second: file 1 */
+	int a = h.open(O_RDWR);
+	CHECK(text(h.read(b, 16)->data) == "ring\n");
+	CHECK(h.write(a, bytes("AT\r"))->result == 3);
+	CHECK(text(h.read(a, 16)->data) == "OK\r\n");
+}
+
+TEST_CASE("replay: a file's delays count from its own previous operation")
+{
+	TempFile trace("devemu-trace 1\n"
+		       "open 0 +0.000000 flags=02 result=0\n"
+		       "open 1 +0.000000 flags=02 result=0\n"
+		       "read 1 +0.050000 result=1 data=\"b\"\n"
+		       "read 0 +0.300000 result=1 data=\"a\"\n"
+		       "read 1 +0.000000 result=1 data=\"c\"\n");
+	Harness h("replay", { { "trace", trace.path } });
+	int a = h.open(O_RDWR);
+	int b = h.open(O_RDWR);
+	auto start = std::chrono::steady_clock::now();
+	auto rb = h.read(b, 1);
+	REQUIRE(waitDone(h, rb, 2000ms));
+	CHECK(text(rb->data) == "b");
+	/* file 1's next read is due 300 ms after its previous one (the recorded time between them) */
+	CHECK(h.read(b, 1, true)->result == -EAGAIN);
+	auto ra = h.read(a, 1);
+	REQUIRE(waitDone(h, ra, 2000ms));
+	CHECK(text(ra->data) == "a");
+	CHECK(std::chrono::steady_clock::now() - start >= 300ms);
+}
+
+TEST_CASE("replay: a recorded readiness with no read after it shows in poll once due, until the file moves on")
+{
+	/* hwclock: RTC_UIE_ON, select() until the update interrupt, RTC_UIE_OFF; the interrupt is never read. */
+	TempFile trace("devemu-trace 1\n"
+		       "open 0 +0.000000 flags=0 result=0\n"
+		       "ioctl 0 +0.001000 request=RTC_UIE_ON result=0\n"
+		       "poll 0 +0.100000 events=0x7 revents=0x1\n"
+		       "ioctl 0 +0.000100 request=RTC_UIE_OFF result=0\n"
+		       "release 0 +0.000100\n");
+	Harness h("replay", { { "trace", trace.path } });
+	int fh = h.open(O_RDONLY);
+	FakeMemory mem;
+	CHECK(h.ioctl(fh, RTC_UIE_ON, 0, mem) == 0);
+	auto start = std::chrono::steady_clock::now();
+	CHECK((h.poll(fh) & POLLIN) == 0);
+	while ((h.poll(fh) & POLLIN) == 0 && std::chrono::steady_clock::now() - start < 2s)
+		h.io_.run_one_for(5ms);
+	CHECK(std::chrono::steady_clock::now() - start >= 90ms);
+	CHECK((h.poll(fh) & POLLIN) != 0);
+	CHECK(h.ioctl(fh, RTC_UIE_OFF, 0, mem) == 0);
+	CHECK((h.poll(fh) & POLLIN) == 0);
+	h.release(fh);
+	CHECK(status(h).find("position=5/5 next=finished mismatches=0") == 0);
 }
 
 TEST_CASE("replay: an umockdev script is served as umockdev would")

@@ -174,6 +174,16 @@ TEST_CASE("trace: errors name the file, the line and what is wrong")
 	CHECK(parseError("devemu-trace 1\nread 0 +1 result=-EWHAT\n") ==
 	      "bad.trace:2: result: 'EWHAT' is not an errno name");
 	CHECK(parseError("") == "bad.trace: empty: no 'devemu-trace 1' header");
+	/* A recording or a copy cut short: the last line without its newline says so. */
+	CHECK(parseError("devemu-trace 1\nwrite 0 +1 data=\"AT\\r\" result=3\nread 0 +0.2 result=4 data=\"OK") ==
+	      "bad.trace:3: a quoted string without its closing quote (the file ends in this line without a "
+	      "newline: cut short?)");
+	CHECK(parseError("devemu-trace 1\nioctl 0 +1 request=TCGETS out=0102") ==
+	      "bad.trace:2: ioctl needs result= (the file ends in this line without a newline: cut short?)");
+	Trace whole;
+	std::string wholeError;
+	CHECK(parseTrace("devemu-trace 1\nread 0 +1 result=1 data=\"a\"", "ok.trace", whole, wholeError));
+	CHECK(whole.ops.size() == 1); /* a whole last line needs no newline */
 
 	Trace t;
 	std::string error;

@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <memory>
 
@@ -51,6 +52,7 @@ struct RealNode {
 struct PassthroughFile : FileState {
 	std::shared_ptr<RealNode> node;
 	uint32_t traceId = 0; /* the file's number in the trace: opens in order */
+	bool inputReady = false; /* POLLIN or POLLPRI at the last poll evaluation */
 	~PassthroughFile() override
 	{
 		boost::system::error_code ignored;
@@ -125,6 +127,8 @@ public:
 		if (n > 0) {
 			auto p = reinterpret_cast<const uint8_t *>(out.data());
 			op.data.assign(p, p + n);
+			/* Fewer bytes are readable now: the shadow the kernel shim answers FIONREAD from must say so. */
+			ctx_.notify();
 		}
 		record(std::move(op));
 		return ret;
@@ -239,6 +243,15 @@ public:
 		if (::poll(&p, 1, 0) < 0)
 			return POLLERR;
 		uint32_t revents = static_cast<uint16_t>(p.revents);
+		bool ready = revents & (POLLIN | POLLPRI);
+		if (ready && !pf.inputReady && writer_.isOpen()) {
+			/* The node became readable: kept for the trace unless a read of this file comes next. */
+			TraceOp op = traceOp(OpKind::Poll, pf.traceId);
+			op.flags = POLLIN | POLLPRI | POLLOUT;
+			op.revents = revents;
+			pendingPolls_.push_back({ std::move(op), std::chrono::steady_clock::now() });
+		}
+		pf.inputReady = ready;
 		if (!(revents & (POLLIN | POLLPRI | POLLHUP | POLLERR)))
 			watch(pf, false);
 		if (!(revents & (POLLOUT | POLLHUP | POLLERR)))
@@ -290,10 +303,22 @@ private:
 				    });
 	}
 
+	/*
+	 * Writes op, after the readiness changes seen before it. A file's change
+	 * to readable followed by its read says nothing the read does not (its
+	 * delay is the waiting); one followed by anything else is how a program
+	 * waiting in poll() or select() learnt of an event it does not read
+	 * (hwclock's update interrupt): that one is a poll line.
+	 */
 	void record(TraceOp op)
 	{
-		if (writer_.isOpen())
-			writer_.append(std::move(op));
+		if (!writer_.isOpen())
+			return;
+		for (auto &[poll, when] : pendingPolls_)
+			if (!(op.kind == OpKind::Read && op.file == poll.file))
+				writer_.append(std::move(poll), when);
+		pendingPolls_.clear();
+		writer_.append(std::move(op));
 	}
 
 	DeviceContext &ctx_;
@@ -301,6 +326,7 @@ private:
 	std::string recordPath_;
 	trace::TraceWriter writer_;
 	uint32_t nextTraceId_ = 0;
+	std::vector<std::pair<TraceOp, std::chrono::steady_clock::time_point>> pendingPolls_;
 	std::vector<uint32_t> warned_;
 	std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };

@@ -13,6 +13,7 @@
 #include <fmt/core.h>
 
 #include <asm-generic/ioctl.h>
+#include <fcntl.h>
 #include <poll.h>
 
 #include <algorithm>
@@ -43,13 +44,37 @@ struct ReplayConfig {
 /* Status words (devemu_shadow, sysfs status_words on the kernel shim). */
 enum StatusWord : unsigned { kPosition, kTotal, kMismatches, kUnknownIoctls };
 
+/* A file number no recorded file has: umockdev ioctl answers, which every file may take. */
+constexpr uint32_t kAnyFile = UINT32_MAX;
+
 /*
- * One cursor walks the trace. Reads and writes are taken in the recorded
- * order; opens, releases, polls and ioctls in between are passed over (their
- * delays still count). An ioctl is answered by the recorded ioctl with the
- * same request and input, wherever it is, the nearest one at or after the
- * cursor first. The trace is one dialogue: which open file does what is not
- * matched in this version.
+ * Where one dialogue stands: the next operation, the bytes of it already
+ * moved, and the clock its next delay counts from. A trace with open lines
+ * has one per recorded file (each open file of the program takes one); a
+ * script or an evemu file, which have none, has one that every open file shares.
+ */
+struct Cursor {
+	uint32_t file = 0; /* the recorded file it walks; kAnyFile: walks nothing (an open never recorded) */
+	bool taken = false; /* an open of the program took it */
+	size_t pos = 0; /* the next operation of its file (ops.size(): none left) */
+	size_t readOffset = 0; /* bytes of the read at pos already delivered */
+	size_t writeOffset = 0; /* bytes of the write at pos already matched */
+	Clock::time_point base = Clock::now(); /* when its previous operation was taken */
+	std::chrono::microseconds baseAt{ 0 }; /* the recorded time of that operation */
+	bool clockStarted = false;
+};
+
+struct ReplayFile : FileState {
+	size_t cursor = 0; /* index in cursors_ */
+};
+
+/*
+ * Each open file walks its own recorded file's operations (a trace without
+ * open lines is one dialogue that all open files share). Reads and writes are
+ * taken in the recorded order of that file; opens, releases, polls and ioctls
+ * in between are passed over (their time still counts). An ioctl is answered by
+ * the recorded ioctl with the same request and input, the nearest one at or
+ * after the cursor of its file first, then anywhere in the trace.
  */
 class ReplayModel final : public Model
 {
@@ -81,78 +106,142 @@ public:
 			trace::Trace answers;
 			if (!trace::readUmockdevIoctl(config_.ioctlPath, answers, error))
 				return -EINVAL;
+			for (auto &op : answers.ops)
+				op.file = kAnyFile;
 			trace_.ops.insert(trace_.ops.begin(), answers.ops.begin(), answers.ops.end());
 			if (!answers.device.empty())
 				DEVEMU_LOG(Info, ctx_.name(), "{}: ioctls recorded from {}", config_.ioctlPath,
 					   answers.device);
 		}
-		DEVEMU_LOG(Info, ctx_.name(), "replaying {} ({} operations, speed {})", config_.path, trace_.ops.size(),
+		std::chrono::microseconds at{ 0 };
+		for (const auto &op : trace_.ops) {
+			at += op.delay;
+			recordedAt_.push_back(at);
+			perFile_ = perFile_ || op.kind == OpKind::Open;
+		}
+		done_.assign(trace_.ops.size(), false);
+		for (size_t i = 0; i < trace_.ops.size(); i++)
+			done_[i] = trace_.ops[i].file == kAnyFile; /* answers, not steps of the dialogue */
+		if (!perFile_)
+			cursors_.push_back(Cursor{}); /* one dialogue for every open file */
+		for (size_t i = 0; perFile_ && i < trace_.ops.size(); i++)
+			if (trace_.ops[i].kind == OpKind::Open)
+				cursors_.push_back(Cursor{ .file = trace_.ops[i].file, .pos = i });
+		DEVEMU_LOG(Info, ctx_.name(), "replaying {} ({} operations{}, speed {})", config_.path,
+			   trace_.ops.size(),
+			   perFile_ ? fmt::format(", {} recorded open files", cursors_.size()) : std::string(),
 			   config_.speed);
 		publish();
 		return 0;
 	}
 
-	int open(OpenFile &) override
+	int open(OpenFile &f) override
 	{
-		if (at(OpKind::Open))
-			consume();
-		else if (!clockStarted_)
-			base_ = Clock::now(); /* a script has no open lines: delays count from the first open */
-		clockStarted_ = true;
+		size_t index = 0;
+		if (perFile_) {
+			long found = takeOpen(f.flags);
+			if (found < 0) {
+				/* More opens than recorded: a file with no dialogue, whose ioctls the whole trace answers. */
+				mismatches_++;
+				DEVEMU_LOG(Warning, ctx_.name(),
+					   "replay: open {} was not recorded in {} (it has {}): its reads wait, its "
+					   "writes are mismatches",
+					   opens_ + 1, config_.path, cursors_.size());
+				cursors_.push_back(Cursor{ .file = kAnyFile, .taken = true, .pos = trace_.ops.size() });
+				found = static_cast<long>(cursors_.size() - 1);
+			}
+			index = static_cast<size_t>(found);
+			Cursor &c = cursors_[index];
+			if (c.file != kAnyFile) {
+				const TraceOp &op = trace_.ops[c.pos];
+				int64_t result = op.result;
+				consume(c); /* the open happened now */
+				if (result < 0) {
+					opens_++;
+					return static_cast<int>(result); /* a recorded failing open fails the same */
+				}
+			}
+			publish();
+		} else {
+			Cursor &c = cursors_[0];
+			if (!c.clockStarted)
+				c.base = Clock::now(); /* no open lines: delays count from the first open */
+			c.clockStarted = true;
+		}
+		opens_++;
+		auto state = std::make_unique<ReplayFile>();
+		state->cursor = index;
+		f.state = std::move(state);
 		return 0;
 	}
 
-	void release(OpenFile &) override
+	void release(OpenFile &f) override
 	{
-		if (at(OpKind::Release))
-			consume();
+		Cursor &c = cursorOf(f);
+		size_t k = nextStep(c, true);
+		if (k < trace_.ops.size() && trace_.ops[k].kind == OpKind::Release) {
+			moveTo(c, k);
+			consume(c);
+		}
+		f.state.reset();
 	}
 
-	ssize_t read(OpenFile &, std::span<std::byte> out) override
+	ssize_t read(OpenFile &f, std::span<std::byte> out) override
 	{
-		const TraceOp *op = settle();
+		Cursor &c = cursorOf(f);
+		size_t k = nextStep(c);
+		const TraceOp *op = k < trace_.ops.size() ? &trace_.ops[k] : nullptr;
 		if (!op) {
 			if (!endLogged_)
 				DEVEMU_LOG(Info, ctx_.name(),
 					   "replay: end of {} after {} operations: reads wait from now on",
-					   config_.path, trace_.ops.size());
+					   describeFile(c), trace_.ops.size());
 			endLogged_ = true;
 			return -EAGAIN;
 		}
 		if (op->kind != OpKind::Read)
 			return -EAGAIN; /* the trace waits for the program to write first */
-		Clock::time_point due = dueTime(*op);
+		Clock::time_point due = dueTime(c, k);
 		if (Clock::now() < due) {
 			arm(due);
 			return -EAGAIN;
 		}
+		moveTo(c, k);
 		if (op->result <= 0) {
 			int64_t result = op->result;
-			consume();
+			consume(c);
 			return static_cast<ssize_t>(result);
 		}
-		size_t n = std::min(out.size(), op->data.size() - readOffset_);
-		std::memcpy(out.data(), op->data.data() + readOffset_, n);
-		readOffset_ += n;
-		if (readOffset_ == op->data.size())
-			consume();
+		size_t n = std::min(out.size(), op->data.size() - c.readOffset);
+		std::memcpy(out.data(), op->data.data() + c.readOffset, n);
+		c.readOffset += n;
+		if (c.readOffset == op->data.size())
+			consume(c);
+		ctx_.notify(); /* fewer bytes readable: the shadow the kernel shim answers FIONREAD from must say so */
 		return static_cast<ssize_t>(n);
 	}
 
-	ssize_t write(OpenFile &, std::span<const std::byte> in) override
+	ssize_t write(OpenFile &f, std::span<const std::byte> in) override
 	{
-		const TraceOp *op = settle();
-		while (op && op->kind == OpKind::Write && op->data.size() == writeOffset_ && op->result >= 0) {
-			consume(); /* a recorded write of nothing */
-			op = settle();
+		Cursor &c = cursorOf(f);
+		size_t k = nextStep(c);
+		auto stepAt = [&](size_t i) { return i < trace_.ops.size() ? &trace_.ops[i] : nullptr; };
+		const TraceOp *op = stepAt(k);
+		while (op && op->kind == OpKind::Write && op->data.size() == (c.pos == k ? c.writeOffset : 0) &&
+		       op->result >= 0) {
+			moveTo(c, k);
+			consume(c); /* a recorded write of nothing */
+			k = nextStep(c);
+			op = stepAt(k);
 		}
 		if (!op || op->kind != OpKind::Write)
-			return unexpectedWrite(in, op);
+			return unexpectedWrite(c, in, op);
+		moveTo(c, k);
 		auto bytes = reinterpret_cast<const uint8_t *>(in.data());
-		size_t n = std::min(in.size(), op->data.size() - writeOffset_);
+		size_t n = std::min(in.size(), op->data.size() - c.writeOffset);
 		size_t differ = 0, first = n;
 		for (size_t i = 0; i < n; i++)
-			if (bytes[i] != op->data[writeOffset_ + i]) {
+			if (bytes[i] != op->data[c.writeOffset + i]) {
 				differ++;
 				first = std::min(first, i);
 			}
@@ -162,27 +251,28 @@ public:
 			DEVEMU_LOG(Warning, ctx_.name(),
 				   "replay: write mismatch at byte {} of operation {} ({}:{}), {} of {} bytes differ "
 				   "(fuzz {}%): got {} expected {}; {}",
-				   writeOffset_ + first, cursor_ + 1, config_.path, op->line, differ, n, fuzz,
+				   c.writeOffset + first, c.pos + 1, config_.path, op->line, differ, n, fuzz,
 				   trace::formatBytes({ bytes, bytes + n }),
-				   trace::formatBytes({ op->data.begin() + static_cast<ptrdiff_t>(writeOffset_),
-							op->data.begin() + static_cast<ptrdiff_t>(writeOffset_ + n) }),
+				   trace::formatBytes({ op->data.begin() + static_cast<ptrdiff_t>(c.writeOffset),
+							op->data.begin() + static_cast<ptrdiff_t>(c.writeOffset + n) }),
 				   config_.acceptMismatch ? "accepted" : "failing with EIO");
 			publish();
 			if (!config_.acceptMismatch)
 				return -EIO;
 		}
-		writeOffset_ += n;
-		if (writeOffset_ == op->data.size()) {
+		c.writeOffset += n;
+		if (c.writeOffset == op->data.size()) {
 			int64_t result = op->result;
-			consume();
+			consume(c);
 			if (result < 0)
 				return static_cast<ssize_t>(result);
 		}
 		return static_cast<ssize_t>(n);
 	}
 
-	IoctlResult ioctl(OpenFile &, IoctlCall &call) override
+	IoctlResult ioctl(OpenFile &f, IoctlCall &call) override
 	{
+		Cursor &c = cursorOf(f);
 		const uint32_t request = call.cmd();
 		auto layout = trace::ioctlLayout(request);
 		bool recorded = std::any_of(trace_.ops.begin(), trace_.ops.end(), [&](const TraceOp &op) {
@@ -190,7 +280,7 @@ public:
 		});
 		if (!recorded && layout && _IOC_DIR(request) == _IOC_READ) {
 			/* A query recorded with another length (EVIOCGNAME(256) for EVIOCGNAME(32)): answered as evdev does. */
-			long index = findIoctl([&](const TraceOp &op) {
+			long index = findIoctl(c, [&](const TraceOp &op) {
 				return op.kind == OpKind::Ioctl && sameExceptSize(op.request, request);
 			});
 			if (index >= 0)
@@ -226,21 +316,24 @@ public:
 			return op.kind == OpKind::Ioctl && op.request == request &&
 			       (!exact || (op.in == in && op.arg == value));
 		};
-		long index = findIoctl([&](const TraceOp &op) { return matches(op, true); });
+		long index = findIoctl(c, [&](const TraceOp &op) { return matches(op, true); });
 		if (index < 0) {
 			mismatches_++;
+			index = findIoctl(c, [&](const TraceOp &op) { return matches(op, false); });
+			const TraceOp &nearest = trace_.ops[static_cast<size_t>(index)];
 			DEVEMU_LOG(Warning, ctx_.name(),
-				   "replay: ioctl {} with input {} was recorded in {} only with other input; {}",
+				   "replay: ioctl {} with input {} was recorded only with other input (nearest: {}:{}, "
+				   "input {}); {}",
 				   trace::ioctlName(request),
 				   layout->arg == trace::IoctlArg::Value ? fmt::format("arg={:#x}", value)
 									 : trace::formatBytes(in),
-				   config_.path,
-				   config_.acceptMismatch ? "answering as the nearest recording of it did"
-							  : "failing with EIO");
+				   config_.path, nearest.line,
+				   layout->arg == trace::IoctlArg::Value ? fmt::format("arg={:#x}", nearest.arg)
+									 : trace::formatBytes(nearest.in),
+				   config_.acceptMismatch ? "answering as it did" : "failing with EIO");
 			publish();
 			if (!config_.acceptMismatch)
 				return IoctlResult::error(-EIO);
-			index = findIoctl([&](const TraceOp &op) { return matches(op, false); });
 		}
 		const TraceOp &op = trace_.ops[static_cast<size_t>(index)];
 		if (op.result >= 0 && !op.out.empty() && layout->arg == trace::IoctlArg::Pointers) {
@@ -252,31 +345,49 @@ public:
 			return call.done(); /* this round cannot carry the output: the driver retries */
 		}
 		int64_t result = op.result;
-		if (static_cast<size_t>(index) == cursor_)
-			consume();
+		if (static_cast<size_t>(index) >= c.pos && static_cast<size_t>(index) < nextStep(c) && mine(c, op)) {
+			/* the file's next ioctl (those it skipped passed over): the dialogue moves on */
+			moveTo(c, static_cast<size_t>(index));
+			consume(c);
+		}
 		return result < 0 ? IoctlResult::error(static_cast<int>(result)) : call.done(static_cast<int>(result));
 	}
 
-	uint32_t poll(const OpenFile &) override
+	uint32_t poll(const OpenFile &f) override
 	{
 		uint32_t mask = POLLOUT | POLLWRNORM; /* writes are matched at once, never held */
-		const TraceOp *op = settle();
-		if (op && op->kind == OpKind::Read) {
-			Clock::time_point due = dueTime(*op);
+		Cursor &c = cursorOf(f);
+		size_t k = nextStep(c);
+		if (k < trace_.ops.size() && trace_.ops[k].kind == OpKind::Read) {
+			Clock::time_point due = dueTime(c, k);
 			if (Clock::now() >= due)
 				mask |= POLLIN | POLLRDNORM;
 			else
 				arm(due);
+			return mask;
+		}
+		/* A recorded readiness with no read after it (hwclock's update interrupt): shown once due. */
+		for (size_t i = c.pos; i < k; i++) {
+			const TraceOp &op = trace_.ops[i];
+			if (!mine(c, op) || op.kind != OpKind::Poll || !(op.revents & (POLLIN | POLLPRI)))
+				continue;
+			Clock::time_point due = dueTime(c, i);
+			if (Clock::now() >= due)
+				mask |= op.revents & (POLLIN | POLLPRI | POLLRDNORM);
+			else
+				arm(due);
+			break;
 		}
 		return mask;
 	}
 
-	uint32_t readable(const OpenFile &) override
+	uint32_t readable(const OpenFile &f) override
 	{
-		const TraceOp *op = settle();
-		if (!op || op->kind != OpKind::Read || Clock::now() < dueTime(*op))
+		Cursor &c = cursorOf(f);
+		size_t k = nextStep(c);
+		if (k >= trace_.ops.size() || trace_.ops[k].kind != OpKind::Read || Clock::now() < dueTime(c, k))
 			return 0;
-		return static_cast<uint32_t>(op->data.size() - readOffset_);
+		return static_cast<uint32_t>(trace_.ops[k].data.size() - (c.pos == k ? c.readOffset : 0));
 	}
 
 	int inject(const std::vector<std::string> &args, std::string &reply) override
@@ -289,23 +400,30 @@ public:
 private:
 	int injectStatus(const std::vector<std::string> &, std::string &reply)
 	{
-		const TraceOp *op = settle();
+		/* The next read or write not yet taken, of whichever file. */
 		std::string next = "finished";
-		if (op) {
-			std::string what = fmt::format("{} {}:{}", trace::opName(op->kind), config_.path, op->line);
-			if (op->kind == OpKind::Read) {
-				auto left = std::chrono::duration_cast<std::chrono::milliseconds>(dueTime(*op) -
+		for (size_t i = 0; i < trace_.ops.size(); i++) {
+			const TraceOp &op = trace_.ops[i];
+			if (done_[i] || (op.kind != OpKind::Read && op.kind != OpKind::Write))
+				continue;
+			std::string what = fmt::format("{} {}:{}", trace::opName(op.kind), config_.path, op.line);
+			Cursor *c = cursorAt(i);
+			if (!c) {
+				next = fmt::format("{} (file {}), waiting for the program to open it", what, op.file);
+			} else if (op.kind == OpKind::Read) {
+				auto left = std::chrono::duration_cast<std::chrono::milliseconds>(dueTime(*c, i) -
 												  Clock::now());
-				next = fmt::format("{} ({} bytes), {}", what, op->data.size() - readOffset_,
+				next = fmt::format("{} ({} bytes), {}", what, op.data.size() - c->readOffset,
 						   left.count() > 0 ? fmt::format("due in {} ms", left.count())
 								    : "due now");
 			} else {
 				next = fmt::format("{} ({} of {} bytes matched), waiting for the program", what,
-						   writeOffset_, op->data.size());
+						   c->writeOffset, op.data.size());
 			}
+			break;
 		}
 		reply = fmt::format("position={}/{} next={} mismatches={} unknown_ioctls={} speed={} write_mismatch={}",
-				    cursor_, trace_.ops.size(), next, mismatches_, unknownIoctls_, config_.speed,
+				    position(), trace_.ops.size(), next, mismatches_, unknownIoctls_, config_.speed,
 				    config_.acceptMismatch ? "accept" : "fail");
 		return 0;
 	}
@@ -327,35 +445,98 @@ private:
 		return call.done(static_cast<int>(std::min<int64_t>(op.result, static_cast<int64_t>(n))));
 	}
 
-	bool at(OpKind kind) const { return cursor_ < trace_.ops.size() && trace_.ops[cursor_].kind == kind; }
+	Cursor &cursorOf(const OpenFile &f) { return cursors_[f.stateAs<ReplayFile>().cursor]; }
 
-	/* The next read or write, passing over the operations in between (their delays add up); nullptr at the end. */
-	const TraceOp *settle()
+	/* Whether op belongs to cursor c's dialogue (every op does in a trace without open lines). */
+	bool mine(const Cursor &c, const TraceOp &op) const { return !perFile_ || op.file == c.file; }
+
+	/* The cursor of the file that takes operation i, if an open of the program took it. */
+	Cursor *cursorAt(size_t i)
 	{
-		while (cursor_ < trace_.ops.size()) {
-			const TraceOp &op = trace_.ops[cursor_];
-			if (op.kind == OpKind::Read || op.kind == OpKind::Write)
-				return &op;
-			carried_ += op.delay;
-			cursor_++;
-			readOffset_ = writeOffset_ = 0;
-		}
+		for (auto &c : cursors_)
+			if ((c.taken || !perFile_) && mine(c, trace_.ops[i]))
+				return &c;
 		return nullptr;
 	}
 
-	/* The operation at the cursor happened now: the next one's delay counts from here. */
-	void consume()
+	size_t position() const { return static_cast<size_t>(std::count(done_.begin(), done_.end(), true)); }
+
+	/*
+	 * The recorded open the program's open takes: the first one not taken yet
+	 * with the same access mode, else the first one not taken; -1 when none is left.
+	 */
+	long takeOpen(uint32_t flags)
 	{
-		cursor_++;
-		base_ = Clock::now();
-		clockStarted_ = true;
-		carried_ = {};
-		readOffset_ = writeOffset_ = 0;
+		long any = -1;
+		for (size_t i = 0; i < cursors_.size(); i++) {
+			Cursor &c = cursors_[i];
+			if (c.taken || c.file == kAnyFile)
+				continue;
+			if ((trace_.ops[c.pos].flags & O_ACCMODE) == (flags & O_ACCMODE)) {
+				c.taken = true;
+				return static_cast<long>(i);
+			}
+			if (any < 0)
+				any = static_cast<long>(i);
+		}
+		if (any >= 0)
+			cursors_[static_cast<size_t>(any)].taken = true;
+		return any;
+	}
+
+	/* Moves c to its file's next operation after pos (ops.size() when none is left). */
+	void advance(Cursor &c)
+	{
+		if (c.pos < trace_.ops.size())
+			done_[c.pos] = true;
+		do
+			c.pos++;
+		while (c.pos < trace_.ops.size() && !mine(c, trace_.ops[c.pos]));
+		if (c.pos < trace_.ops.size() && trace_.ops[c.pos].kind == OpKind::Open)
+			c.pos = trace_.ops.size(); /* a hand-written trace that numbers a later open the same */
+		c.readOffset = c.writeOffset = 0;
+	}
+
+	/* Moves c to operation k of its file; the operations before it (ioctls the program skipped) are passed over. */
+	void moveTo(Cursor &c, size_t k)
+	{
+		while (c.pos < k)
+			advance(c);
+	}
+
+	/*
+	 * The index of c's next read or write (or release, with release), at or
+	 * after its cursor; ops.size() at the end. The ioctls and polls before it
+	 * stay where they are: the program makes them, or skips them.
+	 */
+	size_t nextStep(const Cursor &c, bool release = false) const
+	{
+		if (perFile_ && c.file == kAnyFile)
+			return trace_.ops.size();
+		for (size_t i = c.pos; i < trace_.ops.size(); i++) {
+			const TraceOp &op = trace_.ops[i];
+			if (mine(c, op) && op.kind == OpKind::Open)
+				break; /* the next open of the same number is another file */
+			if (mine(c, op) && (op.kind == OpKind::Read || op.kind == OpKind::Write ||
+					    (release && op.kind == OpKind::Release)))
+				return i;
+		}
+		return trace_.ops.size();
+	}
+
+	/* The operation at c's cursor happened now: the next one's delay counts from here. */
+	void consume(Cursor &c)
+	{
+		if (c.pos < trace_.ops.size())
+			c.baseAt = recordedAt_[c.pos];
+		advance(c);
+		c.base = Clock::now();
+		c.clockStarted = true;
 		publish();
 		/* The next read may be due already (no delay), or later: wake or arm. */
-		const TraceOp *op = settle();
-		if (op && op->kind == OpKind::Read) {
-			Clock::time_point due = dueTime(*op);
+		size_t k = nextStep(c);
+		if (k < trace_.ops.size() && trace_.ops[k].kind == OpKind::Read) {
+			Clock::time_point due = dueTime(c, k);
 			if (Clock::now() >= due)
 				ctx_.notify(POLLIN);
 			else
@@ -363,41 +544,59 @@ private:
 		}
 	}
 
-	Clock::time_point dueTime(const TraceOp &op) const
+	/* When operation i of c's file is due: its recorded time after c's previous one, scaled by speed. */
+	Clock::time_point dueTime(const Cursor &c, size_t i) const
 	{
 		if (config_.speed == 0)
-			return base_;
-		auto delay = std::chrono::duration<double, std::micro>(carried_ + op.delay) / config_.speed;
-		return base_ + std::chrono::duration_cast<Clock::duration>(delay);
+			return c.base;
+		auto delay = std::chrono::duration<double, std::micro>(recordedAt_[i] - c.baseAt) / config_.speed;
+		return c.base + std::chrono::duration_cast<Clock::duration>(delay);
 	}
 
 	void arm(Clock::time_point due)
 	{
-		if (timer_.pending() && armedFor_ == due)
-			return;
+		if (timer_.pending() && armedFor_ <= due)
+			return; /* an earlier wake-up re-evaluates every file and arms again */
 		armedFor_ = due;
 		timer_.at(due, [this] { ctx_.notify(POLLIN); });
 	}
 
-	/* The matching ioctl nearest the cursor: at or after it first, then before it; -1 if none. */
+	/*
+	 * The matching ioctl nearest c's cursor: of its file (or umockdev's answers for
+	 * any file) at or after the cursor first, then before it, then anywhere; -1 if none.
+	 */
 	template<typename Match>
-	long findIoctl(Match match) const
+	long findIoctl(const Cursor &c, Match match) const
 	{
-		for (size_t i = cursor_; i < trace_.ops.size(); i++)
-			if (match(trace_.ops[i]))
+		auto ours = [&](const TraceOp &op) { return mine(c, op) || op.file == kAnyFile; };
+		size_t from = std::min(c.pos, trace_.ops.size());
+		for (size_t i = from; i < trace_.ops.size(); i++)
+			if (ours(trace_.ops[i]) && match(trace_.ops[i]))
 				return static_cast<long>(i);
-		for (size_t i = std::min(cursor_, trace_.ops.size()); i-- > 0;)
+		for (size_t i = from; i-- > 0;)
+			if (ours(trace_.ops[i]) && match(trace_.ops[i]))
+				return static_cast<long>(i);
+		for (size_t i = 0; i < trace_.ops.size(); i++)
 			if (match(trace_.ops[i]))
 				return static_cast<long>(i);
 		return -1;
 	}
 
-	ssize_t unexpectedWrite(std::span<const std::byte> in, const TraceOp *next)
+	std::string describeFile(const Cursor &c) const
+	{
+		if (!perFile_)
+			return config_.path;
+		if (c.file == kAnyFile)
+			return fmt::format("an open {} does not have", config_.path);
+		return fmt::format("file {} of {}", c.file, config_.path);
+	}
+
+	ssize_t unexpectedWrite(const Cursor &c, std::span<const std::byte> in, const TraceOp *next)
 	{
 		mismatches_++;
 		auto bytes = reinterpret_cast<const uint8_t *>(in.data());
 		DEVEMU_LOG(Warning, ctx_.name(), "replay: write of {} where {} expects {}; {}",
-			   trace::formatBytes({ bytes, bytes + in.size() }), config_.path,
+			   trace::formatBytes({ bytes, bytes + in.size() }), describeFile(c),
 			   next ? fmt::format("a read first (line {})", next->line) : std::string("nothing more"),
 			   config_.acceptMismatch ? "accepted" : "failing with EIO");
 		publish();
@@ -406,7 +605,7 @@ private:
 
 	void publish()
 	{
-		ctx_.setStatusWord(kPosition, static_cast<uint32_t>(cursor_));
+		ctx_.setStatusWord(kPosition, static_cast<uint32_t>(position()));
 		ctx_.setStatusWord(kTotal, static_cast<uint32_t>(trace_.ops.size()));
 		ctx_.setStatusWord(kMismatches, static_cast<uint32_t>(mismatches_));
 		ctx_.setStatusWord(kUnknownIoctls, static_cast<uint32_t>(unknownIoctls_));
@@ -415,12 +614,11 @@ private:
 	DeviceContext &ctx_;
 	ReplayConfig config_;
 	trace::Trace trace_;
-	size_t cursor_ = 0;
-	size_t readOffset_ = 0; /* bytes of the read at the cursor already delivered */
-	size_t writeOffset_ = 0; /* bytes of the write at the cursor already matched */
-	Clock::time_point base_ = Clock::now();
-	bool clockStarted_ = false;
-	std::chrono::microseconds carried_{ 0 }; /* delays of the operations passed over since base_ */
+	std::vector<std::chrono::microseconds> recordedAt_; /* each operation's time since the trace began */
+	std::vector<bool> done_; /* taken or passed over */
+	bool perFile_ = false; /* the trace has open lines: each open file replays its own */
+	std::vector<Cursor> cursors_;
+	size_t opens_ = 0;
 	StrandTimer timer_;
 	Clock::time_point armedFor_{};
 	uint64_t mismatches_ = 0;

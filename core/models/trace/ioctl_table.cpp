@@ -25,6 +25,8 @@ namespace {
 constexpr uint32_t kTermiosSize = sizeof(struct termios);
 static_assert(kTermiosSize == 36);
 constexpr uint32_t kIntSize = sizeof(int);
+constexpr uint32_t kWinsizeSize = sizeof(struct winsize); /* stty -a fails without TIOCGWINSZ */
+static_assert(kWinsizeSize == 8);
 
 /* The layout a size-encoded number says (_IOR: Out, _IOW: In, _IOWR: InOut; _IO: none). */
 constexpr IoctlLayout encoded(uint32_t request)
@@ -64,6 +66,8 @@ const IoctlInfo kTable[] = {
 	{ TCFLSH, "TCFLSH", { IoctlArg::Value, 0 } },
 	{ TCSBRK, "TCSBRK", { IoctlArg::Value, 0 } },
 	{ TCXONC, "TCXONC", { IoctlArg::Value, 0 } },
+	{ TIOCGWINSZ, "TIOCGWINSZ", { IoctlArg::Out, kWinsizeSize } },
+	{ TIOCSWINSZ, "TIOCSWINSZ", { IoctlArg::In, kWinsizeSize } },
 	{ TIOCEXCL, "TIOCEXCL", { IoctlArg::None, 0 } },
 	{ TIOCNXCL, "TIOCNXCL", { IoctlArg::None, 0 } },
 

@@ -364,6 +364,9 @@ bool parseTrace(std::string_view text, const std::string &name, Trace &trace, st
 	trace.path = name;
 	trace.ops.clear();
 	bool header = false;
+	/* A last line without its newline is where a copy or a recording was cut short: errors there say so. */
+	const bool cut = !text.empty() && text.back() != '\n';
+	const auto lines = static_cast<unsigned>(std::count(text.begin(), text.end(), '\n')) + (cut ? 1 : 0);
 	bool ok = forEachLine(text, [&](unsigned number, std::string_view line) {
 		if (!line.empty() && line.back() == '\r')
 			line.remove_suffix(1);
@@ -389,7 +392,10 @@ bool parseTrace(std::string_view text, const std::string &name, Trace &trace, st
 		TraceOp op;
 		std::string why;
 		if (!parseOp(line, op, why)) {
-			error = fmt::format("{}:{}: {}", name, number, why);
+			error = fmt::format("{}:{}: {}{}", name, number, why,
+					    cut && number == lines
+						    ? " (the file ends in this line without a newline: cut short?)"
+						    : "");
 			return false;
 		}
 		op.line = number;
@@ -529,9 +535,14 @@ int TraceWriter::open(const std::string &path, std::string &error)
 
 void TraceWriter::append(TraceOp op)
 {
+	append(std::move(op), std::chrono::steady_clock::now());
+}
+
+void TraceWriter::append(TraceOp op, std::chrono::steady_clock::time_point when)
+{
 	if (!fd_.isValid() || failed_)
 		return;
-	auto now = std::chrono::steady_clock::now();
+	auto now = started_ ? std::max(when, last_) : when;
 	op.delay = started_ ? std::chrono::duration_cast<std::chrono::microseconds>(now - last_)
 			    : std::chrono::microseconds(0);
 	started_ = true;

@@ -73,6 +73,8 @@ public:
 	const std::string &path() const { return path_; }
 	/* Fills op.delay from the time of the previous append, and writes the line. */
 	void append(TraceOp op);
+	/* The same for an operation that happened at when (not before the previous append). */
+	void append(TraceOp op, std::chrono::steady_clock::time_point when);
 	size_t count() const { return count_; }
 
 private:
