@@ -20,6 +20,7 @@ set -euo pipefail
 root=${DEVEMU_TRIXIE_ROOT:-/var/cache/devemu/trixie}
 mirror=${DEVEMU_TRIXIE_MIRROR:-http://deb.debian.org/debian}
 marker=$root/.devemu-complete
+log=$root.log # what debootstrap and apt-get said while creating it
 
 die() {
 	echo "kernel-trixie: $*" >&2
@@ -56,7 +57,7 @@ create() {
 	rm -rf -- "$tmp"
 	echo "kernel-trixie: debootstrap trixie into $tmp (minbase)" >&2
 	debootstrap --variant=minbase --keyring=/usr/share/keyrings/debian-archive-keyring.gpg \
-		trixie "$tmp" "$mirror" >"$(dirname "$root")/trixie-debootstrap.log" 2>&1 ||
+		trixie "$tmp" "$mirror" >"$log" 2>&1 ||
 		die "debootstrap failed, see $(dirname "$root")/trixie-debootstrap.log"
 	echo "kernel-trixie: installing linux-image-amd64 linux-headers-amd64 gcc make perl" >&2
 	# INITRD=No: the kernel's postinst hook skips update-initramfs (the VM builds its own).
@@ -65,7 +66,7 @@ create() {
 	chmod 755 "$tmp/usr/sbin/policy-rc.d"
 	chroot "$tmp" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive INITRD=No \
 		apt-get install -y -q --no-install-recommends linux-image-amd64 linux-headers-amd64 gcc make perl \
-		>>"$(dirname "$root")/trixie-debootstrap.log" 2>&1 ||
+		>>"$log" 2>&1 ||
 		die "apt-get install in the chroot failed, see $(dirname "$root")/trixie-debootstrap.log"
 	chroot "$tmp" apt-get clean
 	rm -f -- "$tmp"/boot/initrd.img-*
