@@ -58,7 +58,7 @@ create() {
 	echo "kernel-trixie: debootstrap trixie into $tmp (minbase)" >&2
 	debootstrap --variant=minbase --keyring=/usr/share/keyrings/debian-archive-keyring.gpg \
 		trixie "$tmp" "$mirror" >"$log" 2>&1 ||
-		die "debootstrap failed, see $(dirname "$root")/trixie-debootstrap.log"
+		die "debootstrap failed, see $log"
 	echo "kernel-trixie: installing linux-image-amd64 linux-headers-amd64 gcc make perl" >&2
 	# INITRD=No: the kernel's postinst hook skips update-initramfs (the VM builds its own).
 	# Nothing is started in the chroot (policy-rc.d), and /proc is not needed by these packages.
@@ -67,7 +67,7 @@ create() {
 	chroot "$tmp" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive INITRD=No \
 		apt-get install -y -q --no-install-recommends linux-image-amd64 linux-headers-amd64 gcc make perl \
 		>>"$log" 2>&1 ||
-		die "apt-get install in the chroot failed, see $(dirname "$root")/trixie-debootstrap.log"
+		die "apt-get install in the chroot failed, see $log"
 	chroot "$tmp" apt-get clean
 	rm -f -- "$tmp"/boot/initrd.img-*
 	rm -rf -- "$root"
