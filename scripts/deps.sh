@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 # Installs the Debian packages devemu needs for a purpose (build, test, vm, fuzz), only those that are missing.
+# vm also provides Debian 13's kernel (6.12) for the vm-trixie tests: scripts/kernel-trixie.sh creates its
+# chroot once (a few minutes) under /var/cache/devemu/trixie and reuses it afterwards.
 set -euo pipefail
 
 build_pkgs=(meson ninja-build pkg-config g++ libfuse3-dev fuse3 libboost-dev libboost-program-options-dev
@@ -8,7 +10,7 @@ build_pkgs=(meson ninja-build pkg-config g++ libfuse3-dev fuse3 libboost-dev lib
 	python3-dev pybind11-dev)
 test_pkgs=(python3 python3-pytest busybox-static util-linux rng-tools5 python3-serial i2c-tools evtest umockdev gpsd
 	gpsd-clients)
-vm_pkgs=(qemu-system-x86 linux-image-amd64 linux-headers-amd64 cpio kmod busybox-static gcc-multilib)
+vm_pkgs=(qemu-system-x86 linux-image-amd64 linux-headers-amd64 cpio kmod busybox-static gcc-multilib debootstrap)
 # The libFuzzer targets: clang and its runtimes (libFuzzer, ASan, UBSan).
 fuzz_pkgs=(clang-14 libclang-rt-14-dev)
 
@@ -23,11 +25,24 @@ for purpose in "$@"; do
 	esac
 done
 
+trixie=0
+for purpose in "$@"; do [ "$purpose" = vm ] && trixie=1; done
+
 missing=()
 for p in "${want[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+# A chroot that cannot be made does not stop the other suites: the vm-trixie tests then fail and say why.
+trixie_kernel() {
+	[ $trixie -eq 1 ] || return 0
+	"$(dirname "$0")/kernel-trixie.sh" ensure >/dev/null ||
+		echo "deps.sh: warning: no Debian 13 kernel (scripts/kernel-trixie.sh failed): the vm-trixie tests will fail" >&2
+}
+
+if [ ${#missing[@]} -eq 0 ]; then
+	trixie_kernel
+	exit 0
+fi
 
 if [ "$(id -u)" -ne 0 ]; then
 	echo "deps.sh: missing packages: ${missing[*]}; run as root (or: sudo apt-get install ${missing[*]})" >&2
@@ -37,3 +52,4 @@ echo "deps.sh: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q >/dev/null
 apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+trixie_kernel

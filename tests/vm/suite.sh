@@ -45,7 +45,7 @@ if [[ " $parts " == *" cuse "* ]]; then
 	"$here/noroot_cuse.sh" "$build" || status=1
 fi
 if [[ " $parts " == *" kshim "* ]]; then
-	ko=$build/kshim/devemu_kshim.ko
+	ko=${DEVEMU_KSHIM_KO:-$build/kshim/devemu_kshim.ko}
 	if [[ ! -r $ko ]]; then
 		echo "FAIL: $ko was not built (kernel headers missing?)"
 		exit 1
