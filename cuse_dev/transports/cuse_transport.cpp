@@ -175,10 +175,22 @@ std::unique_ptr<Transport> makeCuseTransport(TransportParts parts)
 	return std::make_unique<CuseTransport>(std::move(parts));
 }
 
+/* Whether this process can open /dev/cuse: tried rather than asked with access(), which judges by
+ * the real uid without capabilities, so a root daemon that dropped to --user (keeping
+ * CAP_DAC_OVERRIDE) would be refused a node it can open. */
+static bool cuseOpenable()
+{
+	int fd = ::open("/dev/cuse", O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	::close(fd);
+	return true;
+}
+
 bool cuseAvailable(std::string &why)
 {
 	if (access("/dev/cuse", F_OK) == 0) {
-		if (access("/dev/cuse", R_OK | W_OK) == 0)
+		if (cuseOpenable())
 			return true;
 		why = "/dev/cuse is not open to this user (root, or a member of the devemu group: 70-devemu.rules)";
 		return false;
@@ -197,7 +209,7 @@ bool cuseAvailable(std::string &why)
 	int status = 0;
 	if (pid > 0)
 		waitpid(pid, &status, 0);
-	if (access("/dev/cuse", R_OK | W_OK) == 0)
+	if (cuseOpenable())
 		return true;
 	why = "/dev/cuse is missing and 'modprobe cuse' failed: this kernel lacks CUSE (CONFIG_CUSE)";
 	return false;
