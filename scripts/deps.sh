@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# Installs the Debian packages devemu needs for a purpose (build, test, vm, fuzz), only those that are missing.
+# Installs the Debian packages devemu needs for a purpose (build, test, vm, asan, fuzz), only those that are missing.
 # vm also provides Debian 13's kernel (6.12) for the vm-trixie tests: scripts/kernel-trixie.sh creates its
 # chroot once (a few minutes) under /var/cache/devemu/trixie and reuses it afterwards.
 set -euo pipefail
@@ -11,7 +11,7 @@ build_pkgs=(meson ninja-build pkg-config g++ libfuse3-dev fuse3 libboost-dev lib
 test_pkgs=(python3 python3-pytest busybox-static util-linux rng-tools5 python3-serial i2c-tools evtest umockdev gpsd
 	gpsd-clients)
 vm_pkgs=(qemu-system-x86 linux-image-amd64 linux-headers-amd64 cpio kmod busybox-static gcc-multilib debootstrap)
-# The libFuzzer targets: clang and its runtimes (libFuzzer, ASan, UBSan).
+# The sanitized build and the libFuzzer targets: clang and its runtimes (libFuzzer, ASan, UBSan).
 fuzz_pkgs=(clang-14 libclang-rt-14-dev)
 
 want=()
@@ -20,8 +20,9 @@ for purpose in "$@"; do
 	build) want+=("${build_pkgs[@]}") ;;
 	test) want+=("${build_pkgs[@]}" "${test_pkgs[@]}") ;;
 	vm) want+=("${vm_pkgs[@]}") ;;
+	asan) want+=("${build_pkgs[@]}" "${test_pkgs[@]}" "${fuzz_pkgs[@]}") ;;
 	fuzz) want+=("${build_pkgs[@]}" "${fuzz_pkgs[@]}") ;;
-	*) echo "deps.sh: unknown purpose '$purpose' (build, test, vm, fuzz)" >&2; exit 2 ;;
+	*) echo "deps.sh: unknown purpose '$purpose' (build, test, vm, asan, fuzz)" >&2; exit 2 ;;
 	esac
 done
 
