@@ -12,7 +12,6 @@ or the kernel shim, and run in the VM suite (tests/vm/suite.sh runs this directo
 
 import os
 import re
-import signal
 import subprocess
 import sys
 import threading
@@ -21,6 +20,7 @@ import time
 import pytest
 
 from devemu_testlib import run, unique
+from devemu_testlib.processes import interrupted_run
 
 from test_replay import Modem
 from test_run import BIN
@@ -141,24 +141,6 @@ open(sys.argv[2], "w").close()
 while True:
     os.read(fd, 64)  # nothing more comes until the handler speaks
 """
-
-
-def interrupted_run(argv, ready):
-    """Runs argv in a session of its own, sends its group SIGINT (as a terminal's Ctrl-C) once ready exists;
-    (status, stdout, stderr)."""
-    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 30
-        while not ready.exists() and p.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert ready.exists(), p.communicate(timeout=10)
-        os.killpg(p.pid, signal.SIGINT)
-        out, err = p.communicate(timeout=30)
-    finally:
-        if p.poll() is None:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.wait()
-    return p.returncode, out, err
 
 
 def test_a_program_exiting_from_its_sigint_handler_is_recorded_and_replayed(opts, transport, devemu_run, tmp_path):

@@ -5,13 +5,13 @@
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import time
 
 import pytest
 
 from devemu_testlib import run, unique
+from devemu_testlib.processes import interrupted_run
 
 from test_replay import Modem
 
@@ -223,26 +223,18 @@ def test_a_program_that_catches_sigint_is_recorded_whole(opts, transport, devemu
                     f"while [ ! -e {go} ]; do sleep 0.05; done\n"
                     "printf 'ATI\\r' >&3\nhead -c 16 <&3\n")
     prog.chmod(0o755)
+
+    def go_on():
+        time.sleep(0.2)
+        go.touch()
+
     try:
-        p = subprocess.Popen([sys.executable, os.path.join(BIN, "devemu-record"), "--transport", transport,
-                              "--devemud", opts.devemud, "--device", modem.path, "-o", str(trace), "--", str(prog)],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-        try:
-            deadline = time.monotonic() + 30
-            while not ready.exists() and p.poll() is None and time.monotonic() < deadline:
-                time.sleep(0.02)
-            assert ready.exists(), p.communicate(timeout=10)
-            os.killpg(p.pid, signal.SIGINT)
-            time.sleep(0.2)
-            go.touch()
-            out, err = p.communicate(timeout=30)
-        finally:
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait()
+        status, out, err = interrupted_run(
+            [sys.executable, os.path.join(BIN, "devemu-record"), "--transport", transport, "--devemud", opts.devemud,
+             "--device", modem.path, "-o", str(trace), "--", str(prog)], ready, after_sigint=go_on)
     finally:
         modem.close()
-    assert p.returncode == 0, err
+    assert status == 0, err
     assert "caught SIGINT" in out and out.endswith("devemu modem 1\n"), out  # text mode: \r\n as \n
     text = trace.read_text()
     assert 'data="ATI\\r" result=4' in text and 'data="devemu modem 1\\r\\n"' in text, text

@@ -75,3 +75,26 @@ def kill_all():
                 p.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 pass
+
+
+def interrupted_run(argv, ready, after_sigint=None, timeout=30):
+    """Runs argv in a session of its own and, once the file `ready` exists, sends its process group SIGINT
+    (as a terminal's Ctrl-C does); after_sigint(), if given, runs next (to let the program go on).
+    Returns (status, stdout, stderr); the group is SIGKILLed if anything fails on the way."""
+    import time
+    p = popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + timeout
+        while not ready.exists() and p.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert ready.exists(), p.communicate(timeout=10)
+        os.killpg(p.pid, signal.SIGINT)
+        if after_sigint:
+            after_sigint()
+        out, err = p.communicate(timeout=timeout)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+        forget(p)
+    return p.returncode, out, err
