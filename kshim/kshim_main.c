@@ -110,35 +110,20 @@ static ssize_t status_words_show(struct device *dev,
 }
 static DEVICE_ATTR_RO(status_words);
 
-static ssize_t stale_completions_show(struct device *dev,
-				      struct device_attribute *attr, char *buf)
-{
-	struct kshim_device *kdev = to_kshim_device(dev);
+/* A read-only sysfs attribute showing one of the device's atomic64 counters. */
+#define KSHIM_COUNTER_ATTR(counter)                                          \
+	static ssize_t counter##_show(struct device *dev,                    \
+				      struct device_attribute *attr, char *buf) \
+	{                                                                    \
+		return sysfs_emit(buf, "%lld\n",                            \
+				  (long long)atomic64_read(                  \
+					  &to_kshim_device(dev)->counter));  \
+	}                                                                    \
+	static DEVICE_ATTR_RO(counter)
 
-	return sysfs_emit(buf, "%lld\n",
-			  (long long)atomic64_read(&kdev->stale_completions));
-}
-static DEVICE_ATTR_RO(stale_completions);
-
-static ssize_t protocol_errors_show(struct device *dev,
-				    struct device_attribute *attr, char *buf)
-{
-	struct kshim_device *kdev = to_kshim_device(dev);
-
-	return sysfs_emit(buf, "%lld\n",
-			  (long long)atomic64_read(&kdev->protocol_errors));
-}
-static DEVICE_ATTR_RO(protocol_errors);
-
-static ssize_t doorbells_show(struct device *dev,
-			      struct device_attribute *attr, char *buf)
-{
-	struct kshim_device *kdev = to_kshim_device(dev);
-
-	return sysfs_emit(buf, "%lld\n",
-			  (long long)atomic64_read(&kdev->doorbells));
-}
-static DEVICE_ATTR_RO(doorbells);
+KSHIM_COUNTER_ATTR(stale_completions);
+KSHIM_COUNTER_ATTR(protocol_errors);
+KSHIM_COUNTER_ATTR(doorbells);
 
 static struct attribute *kshim_attrs[] = {
 	&dev_attr_state.attr,
