@@ -44,14 +44,8 @@ Window &Window::operator=(Window &&other) noexcept
 		fd_ = std::move(other.fd_);
 		base_ = std::exchange(other.base_, nullptr);
 		size_ = std::exchange(other.size_, 0);
-		depth_ = other.depth_;
-		slotSize_ = other.slotSize_;
-		sqOffset_ = other.sqOffset_;
-		cqOffset_ = other.cqOffset_;
-		dataOffset_ = other.dataOffset_;
-		fifoOffset_ = other.fifoOffset_;
-		rxFifoSize_ = other.rxFifoSize_;
-		txFifoSize_ = other.txFifoSize_;
+		geometry_ = other.geometry_;
+		layout_ = other.layout_;
 	}
 	return *this;
 }
@@ -64,14 +58,8 @@ Window::~Window()
 
 void Window::setLayout(const WindowGeometry &g, const WindowLayout &l)
 {
-	depth_ = g.queueDepth;
-	slotSize_ = g.slotSize;
-	sqOffset_ = l.sqOffset;
-	cqOffset_ = l.cqOffset;
-	dataOffset_ = l.dataOffset;
-	fifoOffset_ = l.fifoOffset;
-	rxFifoSize_ = g.rxFifoSize;
-	txFifoSize_ = g.txFifoSize;
+	geometry_ = g;
+	layout_ = l;
 }
 
 int Window::map(UniqueFD fd, size_t size)

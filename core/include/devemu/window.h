@@ -88,45 +88,46 @@ public:
 	{
 		return reinterpret_cast<devemu_shadow_file *>(base_ + DEVEMU_FILES_OFFSET)[fh];
 	}
-	uint32_t queueDepth() const { return depth_; }
+	uint32_t queueDepth() const { return geometry_.queueDepth; }
 	/* The submission ring holds each tag's request plus one CANCEL per tag. */
-	uint32_t sqEntries() const { return 2 * depth_; }
-	uint32_t slotSize() const { return slotSize_; }
+	uint32_t sqEntries() const { return 2 * geometry_.queueDepth; }
+	uint32_t slotSize() const { return geometry_.slotSize; }
 
-	devemu_ring &sq() const { return *reinterpret_cast<devemu_ring *>(base_ + sqOffset_); }
-	devemu_ring &cq() const { return *reinterpret_cast<devemu_ring *>(base_ + cqOffset_); }
+	devemu_ring &sq() const { return *reinterpret_cast<devemu_ring *>(base_ + layout_.sqOffset); }
+	devemu_ring &cq() const { return *reinterpret_cast<devemu_ring *>(base_ + layout_.cqOffset); }
 	devemu_sqe &sqe(uint32_t index) const
 	{
-		return reinterpret_cast<devemu_sqe *>(base_ + sqOffset_ +
-						      DEVEMU_RING_ENTRIES_OFFSET)[index & (2 * depth_ - 1)];
+		return reinterpret_cast<devemu_sqe *>(base_ + layout_.sqOffset +
+						      DEVEMU_RING_ENTRIES_OFFSET)[index & (sqEntries() - 1)];
 	}
 	devemu_cqe &cqe(uint32_t index) const
 	{
-		return reinterpret_cast<devemu_cqe *>(base_ + cqOffset_ +
-						      DEVEMU_RING_ENTRIES_OFFSET)[index & (depth_ - 1)];
+		return reinterpret_cast<devemu_cqe *>(base_ + layout_.cqOffset +
+						      DEVEMU_RING_ENTRIES_OFFSET)[index & (geometry_.queueDepth - 1)];
 	}
 	/* The data slot of a tag; the caller has checked tag < queueDepth(). */
 	std::span<std::byte> slot(uint32_t tag) const
 	{
-		return { reinterpret_cast<std::byte *>(base_ + dataOffset_ + uint64_t(tag) * slotSize_), slotSize_ };
+		return { reinterpret_cast<std::byte *>(base_ + layout_.dataOffset + uint64_t(tag) * geometry_.slotSize),
+			 geometry_.slotSize };
 	}
 
 	/* Stream FIFOs (size 0: none). */
-	uint32_t rxFifoSize() const { return rxFifoSize_; }
-	uint32_t txFifoSize() const { return txFifoSize_; }
-	devemu_fifo &rxFifo() const { return *reinterpret_cast<devemu_fifo *>(base_ + fifoOffset_); }
+	uint32_t rxFifoSize() const { return geometry_.rxFifoSize; }
+	uint32_t txFifoSize() const { return geometry_.txFifoSize; }
+	devemu_fifo &rxFifo() const { return *reinterpret_cast<devemu_fifo *>(base_ + layout_.fifoOffset); }
 	devemu_fifo &txFifo() const
 	{
-		return *reinterpret_cast<devemu_fifo *>(base_ + fifoOffset_ + DEVEMU_FIFO_CTRL_SIZE);
+		return *reinterpret_cast<devemu_fifo *>(base_ + layout_.fifoOffset + DEVEMU_FIFO_CTRL_SIZE);
 	}
 	std::span<std::byte> rxFifoData() const
 	{
-		return { reinterpret_cast<std::byte *>(base_ + fifoOffset_ + DEVEMU_WINDOW_PAGE), rxFifoSize_ };
+		return { reinterpret_cast<std::byte *>(base_ + layout_.fifoOffset + DEVEMU_WINDOW_PAGE), geometry_.rxFifoSize };
 	}
 	std::span<std::byte> txFifoData() const
 	{
-		return { reinterpret_cast<std::byte *>(base_ + fifoOffset_ + DEVEMU_WINDOW_PAGE + rxFifoSize_),
-			 txFifoSize_ };
+		return { reinterpret_cast<std::byte *>(base_ + layout_.fifoOffset + DEVEMU_WINDOW_PAGE + geometry_.rxFifoSize),
+			 geometry_.txFifoSize };
 	}
 
 private:
@@ -136,14 +137,8 @@ private:
 	UniqueFD fd_;
 	uint8_t *base_ = nullptr;
 	size_t size_ = 0;
-	uint32_t depth_ = 0;
-	uint32_t slotSize_ = 0;
-	uint64_t sqOffset_ = 0;
-	uint64_t cqOffset_ = 0;
-	uint64_t dataOffset_ = 0;
-	uint64_t fifoOffset_ = 0;
-	uint32_t rxFifoSize_ = 0;
-	uint32_t txFifoSize_ = 0;
+	WindowGeometry geometry_{ 0, 0, 0, 0 };
+	WindowLayout layout_{};
 };
 
 /* Seqlock writer for a shadow block: odd while the fields are being updated. */
