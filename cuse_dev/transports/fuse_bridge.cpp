@@ -9,12 +9,33 @@
 #include <algorithm>
 #include <cerrno>
 #include <fcntl.h>
+#include <linux/fuse.h>
 #include <memory>
 #include <poll.h>
 #include <sys/uio.h>
 #include <vector>
 
 namespace devemu {
+
+namespace {
+
+/*
+ * fuse_reply_open() for a node that behaves like a character device: direct I/O, no seeking, and
+ * FOPEN_STREAM, which libfuse 3.14's fuse_file_info cannot express (hence the reply built here,
+ * the same struct fuse_open_out fuse_reply_open() sends). A stream file has no position, so the
+ * kernel takes no f_pos lock around read() and write(): on the FUSE fallback's regular file a
+ * thread blocked in read() would otherwise hold up another thread's write() on the same descriptor
+ * (a serial program's reader thread and writer thread), which never happens on a character device.
+ */
+void replyOpenStream(fuse_req_t req, uint64_t fh)
+{
+	fuse_open_out out{};
+	out.fh = fh;
+	out.open_flags = FOPEN_DIRECT_IO | FOPEN_NONSEEKABLE | FOPEN_STREAM;
+	fuse_reply_buf(req, reinterpret_cast<const char *>(&out), sizeof(out));
+}
+
+} // namespace
 
 FuseBridge::FuseBridge(Strand strand, Window &window, WindowDriver &driver, bool restrictedIoctls)
 	: strand_(std::move(strand)), window_(window), driver_(driver), restricted_(restrictedIoctls)
@@ -76,17 +97,11 @@ void FuseBridge::open(fuse_req_t req, fuse_file_info *fi)
 	try {
 		devemu_sqe sqe = baseSqe(req, DEVEMU_OP_OPEN, fi);
 		sqe.fh = 0;
-		fuse_file_info info = *fi; /* libfuse's fi lives on its stack; keep our own for the reply */
-		submit(req, sqe, {}, [req, info](const devemu_cqe &cqe, std::span<const std::byte>) mutable {
-			if (cqe.result < 0) {
+		submit(req, sqe, {}, [req](const devemu_cqe &cqe, std::span<const std::byte>) {
+			if (cqe.result < 0)
 				fuse_reply_err(req, -cqe.result);
-				return;
-			}
-			info.fh = static_cast<uint64_t>(cqe.result);
-			info.direct_io = 1;
-			info.nonseekable = 1;
-			info.keep_cache = 0;
-			fuse_reply_open(req, &info);
+			else
+				replyOpenStream(req, static_cast<uint64_t>(cqe.result));
 		});
 	} catch (...) {
 		fuse_reply_err(req, EIO);

@@ -19,7 +19,7 @@ namespace devemu {
 
 const char *const kFuseFallbackLimits =
 	"FUSE forwards only ioctls whose argument size is encoded in the command (_IOR/_IOW/_IOWR): FIONREAD "
-	"(answered by the kernel as 0; use DEVEMU_IOC_NREAD), termios (TCGETS...) and pointer-holding ioctls "
+	"(answered by the kernel from the file size, not by the device; use DEVEMU_IOC_NREAD), termios (TCGETS...) and pointer-holding ioctls "
 	"(I2C_RDWR, SPI_IOC_MESSAGE) need CUSE or the kernel shim";
 
 namespace {
