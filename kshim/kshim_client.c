@@ -11,6 +11,7 @@
  * -EIO, and poll reports EPOLLERR | EPOLLHUP. Once the device is removed they
  * fail with -ENODEV. New opens of a device without a daemon fail with -ENODEV.
  */
+#include <linux/capability.h>
 #include <linux/compat.h>
 #include <linux/cred.h>
 #include <linux/errno.h>
@@ -51,6 +52,26 @@ static struct kshim_channel *kshim_file_channel(struct kshim_file *kf)
 	return ch;
 }
 
+/*
+ * The caller's capabilities as capable() sees them before any LSM: its
+ * effective set if it runs in the initial user namespace, none otherwise (a
+ * capability held in a child namespace never reaches the initial one). Bit N
+ * is capability N.
+ */
+static u64 kshim_caller_caps(void)
+{
+	const struct cred *cred = current_cred();
+	u64 caps = 0;
+	int cap;
+
+	if (cred->user_ns != &init_user_ns)
+		return 0;
+	for (cap = 0; cap <= CAP_LAST_CAP && cap < 64; cap++)
+		if (cap_raised(cred->cap_effective, cap))
+			caps |= 1ULL << cap;
+	return caps;
+}
+
 static void kshim_req_init(struct kshim_req *req, struct kshim_channel *ch,
 			   struct file *file, u8 opcode, u32 tag, u32 fh)
 {
@@ -69,6 +90,10 @@ static void kshim_req_init(struct kshim_req *req, struct kshim_channel *ch,
 	req->sqe.pid = task_tgid_nr_ns(current, ch->pid_ns);
 	req->sqe.uid = from_kuid_munged(&init_user_ns, current_fsuid());
 	req->sqe.gid = from_kgid_munged(&init_user_ns, current_fsgid());
+	if (ch->features & DEVEMU_F_CALLER_CAPS) {
+		req->sqe.flags |= DEVEMU_SQE_F_CAPS;
+		req->sqe.caps = kshim_caller_caps();
+	}
 }
 
 /* A daemon's errno if a caller may see it (not kernel-internal), else -EIO. */

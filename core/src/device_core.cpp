@@ -36,7 +36,14 @@ static_assert(std::size(kOpNames) == DeviceStats::OpCount);
 /* What a driver may set in an entry: the known flags, and 0 in every reserved field. */
 bool reservedClear(const devemu_sqe &sqe)
 {
-	return !(sqe.flags & ~DEVEMU_SQE_F_ALL) && !sqe.rsvd0 && !sqe.rsvd1 && !sqe.rsvd2;
+	return !(sqe.flags & ~DEVEMU_SQE_F_ALL) && !sqe.rsvd0 && !sqe.rsvd1 && ((sqe.flags & DEVEMU_SQE_F_CAPS) || !sqe.caps);
+}
+
+/* Who makes the request the model is about to see: its pid and, where the driver reports them, its capabilities. */
+void setCaller(OpenFile &f, const devemu_sqe &sqe)
+{
+	f.callerPid = static_cast<pid_t>(sqe.pid);
+	f.callerCaps = (sqe.flags & DEVEMU_SQE_F_CAPS) ? std::optional<uint64_t>(sqe.caps) : std::nullopt;
 }
 
 } // namespace
@@ -64,7 +71,8 @@ DeviceCore::~DeviceCore()
 unsigned DeviceCore::attachWindow(Window &window, InterruptHandler interrupt)
 {
 	devemu_regs &r = window.regs();
-	uint64_t accept = DEVEMU_F_SHADOW_POLL | DEVEMU_F_IOCTL_RETRY | DEVEMU_F_CANCEL | DEVEMU_F_NEED_KICK;
+	uint64_t accept =
+		DEVEMU_F_SHADOW_POLL | DEVEMU_F_IOCTL_RETRY | DEVEMU_F_CANCEL | DEVEMU_F_NEED_KICK | DEVEMU_F_CALLER_CAPS;
 	bool streamRx = stream_.rx && window.rxFifoSize() && (r.features_offered & DEVEMU_F_STREAM);
 	bool streamTx = stream_.tx && window.txFifoSize() && (r.features_offered & DEVEMU_F_STREAM);
 	if (streamRx || streamTx)
@@ -329,6 +337,7 @@ void DeviceCore::process(unsigned index, const devemu_sqe &submitted, bool fault
 		f->uid = sqe.uid;
 		f->gid = sqe.gid;
 		f->compat = sqe.flags & DEVEMU_SQE_F_COMPAT;
+		setCaller(*f, sqe);
 		int ret = model_->open(*f);
 		if (ret < 0)
 			return complete(index, sqe, ret);
@@ -394,6 +403,7 @@ bool DeviceCore::attempt(Request &req)
 		f.flags = sqe.open_flags;
 	/* The file may be shared by a 32-bit and a 64-bit process: each request says which one calls. */
 	f.compat = sqe.flags & DEVEMU_SQE_F_COMPAT;
+	setCaller(f, sqe);
 
 	switch (sqe.opcode) {
 	case DEVEMU_OP_READ: {

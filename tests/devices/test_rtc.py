@@ -8,6 +8,7 @@ import os
 import re
 import select
 import struct
+import subprocess
 import time
 
 import pytest
@@ -251,6 +252,51 @@ def test_bad_values_get_the_kernels_errnos(devemud):
         assert e.value.errno == errno.EINVAL
     finally:
         os.close(fdw)
+
+
+# Run with an inherited rtc descriptor: RTC_SET_TIME on it, then the caller's CapEff (to show what it held).
+_SET_TIME_CHILD = """
+import errno, fcntl, sys
+fd, request, arg = int(sys.argv[1]), int(sys.argv[2]), bytes.fromhex(sys.argv[3])
+try:
+    fcntl.ioctl(fd, request, arg)
+    result = "ok"
+except OSError as e:
+    result = errno.errorcode[e.errno]
+cap_eff = [line.split()[1] for line in open("/proc/self/status") if line.startswith("CapEff:")][0]
+print(result, cap_eff)
+"""
+CAP_SYS_TIME = 25
+
+
+def _set_time_as_child(fd, when, *setpriv):
+    """(result, CapEff) of RTC_SET_TIME by a child (under setpriv with these options) on descriptor fd."""
+    argv = ["setpriv", *setpriv, "/usr/bin/python3", "-c", _SET_TIME_CHILD, str(fd), str(RTC_SET_TIME), when.hex()]
+    r = subprocess.run(argv, pass_fds=(fd,), capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    result, cap_eff = r.stdout.split()
+    return result, int(cap_eff, 16)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: the file is opened with CAP_SYS_TIME, then passed on")
+def test_setting_the_time_takes_the_callers_cap_sys_time_not_the_openers(devemud):
+    """rtc_dev_ioctl asks capable(CAP_SYS_TIME) of the task calling RTC_SET_TIME: root's descriptor in
+    a child that dropped the capability cannot set the clock (EACCES), the same descriptor in a
+    child that kept it can (the kernel shim reports the caller's capabilities with each request;
+    CUSE and FUSE read them from /proc)."""
+    d, node, name = serve(devemud)
+    fd = os.open(node, os.O_RDONLY)
+    try:
+        before = rd_time(fd)
+        result, caps = _set_time_as_child(fd, tm(datetime.datetime(2033, 3, 4, 5, 6, 7)), "--bounding-set=-sys_time")
+        assert not caps >> CAP_SYS_TIME & 1, f"setpriv left CAP_SYS_TIME in the child ({caps:#x})"
+        assert result == "EACCES"
+        assert abs((rd_time(fd) - before).total_seconds()) < 3, "a refused RTC_SET_TIME changed the time"
+        result, caps = _set_time_as_child(fd, tm(datetime.datetime(2033, 3, 4, 5, 6, 7)), "--bounding-set=+all")
+        assert caps >> CAP_SYS_TIME & 1 and result == "ok"
+        assert rd_time(fd).year == 2033
+    finally:
+        os.close(fd)
 
 
 def test_one_opener_at_a_time(devemud):

@@ -79,6 +79,9 @@ public:
 
 	/* From now on every request comes from a 32-bit (compat) caller, or not. */
 	void setCompat(bool compat) { compat_ = compat; }
+	/* From now on every request reports these caller capabilities (DEVEMU_SQE_F_CAPS; bit N: capability N), or
+	 * none (nullopt: the core asks /proc about sqe.pid). Every capability by default: a privileged caller. */
+	void setCallerCaps(std::optional<uint64_t> caps) { callerCaps_ = caps; }
 
 	/* Submits and returns a handle to the outcome (filled when the completion runs). */
 	std::shared_ptr<Outcome> submit(devemu_sqe sqe, std::span<const std::byte> data = {},
@@ -86,6 +89,10 @@ public:
 	{
 		if (compat_)
 			sqe.flags |= DEVEMU_SQE_F_COMPAT;
+		if (callerCaps_ && sqe.opcode != DEVEMU_OP_CANCEL) {
+			sqe.flags |= DEVEMU_SQE_F_CAPS;
+			sqe.caps = *callerCaps_;
+		}
 		auto out = std::make_shared<Outcome>();
 		auto rid = driver_->submit(sqe, data, [out](const devemu_cqe &cqe, std::span<const std::byte> slot) {
 			out->done = true;
@@ -221,6 +228,7 @@ public:
 
 	asio::io_context io_;
 	bool compat_ = false;
+	std::optional<uint64_t> callerCaps_ = ~uint64_t(0);
 	Strand strand_;
 	std::unique_ptr<DeviceCore> core_;
 	LocalWindow local_; /* declared after core_: detached before the core goes */

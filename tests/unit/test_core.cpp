@@ -259,7 +259,7 @@ TEST_CASE("a request with a reserved flag or field set is refused with -EINVAL; 
 	sqe.opcode = DEVEMU_OP_READ;
 	sqe.fh = static_cast<uint32_t>(fh);
 	sqe.len = 4;
-	for (uint16_t flag : { uint16_t(1u << 1), uint16_t(1u << 4), uint16_t(1u << 15) }) {
+	for (uint16_t flag : { uint16_t(1u << 1), uint16_t(1u << 5), uint16_t(1u << 15) }) {
 		sqe.flags = flag;
 		CHECK(h.submit(sqe)->result == -EINVAL);
 	}
@@ -270,10 +270,12 @@ TEST_CASE("a request with a reserved flag or field set is refused with -EINVAL; 
 	sqe.rsvd1 = 1;
 	CHECK(h.submit(sqe)->result == -EINVAL);
 	sqe.rsvd1 = 0;
-	sqe.rsvd2 = 1ULL << 63;
+	/* Capabilities without DEVEMU_SQE_F_CAPS are as reserved as the rest. */
+	h.setCallerCaps(std::nullopt);
+	sqe.caps = 1ULL << 63;
 	CHECK(h.submit(sqe)->result == -EINVAL);
 	/* Nothing was consumed by the refused reads; the known flags are accepted. */
-	sqe.rsvd2 = 0;
+	sqe.caps = 0;
 	sqe.flags = DEVEMU_SQE_F_NONBLOCK | DEVEMU_SQE_F_COMPAT;
 	CHECK(text(h.submit(sqe)->data) == "kept");
 

@@ -6,6 +6,9 @@
 #include "rtc/mc146818.h"
 #include "rtc/rtc.h"
 
+#include "devemu/caller.h"
+
+#include <linux/capability.h>
 #include <linux/rtc.h>
 #include <poll.h>
 #include <unistd.h>
@@ -315,8 +318,9 @@ TEST_CASE("rtc: RTC_SET_TIME checks like the kernel, sets through SET/divider re
 		r.advance(2000);
 		CHECK(r.readTime(fh).tm_sec == 6);
 		CHECK(std::filesystem::exists(state));
-		/* Without CAP_SYS_TIME (here: a non-root opener) it is EACCES, before anything is read. */
+		/* Without CAP_SYS_TIME it is EACCES, before anything is read. */
 		r.h->release(static_cast<uint32_t>(fh));
+		r.h->setCallerCaps(0);
 		int user = r.open(1000);
 		CHECK(r.ioctl(user, RTC_SET_TIME, uint64_t(0xbad)) == -EACCES);
 		CHECK(r.ioctl(user, RTC_RD_TIME) == 0);
@@ -425,18 +429,71 @@ TEST_CASE("rtc: periodic interrupts: rates are powers of two from 2 to 8192 Hz, 
 	REQUIRE(r.ioctl(fh, RTC_PIE_OFF) == 0);
 	r.h->release(static_cast<uint32_t>(fh));
 
-	/* Above max_user_freq (64) only a privileged caller may go. */
+	/* Above max_user_freq (64) only a caller with CAP_SYS_RESOURCE may go. */
+	constexpr uint64_t kSysResource = 1ULL << CAP_SYS_RESOURCE;
+	r.h->setCallerCaps(~kSysResource);
 	int user = r.open(1000);
 	CHECK(r.ioctl(user, RTC_IRQP_SET, uint64_t(128)) == -EACCES);
 	CHECK(r.ioctl(user, RTC_IRQP_SET, uint64_t(32)) == 0);
 	CHECK(r.ioctl(user, RTC_PIE_ON) == 0);
 	CHECK(r.ioctl(user, RTC_PIE_OFF) == 0);
 	r.h->release(static_cast<uint32_t>(user));
+	r.h->setCallerCaps(kSysResource);
 	int root = r.open();
 	CHECK(r.ioctl(root, RTC_IRQP_SET, uint64_t(8192)) == 0);
 	r.h->release(static_cast<uint32_t>(root));
+	r.h->setCallerCaps(0);
 	user = r.open(1000);
 	CHECK(r.ioctl(user, RTC_PIE_ON) == -EACCES);
+}
+
+TEST_CASE("rtc: privilege is the ioctl caller's capability, not the opener's: root's file passed on, a user's file "
+	  "used by a privileged process, and /proc asked when the driver does not report capabilities")
+{
+	Rtc r;
+	constexpr uint64_t kSysTime = 1ULL << CAP_SYS_TIME;
+	rtc_time when = tmOf(2031, 5, 6, 7, 8, 9);
+	/* Opened by root, used by a caller without CAP_SYS_TIME (the fd inherited by a dropped child). */
+	int fh = r.open(0);
+	r.h->setCallerCaps(~kSysTime);
+	CHECK(r.ioctl(fh, RTC_SET_TIME, when) == -EACCES);
+	CHECK(r.readTime(fh).tm_year == 124);
+	/* The same file, now used by a caller with it: allowed. */
+	r.h->setCallerCaps(kSysTime);
+	CHECK(r.ioctl(fh, RTC_SET_TIME, when) == 0);
+	CHECK(r.readTime(fh).tm_year == 131);
+	r.h->release(static_cast<uint32_t>(fh));
+	/* Opened by an ordinary user, used by a process holding CAP_SYS_TIME: allowed, as on a real rtc. */
+	fh = r.open(1000);
+	CHECK(r.ioctl(fh, RTC_SET_TIME, tmOf(2032, 1, 1, 0, 0, 0)) == 0);
+	CHECK(r.readTime(fh).tm_year == 132);
+	/* No report from the driver (CUSE, FUSE) and no pid to ask /proc about: refused, never assumed. */
+	r.h->setCallerCaps(std::nullopt);
+	CHECK(r.ioctl(fh, RTC_SET_TIME, when) == -EACCES);
+	CHECK(r.ioctl(fh, RTC_RD_TIME) == 0);
+}
+
+TEST_CASE("caller: procCapabilities() reads CapEff of a thread in the daemon's user namespace from /proc")
+{
+	/* This test process itself: /proc's view must be the capget() one. */
+	auto mine = procCapabilities(getpid());
+	REQUIRE(mine);
+	std::ifstream status("/proc/self/status");
+	std::string line;
+	uint64_t eff = 0;
+	while (std::getline(status, line))
+		if (line.rfind("CapEff:", 0) == 0)
+			eff = std::stoull(line.substr(7), nullptr, 16);
+	CHECK(*mine == eff);
+	CHECK_FALSE(procCapabilities(0));
+	CHECK_FALSE(procCapabilities(-1));
+	CHECK_FALSE(procCapabilities(0x3fffffff)); /* above pid_max: no such process */
+	OpenFile f;
+	f.callerPid = getpid();
+	CHECK(callerCapable(f, CAP_SYS_TIME) == bool(eff >> CAP_SYS_TIME & 1));
+	f.callerCaps = 0;
+	CHECK_FALSE(callerCapable(f, CAP_SYS_TIME));
+	CHECK_FALSE(callerCapable(f, 64));
 }
 
 TEST_CASE("rtc: alarms: RTC_ALM_SET within 24 hours, RTC_WKALM_SET/RD, AIE, one-shot delivery")

@@ -29,9 +29,19 @@ struct OpenFile {
 	/* The caller of the current request is a 32-bit task (DEVEMU_SQE_F_COMPAT): set for each open, read,
 	 * write and ioctl, as far as the transport tells (CUSE: ioctls only). */
 	bool compat = false;
+	/* The opener (set at open). */
 	pid_t pid = 0;
 	uid_t uid = 0;
 	gid_t gid = 0;
+	/*
+	 * The caller of the current request (set for each open, read, write and ioctl), who may not be
+	 * the opener (a file passed on, inherited or shared): its pid as the daemon sees it (CUSE and
+	 * FUSE: the calling thread's), and its capabilities where the driver reports them (bit N:
+	 * capability N in the initial user namespace; the kernel shim does). Ask callerCapable()
+	 * (devemu/caller.h) rather than these.
+	 */
+	pid_t callerPid = 0;
+	std::optional<uint64_t> callerCaps;
 	std::unique_ptr<FileState> state;
 
 	template<typename T>

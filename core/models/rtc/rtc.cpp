@@ -6,6 +6,7 @@
 #include "mc146818.h"
 #include "rtc_state.h"
 
+#include "devemu/caller.h"
 #include "devemu/clock.h"
 #include "devemu/inject_verbs.h"
 #include "devemu/log.h"
@@ -15,6 +16,7 @@
 
 #include <fmt/core.h>
 
+#include <linux/capability.h>
 #include <linux/rtc.h>
 #include <poll.h>
 
@@ -107,21 +109,23 @@ public:
 	{
 		int64_t host = now();
 		service(host);
-		bool privileged = file.uid == 0; /* stands in for CAP_SYS_TIME / CAP_SYS_RESOURCE */
-		/* The permission checks come first, before any argument is copied (rtc_dev_ioctl). */
+		/*
+		 * The permission checks come first, before any argument is copied (rtc_dev_ioctl), and
+		 * are made of the caller of this ioctl, as capable() does, not of the file's opener.
+		 */
 		switch (call.cmd()) {
 		case RTC_SET_TIME:
 		case RTC_PARAM_SET:
-			if (!privileged)
+			if (!callerCapable(file, CAP_SYS_TIME))
 				return IoctlResult::error(-EACCES);
 			break;
 		case RTC_IRQP_SET:
 		case kIrqpSet32:
-			if (call.arg() > config_.maxUserFreq && !privileged)
+			if (call.arg() > config_.maxUserFreq && !callerCapable(file, CAP_SYS_RESOURCE))
 				return IoctlResult::error(-EACCES);
 			break;
 		case RTC_PIE_ON:
-			if (chip_.periodicHz() > config_.maxUserFreq && !privileged)
+			if (chip_.periodicHz() > config_.maxUserFreq && !callerCapable(file, CAP_SYS_RESOURCE))
 				return IoctlResult::error(-EACCES);
 			break;
 		}

@@ -50,6 +50,12 @@
  * timeval) uses the 32-bit layout for such a request, or refuses it with a
  * clear errno.
  *
+ * The caller's privilege: a driver that offers DEVEMU_F_CALLER_CAPS (the kshim
+ * module) sets DEVEMU_SQE_F_CAPS and sqe.caps on every request, so that a
+ * model checks what the kernel checks of the caller of that request
+ * (capable(CAP_SYS_TIME) for RTC_SET_TIME), not of the file's opener. Without
+ * it (CUSE, FUSE) the core asks /proc about sqe.pid instead.
+ *
  * Reserved: every field, flag and bit this header names "reserved" is 0. The
  * side that writes it leaves it 0 (the window is created zeroed); the core
  * answers a request whose reserved fields or flags are not 0 with -EINVAL
@@ -86,6 +92,7 @@
 #define DEVEMU_F_CANCEL (1ULL << 2) /* driver sends CANCEL for interrupted callers */
 #define DEVEMU_F_NEED_KICK (1ULL << 3) /* doorbell suppression */
 #define DEVEMU_F_STREAM (1ULL << 4) /* device-wide stream FIFOs: read/write served by the driver */
+#define DEVEMU_F_CALLER_CAPS (1ULL << 5) /* every request reports its caller's capabilities (sqe.caps) */
 
 /* regs.isr bits: why the core raised the interrupt; the others are reserved */
 #define DEVEMU_ISR_CQ (1U << 0) /* completions posted */
@@ -243,7 +250,9 @@ enum devemu_opcode { DEVEMU_OPCODES(__DEVEMU_OP_ENUM) __DEVEMU_OP_END };
 #define DEVEMU_SQE_F_NONBLOCK (1U << 0) /* O_NONBLOCK: never park, -EAGAIN */
 #define DEVEMU_SQE_F_IOCTL_RESTRICTED (1U << 2) /* driver cannot retry: data is _IOC_SIZE at arg */
 #define DEVEMU_SQE_F_COMPAT (1U << 3) /* the caller is a 32-bit (compat) task: its structures use the 32-bit layout */
-#define DEVEMU_SQE_F_ALL (DEVEMU_SQE_F_NONBLOCK | DEVEMU_SQE_F_IOCTL_RESTRICTED | DEVEMU_SQE_F_COMPAT)
+#define DEVEMU_SQE_F_CAPS (1U << 4) /* sqe.caps holds the caller's capabilities (DEVEMU_F_CALLER_CAPS) */
+#define DEVEMU_SQE_F_ALL \
+	(DEVEMU_SQE_F_NONBLOCK | DEVEMU_SQE_F_IOCTL_RESTRICTED | DEVEMU_SQE_F_COMPAT | DEVEMU_SQE_F_CAPS)
 
 /* 64-byte submission entry */
 struct devemu_sqe {
@@ -262,7 +271,12 @@ struct devemu_sqe {
 	__u32 uid; /* 0x2c */
 	__u32 gid; /* 0x30 */
 	__u32 rsvd1; /* 0x34 reserved */
-	__u64 rsvd2; /* 0x38 reserved */
+	/*
+	 * 0x38 DEVEMU_SQE_F_CAPS: bit N set if the caller has capability N in the
+	 * initial user namespace (its effective set there, as capable(N) sees it
+	 * before any LSM); 0 without the flag.
+	 */
+	__u64 caps;
 };
 
 /* cqe.flags */
@@ -363,7 +377,8 @@ struct devemu_counters {
 
 /* Feature bits the module offers in regs.features_offered. */
 #define DEVEMU_KSHIM_FEATURES \
-	(DEVEMU_F_SHADOW_POLL | DEVEMU_F_IOCTL_RETRY | DEVEMU_F_CANCEL | DEVEMU_F_NEED_KICK | DEVEMU_F_STREAM)
+	(DEVEMU_F_SHADOW_POLL | DEVEMU_F_IOCTL_RETRY | DEVEMU_F_CANCEL | DEVEMU_F_NEED_KICK | DEVEMU_F_STREAM | \
+	 DEVEMU_F_CALLER_CAPS)
 
 struct devemu_kshim_add {
 	char name[DEVEMU_DEVICE_NAME_MAX]; /* /dev/NAME: [A-Za-z0-9_.-], NUL-terminated */
