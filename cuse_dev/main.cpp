@@ -7,6 +7,7 @@
 
 #include <cstdio>
 #include <fcntl.h>
+#include <malloc.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -67,6 +68,13 @@ int main(int argc, char **argv)
 		return *parsed.exitStatus;
 	}
 	setLogLevel(config.logLevel);
+	/*
+	 * Large buffers (libfuse's 1 MiB receive buffer per device, model rings) always come from mmap and
+	 * go back to the system when freed. glibc's default threshold rises after the first such free, and
+	 * later devices' buffers then came from the heap and stayed there: 256 devices added and removed
+	 * left 285 MiB resident (tests/soak/soak.py load, docs/reliability.md).
+	 */
+	mallopt(M_MMAP_THRESHOLD, 256 * 1024);
 
 	int statusFd = config.foreground ? -1 : detach();
 	Daemon daemon(std::move(config));
