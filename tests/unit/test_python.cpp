@@ -147,6 +147,28 @@ TEST_CASE("python model: an ioctl reads and writes caller memory through retry r
 	CHECK(h.ioctl(fh, 0x4202, kArg, mem) == -ENOTTY);
 }
 
+TEST_CASE("python model: file.caller_capable() asks about the caller of the current request, not the opener")
+{
+	Script s(R"(
+import errno
+
+class Clock:
+    def __init__(self, device):
+        pass
+
+    def write(self, file, data):
+        if not file.caller_capable(25):  # CAP_SYS_TIME
+            raise OSError(errno.EACCES, "")
+        return len(data)
+)");
+	test::Harness h("python", { { "script", s.path.string() }, { "class", "Clock" } });
+	int fh = h.open(); /* opened with every capability */
+	h.setCallerCaps(~(1ULL << 25));
+	CHECK(h.write(fh, bytes("set"))->result == -EACCES);
+	h.setCallerCaps(1ULL << 25);
+	CHECK(h.write(fh, bytes("set"))->result == 3);
+}
+
 TEST_CASE("python model: inject verbs are inject_* methods; timers run on the strand and wake readers")
 {
 	Script s(kFifo);

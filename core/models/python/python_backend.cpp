@@ -3,6 +3,7 @@
 #include "interpreter.h"
 #include "python_loader.h"
 
+#include "devemu/caller.h"
 #include "devemu/log.h"
 #include "devemu/strand_timer.h"
 
@@ -43,6 +44,9 @@ struct PyFile {
 	uid_t uid = 0;
 	gid_t gid = 0;
 	bool compat = false;
+	/* The caller of the current request: see OpenFile::callerPid, callerCaps and devemu/caller.h. */
+	pid_t callerPid = 0;
+	std::optional<uint64_t> callerCaps;
 };
 
 struct PyFileState final : FileState {
@@ -263,6 +267,8 @@ private:
 		pf.uid = f.uid;
 		pf.gid = f.gid;
 		pf.compat = f.compat;
+		pf.callerPid = f.callerPid;
+		pf.callerCaps = f.callerCaps;
 	}
 
 	uint32_t askMask(const OpenFile &f, const char *method, uint32_t fallback)
@@ -543,6 +549,16 @@ PYBIND11_EMBEDDED_MODULE(_devemu, m)
 		.def_readonly("uid", &PyFile::uid)
 		.def_readonly("gid", &PyFile::gid)
 		.def_readonly("compat", &PyFile::compat)
+		.def_readonly("caller_pid", &PyFile::callerPid)
+		.def(
+			"caller_capable",
+			[](const PyFile &f, int cap) {
+				devemu::OpenFile of;
+				of.callerPid = f.callerPid;
+				of.callerCaps = f.callerCaps;
+				return devemu::callerCapable(of, cap);
+			},
+			"whether the caller of the current request holds capability cap (capable() as the kernel asks it)")
 		.def_property_readonly("nonblock", [](const PyFile &f) { return (f.flags & O_NONBLOCK) != 0; });
 
 	py::class_<PyIoctl>(m, "IoctlCall")
