@@ -231,7 +231,9 @@ def test_a_user_cannot_reach_the_system_control_socket(user, devemud, svc):
     """A root daemon's socket (0600 root, in /run/devemu as the system daemon's) refuses the user,
     and the user's devemuctl does not even look there by default."""
     sock = f"/run/devemu/noroot-{os.getpid()}.sock"
-    d = devemud(["--device", f"{svc.unique('sys')}=loopback", "--control", sock], sock=sock)
+    name = svc.unique("sys")
+    # devices=[name]: the teardown kills the daemon and must know what mount it leaves behind
+    d = devemud(["--device", f"{name}=loopback", "--control", sock], devices=[name], sock=sock)
     assert d is not None
     st = os.stat(sock)
     assert st.st_uid == 0 and stat.S_IMODE(st.st_mode) == 0o600, oct(st.st_mode)
