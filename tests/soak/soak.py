@@ -322,6 +322,12 @@ def run_soak(args):
     sent = sum(s.sent for s in streams)
     written = sum(s.bytes_written for s in streams)
     ops = sum(s.ops() for s in streams)
+    reads = sum(st["operations"]["read"]["requests"] for st in stats)
+    writes = sum(st["operations"]["write"]["requests"] for st in stats)
+    bytes_in, bytes_out = sum(st["bytes_in"] for st in stats), sum(st["bytes_out"] for st in stats)
+    end_frames = len(streams) * frames.OVERHEAD + len(streams)  # each writer's END_OF_RUN frame
+    check(bytes_in == bytes_out == written + end_frames,
+          f"soak: the daemon took {bytes_in:,} bytes and gave {bytes_out:,}; the writers wrote {written + end_frames:,}")
     check(not errors, f"soak: {errors[:3]}")
     check(lost == 0 and dup == 0 and frames_ok == sent, f"soak: {sent} sent, {frames_ok} delivered, {lost} lost, {dup} duplicated")
     growth = end["rss_kib"] - warm["rss_kib"]
@@ -335,8 +341,8 @@ def run_soak(args):
         (f"daemon after {warm_ops:,} operations", fmt_usage(warm)),
         ("daemon at the end", fmt_usage(end)),
         ("RSS growth (bound)", f"{growth:+,} KiB ({args.rss_bound:,} KiB)"),
-        ("requests the daemon counted (reads, writes)",
-         f"{sum(int(s.get('reads', 0)) for s in stats):,}, {sum(int(s.get('writes', 0)) for s in stats):,}"),
+        ("the daemon's count: read / write requests", f"{reads:,} / {writes:,}"),
+        ("the daemon's count: bytes in / out", f"{bytes_in:,} / {bytes_out:,}"),
     ])
 
 
@@ -411,7 +417,7 @@ def run_kill(args):
     own_after = probes.process_usage(os.getpid())
     slab_after = probes.slab_kib()
     refs_after = probes.module_refcount()
-    left = [m for m in probes.fuse_mounts() if "/devemu" in m]
+    left = [m for m in probes.fuse_mounts() if os.path.basename(m) in names]
     check(not left, f"kill: FUSE mounts left: {left}")
     check(own_after["fds"] == own_before["fds"], f"kill: the test process holds {own_after['fds'] - own_before['fds']} more fds")
     check(refs_after == refs_before, f"kill: module references {refs_before} -> {refs_after}")
