@@ -27,9 +27,9 @@ if [[ $EUID -ne 0 ]]; then
 	exit 77
 fi
 [[ -r $ko ]] || { echo "FAIL no module at $ko"; exit 1; }
-if [[ ! -x $bin/kshim_echo || ! -x $bin/kshim_hostile || ! -x $bin/kshim_caller ]]; then
+if [[ ! -x $bin/kshim_echo || ! -x $bin/kshim_hostile || ! -x $bin/kshim_fuzz_daemon || ! -x $bin/kshim_caller ]]; then
 	bin=$(mktemp -d)
-	for p in kshim_echo kshim_hostile kshim_caller; do
+	for p in kshim_echo kshim_hostile kshim_fuzz_daemon kshim_caller; do
 		cc -O2 -Wall -I"$repo/core/include" -o "$bin/$p" "$here/$p.c" || { echo "FAIL cannot build $p"; exit 1; }
 	done
 	cc -m32 -O2 -Wall -I"$repo/core/include" -o "$bin/kshim_caller32" "$here/kshim_caller.c" 2>/dev/null ||

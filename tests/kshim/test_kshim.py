@@ -1023,6 +1023,145 @@ def test_chaos_devemud(kshim, opts):
 
 
 # --------------------------------------------------------------------------------------------
+# Seeded random attacks from both sides at once
+# --------------------------------------------------------------------------------------------
+
+# Addresses no caller may hand the kernel: NULL, an unmapped low page, kernel text, the top page.
+BAD_POINTERS = (0, 0x1000, 0xffffffff81000000, 0xfffffffffffff000)
+
+
+def fuzz_client(path, seed, seconds, ioctls):
+    """A hostile client: random opens (any access mode, O_NONBLOCK or not), closes, dups, reads and
+    writes of odd sizes into good, bad and half-mapped buffers, ioctls (known and random commands)
+    with good and bad arguments, polls, O_NONBLOCK flipped by fcntl, children forked to close, read or
+    exit holding the files, and a timer signal cutting each blocking call. Returns ("ok", operations,
+    errors, errnos seen)."""
+    rnd = random.Random(seed)
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.read.argtypes = libc.write.argtypes = (ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t)
+    libc.ioctl.argtypes = (ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p)
+    size = 1 << 20
+    good = mmap.mmap(-1, size + mmap.PAGESIZE)
+    base = ctypes.addressof(ctypes.c_char.from_buffer(good))
+    guard_page = base + size  # made inaccessible: a buffer running into it is half bad
+    libc.mprotect(ctypes.c_void_p(guard_page), mmap.PAGESIZE, 0)
+    signal.signal(signal.SIGALRM, lambda *a: None)
+    signal.siginterrupt(signal.SIGALRM, True)
+    fds, kids, ops, errors, seen = [], [], 0, 0, set()
+    accmodes = (os.O_RDONLY, os.O_WRONLY, os.O_RDWR)
+    end = time.monotonic() + seconds
+
+    def pointer(n):
+        r = rnd.random()
+        if r < 0.7:
+            return base + rnd.randrange(size - min(n, size) + 1), n
+        if r < 0.85:
+            return guard_page - rnd.randrange(1, 64), max(n, 64)  # runs into the guard page
+        return rnd.choice(BAD_POINTERS), n
+
+    while time.monotonic() < end:
+        ops += 1
+        ret = 0
+        r = rnd.random()
+        if r < 0.08 or not fds:
+            flags = rnd.choice(accmodes) | (os.O_NONBLOCK if rnd.random() < 0.5 else 0)
+            try:
+                fds.append(os.open(path, flags))
+            except OSError as e:
+                errors += 1
+                seen.add(e.errno)
+            continue
+        fd = rnd.choice(fds)
+        if r < 0.14:
+            fds.remove(fd)
+            os.close(fd)
+            continue
+        if r < 0.17:
+            try:
+                fds.append(os.dup(fd))
+            except OSError:
+                pass
+            continue
+        if r < 0.2:
+            fl = fcntl.fcntl(fd, fcntl.F_GETFL)
+            fcntl.fcntl(fd, fcntl.F_SETFL, fl ^ os.O_NONBLOCK)
+            continue
+        if r < 0.23:
+            what = rnd.randrange(3)
+            pid = os.fork()
+            if pid == 0:
+                if what == 0:
+                    os.close(fd)
+                elif what == 1:
+                    signal.setitimer(signal.ITIMER_REAL, 0.02)
+                    libc.read(fd, ctypes.c_void_p(base), 100)
+                os._exit(0)
+            kids.append(pid)
+            continue
+        signal.setitimer(signal.ITIMER_REAL, rnd.choice([0.002, 0.01, 0.05]))
+        op = rnd.randrange(4)
+        if op == 0:
+            ptr, n = pointer(rnd.choice([0, 1, 7, 100, 4095, 4096, 4097, 65536, size]))
+            ret = libc.read(fd, ctypes.c_void_p(ptr), n)
+        elif op == 1:
+            ptr, n = pointer(rnd.choice([0, 1, 7, 100, 4095, 4096, 4097, 65536, size]))
+            ret = libc.write(fd, ctypes.c_void_p(ptr), n)
+        elif op == 2:
+            cmd = rnd.choice(ioctls) if rnd.random() < 0.7 else rnd.getrandbits(32)
+            ptr, _ = pointer(64)
+            ret = libc.ioctl(fd, cmd, ctypes.c_void_p(ptr))
+        else:
+            try:
+                select.select([fd], [fd], [], rnd.choice([0, 0.005]))
+            except (OSError, ValueError):
+                ret = -1
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        if ret < 0:
+            errors += 1
+            seen.add(ctypes.get_errno())
+        for pid in list(kids):
+            if os.waitpid(pid, os.WNOHANG)[0]:
+                kids.remove(pid)
+    for pid in kids:
+        os.waitpid(pid, 0)
+    for fd in fds:
+        os.close(fd)
+    return ("ok", ops, errors, sorted(errno.errorcode.get(e, str(e)) for e in seen))
+
+
+@pytest.mark.guard(240)
+def test_fuzz_hostile_daemon_and_clients(kshim):
+    """kshim_fuzz_daemon (a seeded random hostile daemon: wild results, tags, epochs, retry lists,
+    shadows, FIFO indices, eventfd storms, detaches it recovers from) against four seeded random
+    hostile clients (fuzz_client) for DEVEMU_KSHIM_FUZZ_SECONDS (20): every client finishes (no call
+    hangs), the daemon survives to the end, the device can be removed, and the kernel log stays
+    clean (--check-dmesg; the VM fails the run on any warning). The seed is printed; rerun one with
+    DEVEMU_VM_ENV=DEVEMU_KSHIM_FUZZ_SEED DEVEMU_KSHIM_FUZZ_SEED=N."""
+    seed = int(os.environ.get("DEVEMU_KSHIM_FUZZ_SEED") or random.SystemRandom().randrange(1 << 31))
+    seconds = float(os.environ.get("DEVEMU_KSHIM_FUZZ_SECONDS") or 20)
+    print(f"    kshim fuzz: seed {seed}, {seconds:g} s (DEVEMU_KSHIM_FUZZ_SEED={seed} replays it)", flush=True)
+    abi = kshim.abi
+    name = "kst-fuzz"
+    path = kshim.device(name)
+    daemon = Server([str(kshim.bin / "kshim_fuzz_daemon"), name, str(seed), str(seconds)])
+    kshim.servers.append(daemon)
+    ioctls = [termios.FIONREAD, abi.DEVEMU_IOC_NREAD, abi.DEVEMU_IOC_COUNTERS, abi.KSHIM_TEST_IOC_REVERSE,
+              abi.KSHIM_TEST_IOC_CALLER, termios.TCGETS, 0xC0DE0001]
+    clients = [kshim.child(fuzz_client, path, seed + i, seconds, ioctls) for i in range(4)]
+    results = [c.result(seconds + 60) for c in clients]
+    assert all(r and r[0] == "ok" for r in results), f"seed {seed}: a fuzz client hung or failed: {results}"
+    counts = daemon.readline(30)
+    assert counts.startswith("requests "), f"seed {seed}: kshim_fuzz_daemon did not finish: {counts!r}"
+    assert daemon.wait() == 0, f"seed {seed}: kshim_fuzz_daemon: {daemon.err}"
+    stale, proto = kshim.counter(name, "stale_completions"), kshim.counter(name, "protocol_errors")
+    kshim.remove(name)
+    assert wait_gone(path), f"seed {seed}: /dev/{name} still there after REMOVE"
+    print(f"    {sum(r[1] for r in results)} client operations, {sum(r[2] for r in results)} failed "
+          f"({', '.join(sorted({e for r in results for e in r[3]}))}); daemon: {counts}; module: "
+          f"{stale} stale completions, {proto} protocol errors in the last epoch")
+
+
+# --------------------------------------------------------------------------------------------
 # Stream FIFOs from a hostile daemon
 # --------------------------------------------------------------------------------------------
 

@@ -117,6 +117,7 @@ int main(int argc, char **argv)
 	CONST(DEVEMU_KSHIM_IOC_ATTACH);
 	CONST(DEVEMU_KSHIM_IOC_REMOVE);
 	CONST(KSHIM_TEST_IOC_REVERSE);
+	CONST(KSHIM_TEST_IOC_CALLER);
 	printf("\n  },");
 
 	printf("\n  \"structs\": {");
