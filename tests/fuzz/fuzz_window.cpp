@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
-// Fuzz target: the core consuming what a hostile driver puts in a device window (entries, ring indices, slot data).
+// Fuzz target: the core consuming what a hostile driver puts in a device window (entries, ring indices, slot data,
+// stream FIFO indices and words).
 #include "devemu/device_core.h"
 #include "devemu/log.h"
 #include "devemu/model_registry.h"
@@ -9,6 +10,7 @@
 
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <string>
 
@@ -20,6 +22,7 @@ namespace {
 struct FuzzModel {
 	const char *model;
 	ModelOptions::Pairs options;
+	bool fifos = false; /* a window with 4 KiB stream FIFOs, DEVEMU_F_STREAM offered */
 };
 
 /* Models whose start() acquires nothing outside the process. */
@@ -31,6 +34,8 @@ const FuzzModel kModels[] = {
 	{ "evdev", { { "type", "keyboard" } } },
 	{ "evdev", { { "type", "tablet" } } },
 	{ "loopback", { { "capacity", "16" }, { "when_full", "drop" } } },
+	{ "zero", {}, true },
+	{ "rng", { { "seed", "7" } }, true },
 };
 
 /* What the driver does next, one byte each. */
@@ -42,6 +47,10 @@ enum Action : uint8_t {
 	ConsumeCompletions, /* the driver reads the completion ring */
 	MoveCompletionHead, /* the consumer index set to anything */
 	RunLoop, /* the core's strand runs what is ready (wake-ups, timers due) */
+	MoveRxHead, /* the driver's receive FIFO consumer index set to anything, then the doorbell */
+	MoveTxTail, /* the driver's transmit FIFO producer index set to anything, then the doorbell */
+	FillTx, /* bytes into the transmit FIFO's data */
+	ScribbleFifoWords, /* record, watermark or kick of either FIFO set to anything, then the doorbell */
 	Actions,
 };
 
@@ -63,8 +72,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	Window window;
 	/* A small ring and slot: the edges are a few entries and bytes away. */
-	if (Window::create(WindowGeometry{ 8, DEVEMU_WINDOW_PAGE }, "fuzz", 1, window) < 0)
+	uint32_t fifo = fm.fifos ? DEVEMU_MIN_FIFO_SIZE : 0;
+	if (Window::create(WindowGeometry{ 8, DEVEMU_WINDOW_PAGE, fifo, fifo }, "fuzz", 1, window) < 0)
 		abort();
+	if (fm.fifos)
+		window.regs().features_offered |= DEVEMU_F_STREAM | DEVEMU_F_NEED_KICK;
 	asio::io_context io;
 	Strand strand(io.get_executor());
 	{
@@ -114,6 +126,42 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				io.poll();
 				io.restart();
 				break;
+			case MoveRxHead:
+			case MoveTxTail:
+			case FillTx:
+			case ScribbleFifoWords: {
+				uint8_t action = in.take<uint8_t>();
+				if (!fm.fifos)
+					break;
+				devemu_fifo &f = action & 1 ? window.txFifo() : window.rxFifo();
+				uint32_t value = in.take<uint32_t>();
+				switch (action % 8) {
+				case 0:
+					storeRelease(window.rxFifo().head, value);
+					break;
+				case 1:
+					storeRelease(window.txFifo().tail, value);
+					break;
+				case 2:
+				case 3: {
+					auto bytes = in.bytes(in.take<uint8_t>());
+					auto tx = window.txFifoData().subspan(value % window.txFifoSize());
+					std::memcpy(tx.data(), bytes.data(), std::min(bytes.size(), tx.size()));
+					break;
+				}
+				case 4:
+				case 5:
+					storeRelease(f.kick, value);
+					break;
+				case 6:
+					storeRelease(f.watermark, value);
+					break;
+				default:
+					storeRelease(f.record, value);
+				}
+				core.doorbell();
+				break;
+			}
 			}
 		}
 		core.stop(-ENODEV);
