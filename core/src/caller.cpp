@@ -1,13 +1,13 @@
 // SPDX-License-Identifier: MIT
 // callerCapable(): the capabilities of a request's caller, from the driver's report or from /proc.
 #include "devemu/caller.h"
+#include "devemu/text_file.h"
 
 #include <sys/stat.h>
 
-#include <cerrno>
-#include <fstream>
 #include <sstream>
 #include <string>
+#include <utility>
 
 namespace devemu {
 
@@ -15,12 +15,8 @@ namespace {
 
 std::optional<std::string> slurp(const std::string &path)
 {
-	std::ifstream in(path);
-	if (!in)
-		return std::nullopt;
-	std::ostringstream text;
-	text << in.rdbuf();
-	return in.bad() ? std::nullopt : std::optional(text.str());
+	std::string text, error;
+	return readTextFile(path, text, error) ? std::optional(std::move(text)) : std::nullopt;
 }
 
 /*
@@ -70,12 +66,17 @@ std::optional<uint64_t> procCapabilities(pid_t tid)
 	return *same ? *effective : 0;
 }
 
-bool callerCapable(const OpenFile &file, int cap)
+bool callerCapable(pid_t callerPid, const std::optional<uint64_t> &callerCaps, int cap)
 {
 	if (cap < 0 || cap > 63)
 		return false;
-	std::optional<uint64_t> caps = file.callerCaps ? file.callerCaps : procCapabilities(file.callerPid);
+	std::optional<uint64_t> caps = callerCaps ? callerCaps : procCapabilities(callerPid);
 	return caps && (*caps >> cap & 1);
+}
+
+bool callerCapable(const OpenFile &file, int cap)
+{
+	return callerCapable(file.callerPid, file.callerCaps, cap);
 }
 
 } // namespace devemu

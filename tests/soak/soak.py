@@ -21,6 +21,7 @@ import errno
 import os
 import random
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -444,12 +445,10 @@ def run_kill(args):
 
 
 def rmmod(module="devemu_kshim"):
-    import subprocess
     return subprocess.run(["rmmod", module], capture_output=True, text=True)
 
 
 def run_modcycle(args):
-    import subprocess
     ko = args.module or str(REPO / "build/kshim/devemu_kshim.ko")
     check(probes.module_refcount() is None, "modcycle: devemu_kshim is already loaded")
     slab_before = probes.slab_kib()

@@ -24,6 +24,9 @@ namespace devemu {
  */
 bool callerCapable(const OpenFile &file, int cap);
 
+/* The same from a request's caller as OpenFile holds it (callerPid, callerCaps), for models that keep a copy. */
+bool callerCapable(pid_t callerPid, const std::optional<uint64_t> &callerCaps, int cap);
+
 /* The effective capabilities of thread tid in the initial user namespace from /proc (0 in another
  * user namespace), nullopt when /proc does not tell. What callerCapable() falls back on. */
 std::optional<uint64_t> procCapabilities(pid_t tid);

@@ -552,12 +552,7 @@ PYBIND11_EMBEDDED_MODULE(_devemu, m)
 		.def_readonly("caller_pid", &PyFile::callerPid)
 		.def(
 			"caller_capable",
-			[](const PyFile &f, int cap) {
-				devemu::OpenFile of;
-				of.callerPid = f.callerPid;
-				of.callerCaps = f.callerCaps;
-				return devemu::callerCapable(of, cap);
-			},
+			[](const PyFile &f, int cap) { return devemu::callerCapable(f.callerPid, f.callerCaps, cap); },
 			"whether the caller of the current request holds capability cap (capable() as the kernel asks it)")
 		.def_property_readonly("nonblock", [](const PyFile &f) { return (f.flags & O_NONBLOCK) != 0; });
 

@@ -2,13 +2,12 @@
 // Reading the line-based recording formats: a whole file, then its lines with their numbers.
 #pragma once
 
+#include "devemu/text_file.h"
+
 #include <string>
 #include <string_view>
 
 namespace devemu::trace {
-
-/* Reads path whole; false with "PATH: cannot open: REASON". */
-bool readTextFile(const std::string &path, std::string &text, std::string &error);
 
 /* Reads path whole and parses it with parse(text, path, into, error); false with what is wrong. */
 template<typename Into, typename Parse>

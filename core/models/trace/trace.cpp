@@ -14,8 +14,6 @@
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
-#include <fstream>
-#include <sstream>
 #include <unistd.h>
 
 namespace devemu::trace {
@@ -498,19 +496,6 @@ bool parseUmockdevScript(std::string_view text, const std::string &name, Trace &
 bool readUmockdevScript(const std::string &path, Trace &trace, std::string &error)
 {
 	return readAndParse(path, trace, error, parseUmockdevScript);
-}
-
-bool readTextFile(const std::string &path, std::string &text, std::string &error)
-{
-	std::ifstream in(path, std::ios::binary);
-	if (!in) {
-		error = fmt::format("{}: cannot open: {}", path, std::strerror(errno));
-		return false;
-	}
-	std::ostringstream s;
-	s << in.rdbuf();
-	text = s.str();
-	return true;
 }
 
 int TraceWriter::open(const std::string &path, std::string &error)
