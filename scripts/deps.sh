@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: MIT
 # Installs the Debian packages devemu needs for a purpose (build, test, vm, asan, fuzz), only those that are missing.
 # vm also provides Debian 13's kernel (6.12) for the vm-trixie tests: scripts/kernel-trixie.sh creates its
-# chroot once (a few minutes) under /var/cache/devemu/trixie and reuses it afterwards.
+# chroot once (a few minutes) under /var/cache/devemu/trixie and reuses it afterwards.  debug-kernel builds the
+# debug kernel for the vm-debug tests once per machine (scripts/kernel-debug.sh, /var/cache/devemu/debug-kernel).
 set -euo pipefail
 
 build_pkgs=(meson ninja-build pkg-config g++ libfuse3-dev fuse3 libboost-dev libboost-program-options-dev
@@ -22,26 +23,37 @@ for purpose in "$@"; do
 	vm) want+=("${vm_pkgs[@]}") ;;
 	asan) want+=("${build_pkgs[@]}" "${test_pkgs[@]}" "${fuzz_pkgs[@]}") ;;
 	fuzz) want+=("${build_pkgs[@]}" "${fuzz_pkgs[@]}") ;;
-	*) echo "deps.sh: unknown purpose '$purpose' (build, test, vm, asan, fuzz)" >&2; exit 2 ;;
+	debug-kernel) want+=("${vm_pkgs[@]}") ;;
+	*) echo "deps.sh: unknown purpose '$purpose' (build, test, vm, asan, fuzz, debug-kernel)" >&2; exit 2 ;;
 	esac
 done
 
-trixie=0
-for purpose in "$@"; do [ "$purpose" = vm ] && trixie=1; done
+trixie=0 debug_kernel=0
+for purpose in "$@"; do
+	[ "$purpose" = vm ] && trixie=1
+	[ "$purpose" = debug-kernel ] && debug_kernel=1
+done
 
 missing=()
 for p in "${want[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-# A chroot that cannot be made does not stop the other suites: the vm-trixie tests then fail and say why.
-trixie_kernel() {
-	[ $trixie -eq 1 ] || return 0
-	"$(dirname "$0")/kernel-trixie.sh" ensure >/dev/null ||
-		echo "deps.sh: warning: no Debian 13 kernel (scripts/kernel-trixie.sh failed): the vm-trixie tests will fail" >&2
+# A kernel that cannot be made does not stop the other suites: the vm-trixie or vm-debug tests then fail and
+# say why.
+kernels() {
+	if [ $trixie -eq 1 ]; then
+		"$(dirname "$0")/kernel-trixie.sh" ensure >/dev/null ||
+			echo "deps.sh: warning: no Debian 13 kernel (scripts/kernel-trixie.sh failed): the vm-trixie tests will fail" >&2
+	fi
+	if [ $debug_kernel -eq 1 ]; then
+		"$(dirname "$0")/kernel-debug.sh" ensure >/dev/null ||
+			echo "deps.sh: warning: no debug kernel (scripts/kernel-debug.sh failed): the vm-debug tests will fail" >&2
+	fi
+	return 0
 }
 
 if [ ${#missing[@]} -eq 0 ]; then
-	trixie_kernel
+	kernels
 	exit 0
 fi
 
@@ -53,4 +65,4 @@ echo "deps.sh: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q >/dev/null
 apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
-trixie_kernel
+kernels
