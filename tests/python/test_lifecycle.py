@@ -66,9 +66,13 @@ def gone(pid):
         os.kill(pid, 0)
     except ProcessLookupError:
         return True
-    # A zombie is gone for our purposes (its parent, the inner pytest, has exited by now).
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    # A zombie is gone for our purposes (its parent, the inner pytest, has exited by now); so is a
+    # process reaped between the two looks.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return True
 
 
 def mounted(path):
