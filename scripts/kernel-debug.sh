@@ -110,7 +110,7 @@ build() {
 	tar -C "$root/src" -xJf "$tarball"
 	src=$root/src/linux-source-6.1
 	[[ -f $src/Makefile ]] || die "$tarball did not unpack to $src"
-	jobs=$(nproc)
+	jobs=$(($(nproc) + 1)) # (one more than the cores: a job is always ready while another waits on the disk)
 	echo "kernel-debug: configuring (allnoconfig + ${fragment##*/tests/})" >&2
 	{
 		make -C "$src" allnoconfig
