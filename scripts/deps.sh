@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# Installs the Debian packages devemu needs for a purpose (build, test, vm, asan, fuzz), only those that are missing.
+# Installs the Debian packages devemu needs for a purpose (build, test, vm, asan, fuzz, kernel-source, debug-kernel),
+# only those that are missing.
 # vm also provides Debian 13's kernel (6.12) for the vm-trixie tests: scripts/kernel-trixie.sh creates its
 # chroot once (a few minutes) under /var/cache/devemu/trixie and reuses it afterwards.  debug-kernel builds the
 # debug kernel for the vm-debug tests once per machine (scripts/kernel-debug.sh, /var/cache/devemu/debug-kernel).
@@ -12,9 +13,9 @@ build_pkgs=(meson ninja-build pkg-config g++ libfuse3-dev fuse3 libboost-dev lib
 test_pkgs=(python3 python3-pytest busybox-static util-linux rng-tools5 python3-serial i2c-tools evtest umockdev gpsd
 	gpsd-clients)
 vm_pkgs=(qemu-system-x86 linux-image-amd64 linux-headers-amd64 cpio kmod busybox-static gcc-multilib debootstrap)
-# The debug kernel (scripts/kernel-debug.sh, which checks for the same list): Debian 12's kernel source and
-# what building it takes.
-debug_kernel_pkgs=(linux-source-6.1 bc bison flex libelf-dev libssl-dev xz-utils make gcc)
+# Building the debug kernel (purpose kernel-source, which scripts/kernel-debug.sh asks for): Debian 12's kernel
+# source and what building it takes.
+kernel_source_pkgs=(linux-source-6.1 bc bison flex libelf-dev libssl-dev cpio xz-utils make gcc)
 # The sanitized build and the libFuzzer targets: clang and its runtimes (libFuzzer, ASan, UBSan).
 fuzz_pkgs=(clang-14 libclang-rt-14-dev)
 
@@ -26,8 +27,9 @@ for purpose in "$@"; do
 	vm) want+=("${vm_pkgs[@]}") ;;
 	asan) want+=("${build_pkgs[@]}" "${test_pkgs[@]}" "${fuzz_pkgs[@]}") ;;
 	fuzz) want+=("${build_pkgs[@]}" "${fuzz_pkgs[@]}") ;;
-	debug-kernel) want+=("${vm_pkgs[@]}" "${debug_kernel_pkgs[@]}") ;;
-	*) echo "deps.sh: unknown purpose '$purpose' (build, test, vm, asan, fuzz, debug-kernel)" >&2; exit 2 ;;
+	kernel-source) want+=("${kernel_source_pkgs[@]}") ;;
+	debug-kernel) want+=("${vm_pkgs[@]}" "${kernel_source_pkgs[@]}") ;;
+	*) echo "deps.sh: unknown purpose '$purpose' (build, test, vm, asan, fuzz, kernel-source, debug-kernel)" >&2; exit 2 ;;
 	esac
 done
 

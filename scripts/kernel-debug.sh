@@ -29,8 +29,6 @@ root=${DEVEMU_DEBUG_KERNEL_ROOT:-/var/cache/devemu/debug-kernel}
 tarball=/usr/src/linux-source-6.1.tar.xz
 marker=$root/.devemu-complete
 log=$root.log # what make said during the last build
-# Packages a kernel build needs beyond the compiler (scripts/deps.sh vm installs them too).
-build_pkgs=(linux-source-6.1 bc bison flex libelf-dev libssl-dev cpio xz-utils make gcc)
 
 die() {
 	echo "kernel-debug: $*" >&2
@@ -90,19 +88,10 @@ check_config() {
 }
 
 build() {
-	local t0 src jobs missing=() p kv
+	local t0 src jobs kv
 	[[ $(id -u) -eq 0 ]] || die "building $root needs root"
 	t0=$(date +%s)
-	for p in "${build_pkgs[@]}"; do
-		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-	done
-	if ((${#missing[@]})); then
-		echo "kernel-debug: installing ${missing[*]}" >&2
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null ||
-			{ apt-get update -q >/dev/null &&
-				DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null; } ||
-			die "cannot install ${missing[*]}"
-	fi
+	"$here/deps.sh" kernel-source || die "cannot install the packages the kernel build needs (scripts/deps.sh kernel-source)"
 	[[ -r $tarball ]] || die "$tarball missing (apt-get install linux-source-6.1)"
 	rm -rf -- "$root"
 	mkdir -p "$root/src"
