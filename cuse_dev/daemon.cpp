@@ -91,7 +91,7 @@ int Daemon::add(const DeviceSpec &spec, Settled onSettled, std::string &error)
 		/* Exposed through two transports at once, the kernel shim's node is NAMEk. */
 		std::string nodeName = combined && kind == TransportKind::Kshim ? spec.name + "k" : spec.name;
 		NodeSettings node{ nodeName, spec.mode.value_or(config_.mode), spec.uid.value_or(config_.uid),
-				   spec.gid.value_or(config_.gid), spec.fifo };
+				   spec.gid.value_or(config_.gid), spec.fifo, combined };
 		TransportParts parts{ dev.strand, *dev.core, node, config_.busyPoll };
 		std::unique_ptr<Transport> transport;
 		try {

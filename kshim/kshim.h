@@ -112,6 +112,9 @@ struct kshim_channel {
 	u8 *data;
 	struct kshim_fifo rx;		/* core produces, read() consumes */
 	struct kshim_fifo tx;		/* write() produces, core consumes */
+	u32 loop_capacity;		/* a loop's bound on bytes in flight (0: none) */
+	u32 loop_discard;		/* rx.discard last acted on (rx.lock) */
+	u32 irq_adjust, irq_discard;	/* rx.adjust, rx.discard at the last interrupt (kdev->lock) */
 
 	struct eventfd_ctx *doorbell;
 	struct eventfd_ctx *irq;
@@ -171,6 +174,7 @@ void kshim_wake_files_locked(struct kshim_device *kdev,
 			     struct kshim_channel *ch);
 void kshim_fifo_kick(struct kshim_channel *ch, struct kshim_fifo *f, u32 fill,
 		     bool rx);
+void kshim_wake_stream_files(struct kshim_channel *ch);
 
 static inline u8 *kshim_slot(struct kshim_channel *ch, u32 tag)
 {

@@ -408,6 +408,18 @@ static void kshim_wake_stream_files_locked(struct kshim_device *kdev,
 	}
 }
 
+/* The same from a caller's read or write of a loop (process context). */
+void kshim_wake_stream_files(struct kshim_channel *ch)
+{
+	struct kshim_device *kdev = ch->kdev;
+	unsigned long flags;
+
+	spin_lock_irqsave(&kdev->lock, flags);
+	if (!ch->dead)
+		kshim_wake_stream_files_locked(kdev, ch);
+	spin_unlock_irqrestore(&kdev->lock, flags);
+}
+
 /*
  * One completion entry, copied out of the window. Returns true if the doorbell
  * is due.
@@ -486,10 +498,22 @@ static void kshim_interrupt(struct kshim_channel *ch)
 	/* The entries are read before the core may reuse them. */
 	smp_store_release(&ch->cq->head, ch->cq_head);
 	if (isr & DEVEMU_ISR_STREAM) {
-		/* FIFO readiness is not in the shadow: wake every file's pollers. */
 		wake_up_interruptible(&ch->rx.wait);
 		wake_up_interruptible(&ch->tx.wait);
-		kshim_wake_stream_files_locked(kdev, ch);
+		/*
+		 * FIFO readiness is not in the shadow: wake every file's
+		 * pollers. A loop's readiness moves with the callers' own
+		 * reads and writes (they wake the pollers) and with adjust
+		 * and discard only, so an edge-triggered poller sees one event
+		 * per arrival.
+		 */
+		if (!ch->loop_capacity ||
+		    READ_ONCE(ch->rx.ctl->adjust) != ch->irq_adjust ||
+		    READ_ONCE(ch->rx.ctl->discard) != ch->irq_discard) {
+			ch->irq_adjust = READ_ONCE(ch->rx.ctl->adjust);
+			ch->irq_discard = READ_ONCE(ch->rx.ctl->discard);
+			kshim_wake_stream_files_locked(kdev, ch);
+		}
 	} else if (isr & DEVEMU_ISR_SHADOW) {
 		kshim_wake_files_locked(kdev, ch);
 	}
@@ -572,6 +596,7 @@ static void kshim_window_init(struct kshim_channel *ch, const char *name,
 		ch->tx.ctl = ch->window + l->fifo + DEVEMU_FIFO_CTRL_SIZE;
 		ch->rx.data = ch->window + l->fifo + DEVEMU_WINDOW_PAGE;
 		ch->tx.data = ch->rx.data + ch->rx.size;
+		ch->rx.ctl->capacity = ch->loop_capacity;
 	}
 
 	/* Not shared yet: plain stores. */
@@ -627,6 +652,7 @@ struct kshim_channel *kshim_channel_create(struct kshim_device *kdev,
 	if (ch->features & DEVEMU_F_STREAM) {
 		ch->rx.size = add->rx_fifo_size;
 		ch->tx.size = add->tx_fifo_size;
+		ch->loop_capacity = add->stream_capacity;
 	}
 
 	ch->doorbell = eventfd_ctx_fdget(add->doorbell_fd);

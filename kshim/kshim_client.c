@@ -219,6 +219,17 @@ static long kshim_fifo_fill(struct kshim_channel *ch, struct kshim_fifo *f,
 	return -EIO;
 }
 
+/*
+ * What a FIFO call gets once the channel is dead: a caller that was waiting
+ * gets -EIO, as a request still waiting is answered when the daemon goes
+ * away; one that comes later gets the channel's error (-ENODEV once the
+ * device is removed).
+ */
+static int kshim_fifo_dead_err(struct kshim_channel *ch, bool waited)
+{
+	return waited ? -EIO : ch->dead_err;
+}
+
 /* The model's record size for a FIFO, clamped to [1, size]. */
 static u32 kshim_fifo_record(struct kshim_fifo *f)
 {
@@ -252,32 +263,121 @@ static size_t kshim_fifo_copy(struct kshim_fifo *f, u32 index, void __user *ubuf
 	return left;
 }
 
-static bool kshim_fifo_waitable(struct kshim_channel *ch, struct kshim_fifo *f,
-				bool rx, u32 need)
+/*
+ * The receive FIFO's head as a caller sees it: a loop's clear (a new
+ * rx.discard) moves it forward to the discard index, when that lies between
+ * the head and the tail. Without the lock, for readiness.
+ */
+static u32 kshim_rx_head(struct kshim_channel *ch)
 {
+	struct kshim_fifo *f = &ch->rx;
+	u32 index = READ_ONCE(f->index);
+	u32 discard;
+
+	if (!ch->loop_capacity)
+		return index;
+	discard = READ_ONCE(f->ctl->discard);
+	if (discard != READ_ONCE(ch->loop_discard) &&
+	    discard - index <= smp_load_acquire(&f->ctl->tail) - index)
+		return discard;
+	return index;
+}
+
+/* Acts on a loop's clear: drops the bytes before the discard index. Under rx.lock. */
+static void kshim_loop_discard(struct kshim_channel *ch)
+{
+	struct kshim_fifo *f = &ch->rx;
+	u32 head = kshim_rx_head(ch);
+
+	WRITE_ONCE(ch->loop_discard, READ_ONCE(f->ctl->discard));
+	if (head != f->index) {
+		smp_store_release(&f->ctl->head, head);
+		WRITE_ONCE(f->index, head);
+	}
+}
+
+/*
+ * A loop's bytes in flight (uapi: Loops): written by our callers and not yet
+ * read by them, corrected by the core's adjust; clamped to the capacity, so a
+ * daemon's adjust moves nothing but readiness.
+ */
+static u32 kshim_loop_fill(struct kshim_channel *ch)
+{
+	s32 fill = (s32)(READ_ONCE(ch->tx.index) - kshim_rx_head(ch) +
+			 READ_ONCE(ch->rx.ctl->adjust));
+
+	return clamp_t(s32, fill, 0, ch->loop_capacity);
+}
+
+/* Room for a write: the tx FIFO's, and a loop's below its capacity. */
+static u32 kshim_fifo_room(struct kshim_channel *ch, u32 fill)
+{
+	u32 room = ch->tx.size - fill;
+
+	if (ch->loop_capacity)
+		room = min(room, ch->loop_capacity - kshim_loop_fill(ch));
+	return room;
+}
+
+/*
+ * The rx fill a read of count bytes waits for: a record; in a loop, every
+ * byte in flight up to count (as much as rx holds), so that a read right
+ * after a write returns what a pipe's would.
+ */
+static u32 kshim_read_want(struct kshim_channel *ch, size_t count, u32 record)
+{
+	u32 want;
+
+	if (!ch->loop_capacity)
+		return record;
+	want = min_t(size_t, count, min(kshim_loop_fill(ch), ch->rx.size));
+	want -= want % record;
+	return max(want, record);
+}
+
+/* Whether a caller waiting to read count bytes may go on. */
+static bool kshim_fifo_readable(struct kshim_channel *ch, size_t count,
+				u32 record, bool nonblock)
+{
+	struct kshim_fifo *f = &ch->rx;
 	u32 fill;
 
 	if (READ_ONCE(ch->dead))
 		return true;
-	if (rx)
-		fill = READ_ONCE(f->ctl->tail) - READ_ONCE(f->index);
-	else
-		fill = READ_ONCE(f->index) - READ_ONCE(f->ctl->head);
+	/* O_NONBLOCK waits only for bytes in flight; they may be gone. */
+	if (nonblock && kshim_loop_fill(ch) < record)
+		return true;
+	fill = READ_ONCE(f->ctl->tail) - kshim_rx_head(ch);
 	/* Out of range counts as ready: the caller then finds the error. */
-	return rx ? fill >= need : fill > f->size || f->size - fill >= need;
+	return fill > f->size || fill >= kshim_read_want(ch, count, record);
+}
+
+/* Whether a caller waiting for room for need bytes may go on. */
+static bool kshim_fifo_writable(struct kshim_channel *ch, u32 need)
+{
+	struct kshim_fifo *f = &ch->tx;
+	u32 fill;
+
+	if (READ_ONCE(ch->dead))
+		return true;
+	fill = READ_ONCE(f->index) - READ_ONCE(f->ctl->head);
+	return fill > f->size || kshim_fifo_room(ch, fill) >= need;
 }
 
 /*
  * read() from the receive FIFO: whole records, straight from the window, no
  * request. Blocks in the kernel while it is empty (the core's interrupt wakes
  * the caller); O_NONBLOCK gives -EAGAIN; a signal -EINTR, with nothing to
- * cancel.
+ * cancel. A loop's read first waits for the bytes in flight (up to count) to
+ * reach rx, even O_NONBLOCK, and gives back their room to writers.
  */
 static ssize_t kshim_fifo_read(struct kshim_channel *ch, struct file *file,
 			       char __user *buf, size_t count)
 {
 	struct kshim_fifo *f = &ch->rx;
 	u32 record = kshim_fifo_record(f);
+	bool nonblock = file->f_flags & O_NONBLOCK;
+	bool was_full = false, waited = false;
 	long fill;
 	size_t n;
 
@@ -288,24 +388,29 @@ static ssize_t kshim_fifo_read(struct kshim_channel *ch, struct file *file,
 			return -EINTR;
 		if (READ_ONCE(ch->dead)) {
 			mutex_unlock(&f->lock);
-			return ch->dead_err;
+			return kshim_fifo_dead_err(ch, waited);
 		}
+		if (ch->loop_capacity)
+			kshim_loop_discard(ch);
 		fill = kshim_fifo_fill(ch, f, true);
 		if (fill < 0) {
 			mutex_unlock(&f->lock);
 			return fill;
 		}
-		if (fill >= record)
+		if (fill >= kshim_read_want(ch, count, record))
 			break;
 		mutex_unlock(&f->lock);
 		/* Empty (fill 0 is below every watermark): ask for a refill. */
 		kshim_fifo_kick(ch, f, fill, true);
-		if (file->f_flags & O_NONBLOCK)
+		/* O_NONBLOCK: -EAGAIN unless a loop has bytes on their way to rx. */
+		if (nonblock && (!ch->loop_capacity ||
+				 kshim_loop_fill(ch) < record))
 			return -EAGAIN;
 		if (wait_event_interruptible(f->wait,
-					     kshim_fifo_waitable(ch, f, true,
-								 record)))
+					     kshim_fifo_readable(ch, count, record,
+								 nonblock)))
 			return -EINTR;
+		waited = true;
 	}
 	n = min_t(size_t, count, fill);
 	n -= n % record;
@@ -313,19 +418,28 @@ static ssize_t kshim_fifo_read(struct kshim_channel *ch, struct file *file,
 		mutex_unlock(&f->lock);
 		return -EFAULT;
 	}
+	if (ch->loop_capacity)
+		was_full = ch->loop_capacity - kshim_loop_fill(ch) < record;
 	/* The bytes are read before the core may overwrite them. */
 	smp_store_release(&f->ctl->head, f->index + n);
 	WRITE_ONCE(f->index, f->index + n);
 	mutex_unlock(&f->lock);
 	kshim_fifo_kick(ch, f, fill - n, true);
+	if (ch->loop_capacity) {
+		/* A loop's room is ours to give: wake writers, and pollers on POLLOUT. */
+		wake_up_interruptible(&ch->tx.wait);
+		if (was_full)
+			kshim_wake_stream_files(ch);
+	}
 	return n;
 }
 
 /*
  * write() into the transmit FIFO: posted, the call returns once the bytes are
- * in the window. A write of at most the FIFO's size is atomic (whole or it
- * waits; O_NONBLOCK: -EAGAIN); a larger one goes in pieces, and a blocking
- * one returns when every byte is in (a signal ends it with the count so far).
+ * in the window. A write of at most the FIFO's size (a loop's capacity) is
+ * atomic (whole or it waits; O_NONBLOCK: -EAGAIN); a larger one goes in
+ * pieces, and a blocking one returns when every byte is in (a signal ends it
+ * with the count so far). A loop also has room only below its capacity.
  */
 static ssize_t kshim_fifo_write(struct kshim_channel *ch, struct file *file,
 				const char __user *buf, size_t count)
@@ -333,7 +447,9 @@ static ssize_t kshim_fifo_write(struct kshim_channel *ch, struct file *file,
 	struct kshim_fifo *f = &ch->tx;
 	u32 record = kshim_fifo_record(f);
 	size_t done = 0, n, need;
+	bool waited = false;
 	long fill;
+	u32 room;
 	int ret = 0;
 
 	count -= count % record;
@@ -341,14 +457,14 @@ static ssize_t kshim_fifo_write(struct kshim_channel *ch, struct file *file,
 		return -EINVAL;
 	while (done < count) {
 		/* An atomic write waits for room for all of it; else a record. */
-		need = count <= f->size ? count : record;
+		need = count <= (ch->loop_capacity ?: f->size) ? count : record;
 		if (mutex_lock_interruptible(&f->lock)) {
 			ret = -EINTR;
 			break;
 		}
 		if (READ_ONCE(ch->dead)) {
 			mutex_unlock(&f->lock);
-			ret = ch->dead_err;
+			ret = kshim_fifo_dead_err(ch, waited);
 			break;
 		}
 		fill = kshim_fifo_fill(ch, f, false);
@@ -357,8 +473,9 @@ static ssize_t kshim_fifo_write(struct kshim_channel *ch, struct file *file,
 			ret = fill;
 			break;
 		}
-		if (f->size - fill >= need) {
-			n = min_t(size_t, count - done, f->size - fill);
+		room = kshim_fifo_room(ch, fill);
+		if (room >= need) {
+			n = min_t(size_t, count - done, room);
 			n -= n % record;
 			if (kshim_fifo_copy(f, f->index, (void __user *)buf + done,
 					    n, false)) {
@@ -372,6 +489,9 @@ static ssize_t kshim_fifo_write(struct kshim_channel *ch, struct file *file,
 			mutex_unlock(&f->lock);
 			done += n;
 			kshim_fifo_kick(ch, f, fill + n, false);
+			/* A loop is readable from here on: one poll event per write. */
+			if (ch->loop_capacity)
+				kshim_wake_stream_files(ch);
 			continue;
 		}
 		mutex_unlock(&f->lock);
@@ -382,11 +502,11 @@ static ssize_t kshim_fifo_write(struct kshim_channel *ch, struct file *file,
 			break;
 		}
 		if (wait_event_interruptible(f->wait,
-					     kshim_fifo_waitable(ch, f, false,
-								 need))) {
+					     kshim_fifo_writable(ch, need))) {
 			ret = -EINTR;
 			break;
 		}
+		waited = true;
 	}
 	return done ? done : ret;
 }
@@ -525,12 +645,13 @@ static __poll_t kshim_poll_call(struct kshim_channel *ch, struct kshim_file *kf,
 }
 
 /* The fill of a FIFO for poll/FIONREAD: a snapshot, out of range as 0. */
-static u32 kshim_fifo_peek(struct kshim_fifo *f, bool rx)
+static u32 kshim_fifo_peek(struct kshim_channel *ch, struct kshim_fifo *f,
+			   bool rx)
 {
 	u32 fill;
 
 	if (rx)
-		fill = READ_ONCE(f->ctl->tail) - READ_ONCE(f->index);
+		fill = READ_ONCE(f->ctl->tail) - kshim_rx_head(ch);
 	else
 		fill = READ_ONCE(f->index) - READ_ONCE(f->ctl->head);
 	return fill <= f->size ? fill : 0;
@@ -541,16 +662,19 @@ static __poll_t kshim_fifo_poll(struct kshim_channel *ch, __poll_t mask)
 {
 	struct kshim_fifo *f;
 
+	u32 loop = ch->loop_capacity ? kshim_loop_fill(ch) : 0;
+
 	if (ch->rx.size) {
 		f = &ch->rx;
 		mask &= ~(EPOLLIN | EPOLLRDNORM);
-		if (kshim_fifo_peek(f, true) >= kshim_fifo_record(f))
+		if (max(loop, kshim_fifo_peek(ch, f, true)) >= kshim_fifo_record(f))
 			mask |= EPOLLIN | EPOLLRDNORM;
 	}
 	if (ch->tx.size) {
 		f = &ch->tx;
 		mask &= ~(EPOLLOUT | EPOLLWRNORM);
-		if (f->size - kshim_fifo_peek(f, false) >= kshim_fifo_record(f))
+		if (kshim_fifo_room(ch, kshim_fifo_peek(ch, f, false)) >=
+		    kshim_fifo_record(f))
 			mask |= EPOLLOUT | EPOLLWRNORM;
 	}
 	return mask;
@@ -763,7 +887,9 @@ static long kshim_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 	if (IS_ERR(ch))
 		return PTR_ERR(ch);
 	if (cmd == FIONREAD && ch->rx.size) {
-		readable = kshim_fifo_peek(&ch->rx, true);
+		/* A loop's bytes in flight are readable as a pipe's are. */
+		readable = ch->loop_capacity ? kshim_loop_fill(ch) :
+					       kshim_fifo_peek(ch, &ch->rx, true);
 		ret = put_user(min_t(u32, readable, INT_MAX),
 			       (int __user *)arg);
 	} else if (cmd == FIONREAD && (ch->features & DEVEMU_F_SHADOW_POLL)) {

@@ -212,7 +212,8 @@ kshim_device_alloc(const struct devemu_kshim_add *add)
 
 /*
  * Unpublishes a device: its channel is detached (waiting callers get
- * -ENODEV) and the node goes away. Open files keep the structure until they
+ * -ENODEV; those blocked on a stream FIFO -EIO, as the core answers its
+ * parked requests when it stops) and the node goes away. Open files keep the structure until they
  * are closed; their operations fail with -ENODEV. Under kshim_lock.
  */
 static void kshim_device_remove(struct kshim_device *kdev)
@@ -292,6 +293,10 @@ static int kshim_check_add(struct devemu_kshim_add *add, bool attach)
 		return -EINVAL;
 	if (!kshim_fifo_size_valid(add->rx_fifo_size) ||
 	    !kshim_fifo_size_valid(add->tx_fifo_size))
+		return -EINVAL;
+	/* A loop needs both FIFOs, and room in tx for its largest atomic write. */
+	if (add->stream_capacity &&
+	    (!add->rx_fifo_size || add->stream_capacity > add->tx_fifo_size))
 		return -EINVAL;
 	if (attach)
 		return 0;

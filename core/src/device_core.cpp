@@ -102,6 +102,15 @@ unsigned DeviceCore::attachWindow(Window &window, InterruptHandler interrupt)
 		f.record = record;
 		f.watermark = txWatermark(window);
 	}
+	uint32_t loopCapacity = streamRx && streamTx ? window.rxFifo().capacity : 0;
+	if (loopCapacity && loopCapacity != stream_.loopCapacity)
+		DEVEMU_LOG(Warning, name_, "the driver made a loop of {} bytes; the model's is {}", loopCapacity,
+			   stream_.loopCapacity);
+	aw.loop = loopCapacity && stream_.loopCapacity;
+	if (aw.loop) {
+		aw.adjust = static_cast<uint32_t>(model_->buffered()) + aw.rxTail - aw.txHead;
+		storeRelease(window.rxFifo().adjust, aw.adjust);
+	}
 	windows_.push_back(std::move(aw));
 	return static_cast<unsigned>(windows_.size() - 1);
 }
@@ -441,7 +450,7 @@ bool DeviceCore::attempt(Request &req)
 	return true;
 }
 
-bool DeviceCore::coreIoctl(IoctlCall &call, OpenFile &file, IoctlResult &result)
+bool DeviceCore::coreIoctl(IoctlCall &call, unsigned windowIndex, OpenFile &file, IoctlResult &result)
 {
 	switch (call.cmd()) {
 	case DEVEMU_IOC_COUNTERS: {
@@ -457,9 +466,17 @@ bool DeviceCore::coreIoctl(IoctlCall &call, OpenFile &file, IoctlResult &result)
 		result = call.replyArg(c);
 		return true;
 	}
-	case DEVEMU_IOC_NREAD:
-		result = call.replyArg(static_cast<uint32_t>(model_->readable(file)));
+	case DEVEMU_IOC_NREAD: {
+		AttachedWindow &aw = windows_[windowIndex];
+		if (aw.loop) {
+			/* A loop's readers see every byte in flight through this window, as FIONREAD does. */
+			pumpStreams(aw);
+			result = call.replyArg(static_cast<uint32_t>(model_->buffered() + loopFifoBytes(&aw)));
+		} else {
+			result = call.replyArg(static_cast<uint32_t>(model_->readable(file)));
+		}
 		return true;
+	}
 	default:
 		return false;
 	}
@@ -475,7 +492,7 @@ bool DeviceCore::attemptIoctl(Request &req, OpenFile &f)
 	IoctlCall call(sqe.ioctl_cmd, sqe.ioctl_arg, in, sqe.out_len, restricted);
 	call.setCompat(sqe.flags & DEVEMU_SQE_F_COMPAT);
 	IoctlResult result;
-	if (!coreIoctl(call, f, result))
+	if (!coreIoctl(call, req.windowIndex, f, result))
 		result = model_->ioctl(f, call);
 
 	switch (result.kind) {
@@ -549,8 +566,62 @@ ssize_t DeviceCore::modelWrite(OpenFile &file, std::span<const std::byte> in)
 	uint32_t record = std::max<uint32_t>(stream_.record, 1);
 	if (in.size() < record)
 		return -EINVAL;
-	size_t n = model_->consume(in.first(in.size() - in.size() % record));
+	in = in.first(in.size() - in.size() % record);
+	if (size_t capacity = stream_.loopCapacity) {
+		/* A loop counts the bytes in the kernel shim's FIFOs too; up to capacity, all or nothing. */
+		size_t held = model_->buffered() + loopFifoBytes();
+		size_t space = capacity > held ? capacity - held : 0;
+		size_t n = in.size() <= capacity ? (in.size() <= space ? in.size() : 0) : space;
+		in = in.first(n - n % record);
+		if (in.empty())
+			return -EAGAIN;
+	}
+	size_t n = model_->consume(in);
 	return n ? static_cast<ssize_t>(n) : -EAGAIN;
+}
+
+size_t DeviceCore::loopFifoBytes(const AttachedWindow *only) const
+{
+	size_t bytes = 0;
+	for (const auto &aw : windows_) {
+		if (!aw.window || !aw.loop || (only && &aw != only))
+			continue;
+		Window &w = *aw.window;
+		uint32_t tx = loadAcquire(w.txFifo().tail) - aw.txHead;
+		uint32_t rx = aw.rxTail - loadAcquire(w.rxFifo().head);
+		/* Out-of-range indices are the pumps' to report; they count as nothing here. */
+		bytes += (tx <= w.txFifoSize() ? tx : 0) + (rx <= w.rxFifoSize() ? rx : 0);
+	}
+	return bytes;
+}
+
+size_t DeviceCore::discardStream()
+{
+	/* Called by the model: consume()'s notify() must not start a pass over the FIFOs inside this one. */
+	bool wasInDispatch = std::exchange(inDispatch_, true);
+	size_t dropped = 0;
+	for (auto &aw : windows_) {
+		if (!aw.window || !aw.loop)
+			continue;
+		Window &w = *aw.window;
+		pumpTx(aw);
+		uint32_t fill = aw.rxTail - loadAcquire(w.rxFifo().head);
+		dropped += fill <= w.rxFifoSize() ? fill : 0;
+		storeRelease(w.rxFifo().discard, aw.rxTail);
+		aw.pendingIsr |= DEVEMU_ISR_STREAM;
+	}
+	inDispatch_ = wasInDispatch;
+	return dropped;
+}
+
+void DeviceCore::publishLoopAdjust(AttachedWindow &aw)
+{
+	uint32_t adjust = static_cast<uint32_t>(model_->buffered()) + aw.rxTail - aw.txHead;
+	if (adjust == aw.adjust)
+		return;
+	aw.adjust = adjust;
+	storeRelease(aw.window->rxFifo().adjust, adjust);
+	aw.pendingIsr |= DEVEMU_ISR_STREAM;
 }
 
 /*
@@ -654,6 +725,9 @@ void DeviceCore::pumpStreams(AttachedWindow &aw)
 {
 	Window &w = *aw.window;
 	const uint32_t record = std::max<uint32_t>(stream_.record, 1);
+	/* Before the rx tail moves: readers then wait for injected bytes rather than miss them. */
+	if (aw.loop)
+		publishLoopAdjust(aw);
 	for (;;) {
 		bool again = false;
 		if (aw.streamTx) {
@@ -673,6 +747,8 @@ void DeviceCore::pumpStreams(AttachedWindow &aw)
 			uint32_t fill = aw.rxTail - loadAcquire(f.head);
 			again |= more && fill <= w.rxFifoSize() - record && fill <= rxWatermark(w);
 		}
+		if (aw.loop)
+			publishLoopAdjust(aw);
 		if (!again)
 			return;
 	}
@@ -706,6 +782,16 @@ void DeviceCore::publishShadows()
 			uint32_t revents = model_->poll(*f);
 			uint32_t readable = model_->readable(*f);
 			uint32_t writable = model_->writable(*f);
+			/* A direction served from a stream FIFO has the driver's readiness, not the model's:
+			 * its bits stay out of the shadow, so bytes moving through wake no poller. */
+			if (aw.streamRx) {
+				revents &= ~(POLLIN | POLLRDNORM);
+				readable = 0;
+			}
+			if (aw.streamTx) {
+				revents &= ~(POLLOUT | POLLWRNORM);
+				writable = 0;
+			}
 			devemu_shadow_file &s = aw.window->fileShadow(f->fh);
 			if (s.revents == revents && s.readable == readable && s.writable == writable &&
 			    !(pulse & revents))

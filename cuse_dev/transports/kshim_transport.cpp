@@ -4,6 +4,8 @@
 
 #include "devemu/log.h"
 
+#include <algorithm>
+#include <bit>
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
@@ -102,8 +104,20 @@ int KshimTransport::start(ReadyHandler onReady, EndHandler onEnd, std::string &e
 	if (parts_.node.fifo && parts_.core.model()) {
 		/* A streaming model: read() and write() are served by the module from stream FIFOs. */
 		StreamSpec stream = parts_.core.model()->stream();
-		add.rx_fifo_size = stream.rx ? kDefaultFifoSize : 0;
-		add.tx_fifo_size = stream.tx ? kDefaultFifoSize : 0;
+		uint32_t loop = stream.rx && stream.tx ? stream.loopCapacity : 0;
+		/*
+		 * A loop needs room in tx for its largest atomic write. Served through CUSE as well, its
+		 * bytes would sit in our FIFOs out of the other node's reach: it takes the request path.
+		 */
+		if (loop && (parts_.node.shared || loop > DEVEMU_MAX_FIFO_SIZE)) {
+			DEVEMU_LOG(Info, parts_.node.name, "reads and writes by requests ({})",
+				   parts_.node.shared ? "a loop served by two drivers"
+						      : "a loop larger than the largest FIFO");
+		} else {
+			add.rx_fifo_size = stream.rx ? kDefaultFifoSize : 0;
+			add.tx_fifo_size = stream.tx ? std::max(kDefaultFifoSize, std::bit_ceil(loop)) : 0;
+			add.stream_capacity = loop;
+		}
 	}
 
 	int channel = ioctl(control_.get(), DEVEMU_KSHIM_IOC_ADD, &add);

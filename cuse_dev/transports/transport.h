@@ -22,6 +22,7 @@ struct NodeSettings {
 	uid_t uid = 0;
 	gid_t gid = 0;
 	bool fifo = true; /* kshim: serve a streaming model's read/write from stream FIFOs (fifo=off: requests) */
+	bool shared = false; /* another transport serves the same core (--transport cuse,kshim) */
 };
 
 /* What a transport needs: the device's strand and core (it attaches its own window to the core). */

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // Fuzz target: the core consuming what a hostile driver puts in a device window (entries, ring indices, slot data,
-// stream FIFO indices and words).
+// stream FIFO indices and words, loops included).
 #include "devemu/device_core.h"
 #include "devemu/log.h"
 #include "devemu/model_registry.h"
@@ -23,6 +23,7 @@ struct FuzzModel {
 	const char *model;
 	ModelOptions::Pairs options;
 	bool fifos = false; /* a window with 4 KiB stream FIFOs, DEVEMU_F_STREAM offered */
+	uint32_t loop = 0; /* the FIFOs are a loop of this capacity (rx.capacity, as the shim sets it) */
 };
 
 /* Models whose start() acquires nothing outside the process. */
@@ -36,6 +37,7 @@ const FuzzModel kModels[] = {
 	{ "loopback", { { "capacity", "16" }, { "when_full", "drop" } } },
 	{ "zero", {}, true },
 	{ "rng", { { "seed", "7" } }, true },
+	{ "loopback", { { "capacity", "256" } }, true, 256 },
 };
 
 /* What the driver does next, one byte each. */
@@ -75,8 +77,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	uint32_t fifo = fm.fifos ? DEVEMU_MIN_FIFO_SIZE : 0;
 	if (Window::create(WindowGeometry{ 8, DEVEMU_WINDOW_PAGE, fifo, fifo }, "fuzz", 1, window) < 0)
 		abort();
-	if (fm.fifos)
+	if (fm.fifos) {
 		window.regs().features_offered |= DEVEMU_F_STREAM | DEVEMU_F_NEED_KICK;
+		window.rxFifo().capacity = fm.loop;
+	}
 	asio::io_context io;
 	Strand strand(io.get_executor());
 	{

@@ -177,12 +177,13 @@ class Kshim:
     # -- control ioctls ---------------------------------------------------------------------
 
     def add_arg(self, name, mode=0o600, uid=0, gid=0, depth=0, slot=0, doorbell=-1, irq=-1, flags=0, features=None,
-                rx=0, tx=0, reserved=None):
+                rx=0, tx=0, capacity=0, reserved=None):
         """A struct devemu_kshim_add (all the module's features unless told otherwise)."""
         return self.add_struct.pack(name=name, mode=mode, uid=uid, gid=gid, queue_depth=depth, slot_size=slot,
                                     doorbell_fd=doorbell, irq_fd=irq, flags=flags,
                                     features=self.abi.DEVEMU_KSHIM_FEATURES if features is None else features,
-                                    rx_fifo_size=rx, tx_fifo_size=tx, reserved=reserved or (0,) * 6)
+                                    rx_fifo_size=rx, tx_fifo_size=tx, stream_capacity=capacity,
+                                    reserved=reserved or (0,) * 5)
 
     def name_arg(self, name):
         """The REMOVE argument: the name in DEVEMU_DEVICE_NAME_MAX bytes."""
@@ -391,7 +392,10 @@ def test_control_validation(kshim, abi):
             ("slot 1000", k.add_arg("kst-v", slot=1000, **ok), errno.EINVAL),
             ("slot 2M", k.add_arg("kst-v", slot=2 * abi.DEVEMU_MAX_SLOT_SIZE, **ok), errno.EINVAL),
             ("flags", k.add_arg("kst-v", flags=1, **ok), errno.EINVAL),
-            ("reserved", k.add_arg("kst-v", reserved=(0, 0, 0, 0, 0, 1), **ok), errno.EINVAL),
+            ("reserved", k.add_arg("kst-v", reserved=(0, 0, 0, 0, 1), **ok), errno.EINVAL),
+            ("loop without FIFOs", k.add_arg("kst-v", capacity=4096, **ok), errno.EINVAL),
+            ("loop without rx", k.add_arg("kst-v", tx=4096, capacity=4096, **ok), errno.EINVAL),
+            ("loop larger than tx", k.add_arg("kst-v", rx=4096, tx=4096, capacity=4097, **ok), errno.EINVAL),
             ("rx FIFO 5000", k.add_arg("kst-v", rx=5000, **ok), errno.EINVAL),
             ("rx FIFO 2K", k.add_arg("kst-v", rx=2048, **ok), errno.EINVAL),
             ("tx FIFO 8M", k.add_arg("kst-v", tx=2 * abi.DEVEMU_MAX_FIFO_SIZE, **ok), errno.EINVAL),

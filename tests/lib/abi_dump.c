@@ -166,6 +166,7 @@ int main(int argc, char **argv)
 	FIELD(devemu_kshim_add, features);
 	FIELD(devemu_kshim_add, rx_fifo_size);
 	FIELD(devemu_kshim_add, tx_fifo_size);
+	FIELD(devemu_kshim_add, stream_capacity);
 	FIELD(devemu_kshim_add, reserved);
 	end_struct();
 	begin_struct("kshim_test_rev", sizeof(struct kshim_test_rev));

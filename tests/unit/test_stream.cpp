@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: MIT
 // Unit tests of the stream FIFOs, from a fake driver side: index arithmetic and wrap, records, watermarks and kicks,
-// one interrupt per batch, hostile indices, and the request path served by the same produce()/consume().
+// one interrupt per batch, hostile indices, the request path served by the same produce()/consume(), and loops.
 #include "harness.h"
 
 #include "devemu/window.h"
 
+#include <fcntl.h>
 #include <numeric>
 #include <poll.h>
 
@@ -234,4 +235,106 @@ TEST_CASE("the stream FIFOs are laid out after the data slots and checked on att
 	CHECK(Window::attach(UniqueFD(dup(w.fd())), bad) == -EPROTO);
 	Window none;
 	CHECK(Window::create({ 8, 4096, 1000, 0 }, "bad", 1, none) == -EINVAL);
+}
+
+namespace {
+
+/* A loopback of 100 bytes behind a window whose driver made the FIFOs a loop (rx.capacity), as the shim does. */
+struct LoopRig {
+	LoopRig() : strand(io.get_executor()), core(strand, "loop")
+	{
+		REQUIRE(Window::create({ 8, 4096, 4096, 4096 }, "loop", 1, window) == 0);
+		window.regs().features_offered = DEVEMU_F_STREAM | DEVEMU_F_NEED_KICK;
+		window.rxFifo().capacity = 100;
+		ModelOptions opts("loop", "loopback", { { "capacity", "100" } });
+		auto m = ModelRegistry::builtin().find("loopback")->factory(opts, core);
+		std::string error;
+		REQUIRE(m->start(error) == 0);
+		core.setModel(std::move(m));
+		core.attachWindow(window, [this](uint32_t isr) { lastIsr |= isr; });
+	}
+	/* The driver's count of bytes in flight (uapi: Loops). */
+	uint32_t inFlight() const { return txTail - rxHead + loadAcquire(window.rxFifo().adjust); }
+	std::string driverRead(uint32_t n)
+	{
+		std::string out;
+		auto data = window.rxFifoData();
+		for (uint32_t i = 0; i < n; i++)
+			out.push_back(static_cast<char>(data[(rxHead + i) & (data.size() - 1)]));
+		rxHead += n;
+		storeRelease(window.rxFifo().head, rxHead);
+		return out;
+	}
+	void driverWrite(std::string_view in)
+	{
+		auto data = window.txFifoData();
+		for (size_t i = 0; i < in.size(); i++)
+			data[(txTail + i) & (data.size() - 1)] = std::byte(in[i]);
+		txTail += static_cast<uint32_t>(in.size());
+		storeRelease(window.txFifo().tail, txTail);
+	}
+
+	asio::io_context io;
+	Strand strand;
+	Window window;
+	DeviceCore core;
+	uint32_t rxHead = 0, txTail = 0;
+	uint32_t lastIsr = 0;
+};
+
+} // namespace
+
+TEST_CASE("a loop: written bytes come back through the FIFOs, and only bytes from elsewhere move adjust")
+{
+	LoopRig rig;
+	CHECK(rig.window.rxFifo().adjust == 0);
+	rig.driverWrite("written through tx");
+	CHECK(rig.inFlight() == 18);
+	rig.core.doorbell();
+	CHECK(rig.window.rxFifo().tail == 18);
+	CHECK(rig.window.txFifo().head == 18);
+	CHECK(rig.window.rxFifo().adjust == 0); /* tx -> model -> rx leaves the count alone */
+	CHECK(rig.inFlight() == 18);
+	rig.lastIsr = 0;
+	std::string reply;
+	REQUIRE(rig.core.inject({ "data", "hello" }, reply) == 0);
+	CHECK(rig.window.rxFifo().adjust == 5); /* injected: in flight without a write */
+	CHECK((rig.lastIsr & DEVEMU_ISR_STREAM) != 0);
+	CHECK(rig.inFlight() == 23);
+	CHECK(rig.driverRead(23) == "written through txhello");
+	CHECK(rig.inFlight() == 0);
+}
+
+TEST_CASE("a loop's clear takes the transmit FIFO in and tells the driver to drop the receive FIFO")
+{
+	LoopRig rig;
+	rig.driverWrite("0123456789");
+	rig.core.doorbell();
+	CHECK(rig.window.rxFifo().tail == 10);
+	rig.driverWrite("abc"); /* posted, the core not woken yet */
+	rig.lastIsr = 0;
+	std::string reply;
+	REQUIRE(rig.core.inject({ "clear" }, reply) == 0);
+	/* 10 bytes dropped from rx, abc taken from tx into the model, which drops it with its own. */
+	CHECK(reply == "discarded 13 bytes");
+	CHECK(rig.window.txFifo().head == 13);
+	CHECK(rig.window.rxFifo().discard == rig.window.rxFifo().tail);
+	CHECK((rig.lastIsr & DEVEMU_ISR_STREAM) != 0);
+	/* The driver moves its head to the discard index: nothing is in flight any more. */
+	rig.rxHead = rig.window.rxFifo().discard;
+	storeRelease(rig.window.rxFifo().head, rig.rxHead);
+	CHECK(rig.inFlight() == 0);
+}
+
+TEST_CASE("a loop's request path keeps the capacity and writes up to it atomic")
+{
+	test::Harness h("loopback", { { "capacity", "10" } });
+	int fh = h.open();
+	CHECK(h.write(fh, test::bytes("12345678"), true)->result == 8);
+	CHECK(h.write(fh, test::bytes("abc"), true)->result == -EAGAIN); /* 3 into 2 free: all or nothing */
+	CHECK(h.write(fh, test::bytes("ab"), true)->result == 2);
+	CHECK(test::text(h.read(fh, 4, true)->data) == "1234");
+	/* Larger than the capacity: what fits. */
+	CHECK(h.write(fh, test::bytes("ABCDEFGHIJKLMNOP"), true)->result == 4);
+	CHECK(test::text(h.read(fh, 100, true)->data) == "5678abABCD");
 }

@@ -119,6 +119,7 @@ public:
 	const Strand &strand() const override { return strand_; }
 	const std::string &name() const override { return name_; }
 	void setStatusWord(unsigned index, uint32_t value) override;
+	size_t discardStream() override;
 
 private:
 	struct AttachedWindow {
@@ -135,6 +136,9 @@ private:
 		uint32_t rxTail = 0;
 		uint32_t rxHeadSeen = 0; /* the driver's head at the last look: bytes read, for the counters */
 		uint32_t txHead = 0;
+		/* A loop (the window's rx.capacity): the adjust last published (uapi: Loops). */
+		bool loop = false;
+		uint32_t adjust = 0;
 	};
 	struct Request {
 		unsigned windowIndex;
@@ -150,7 +154,7 @@ private:
 	/* Tries a READ/WRITE/IOCTL once; returns true when it completed (or was answered -EAGAIN). */
 	bool attempt(Request &req);
 	bool attemptIoctl(Request &req, OpenFile &file);
-	bool coreIoctl(IoctlCall &call, OpenFile &file, IoctlResult &result);
+	bool coreIoctl(IoctlCall &call, unsigned windowIndex, OpenFile &file, IoctlResult &result);
 	void complete(unsigned windowIndex, const devemu_sqe &sqe, int32_t result, uint32_t aux = 0,
 		      uint16_t flags = 0);
 	void runWakeups();
@@ -158,6 +162,10 @@ private:
 	void pumpStreams(AttachedWindow &aw);
 	bool pumpRx(AttachedWindow &aw);
 	bool pumpTx(AttachedWindow &aw);
+	/* A loop: publishes held + rx tail - tx head when it changed (bytes injected or taken elsewhere). */
+	void publishLoopAdjust(AttachedWindow &aw);
+	/* A loop's bytes in a window's FIFOs, or in every loop window's (nullptr). */
+	size_t loopFifoBytes(const AttachedWindow *only = nullptr) const;
 	/* Refill the receive FIFO when half empty: a reader never waits for a model that keeps up. */
 	static uint32_t rxWatermark(const Window &w) { return w.rxFifoSize() / 2; }
 	/* Drain the transmit FIFO at once, or when half full for a model whose written bytes may wait. */

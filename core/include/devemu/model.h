@@ -181,6 +181,11 @@ public:
 	virtual const std::string &name() const = 0;
 	/* Publishes a model-defined status word in the shadow registers (index < 12). */
 	virtual void setStatusWord(unsigned index, uint32_t value) = 0;
+	/*
+	 * A loop's clear: takes what waits in the transmit FIFOs into the model (consume()) and
+	 * drops what the receive FIFOs hold; returns the bytes dropped. The model then drops its own.
+	 */
+	virtual size_t discardStream() { return 0; }
 };
 
 /*
@@ -197,6 +202,13 @@ struct StreamSpec {
 	/* Written bytes may wait in the FIFO until half full before the core is woken (zero: they are
 	 * discarded anyway); otherwise every write that finds the core asleep wakes it. */
 	bool lazyTx = false;
+	/*
+	 * Non-zero: a loop, as a pipe is: what is written is read back in order, and at most this
+	 * many bytes are in flight (the model's buffered() plus the bytes in the FIFOs); a write of
+	 * at most this many bytes is atomic. The core and the kernel shim keep the count, so a read
+	 * right after a write sees it and FIONREAD and poll() count what is on its way.
+	 */
+	uint32_t loopCapacity = 0;
 };
 
 /*
@@ -250,6 +262,8 @@ public:
 	}
 	/* tx: takes written bytes (whole records); returns the count taken, less when full now. */
 	virtual size_t consume(std::span<const std::byte> in) { return in.size(); }
+	/* A loop's bytes taken by consume() (or injected) and not yet produce()d. */
+	virtual size_t buffered() const { return 0; }
 	/* Current poll mask (POLLIN, POLLOUT, POLLPRI, POLLERR, POLLHUP) of an open file. */
 	virtual uint32_t poll(const OpenFile &) = 0;
 	/* Bytes a read would return now (FIONREAD and the shadow registers). */

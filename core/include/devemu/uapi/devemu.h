@@ -199,6 +199,22 @@ struct devemu_ring {
  * rounded down to it. A write of at most tx size bytes is atomic: it goes in
  * whole or waits (O_NONBLOCK: -EAGAIN), as a pipe's PIPE_BUF writes do.
  *
+ * Loops (rx.capacity != 0, written by the window's creator): the two FIFOs
+ * and the model between them are one bounded byte stream, as a pipe is: what
+ * is written is read back, in order, and at most capacity bytes are in
+ * flight (tx fill + what the model holds + rx fill). The core publishes
+ * rx.adjust = held + its rx tail - its tx head (free-running), which moving
+ * bytes from tx through the model to rx leaves unchanged; it changes only
+ * when bytes enter or leave the stream elsewhere (injected, cleared). The
+ * driver's bytes in flight are then its own tx tail - its own rx head +
+ * adjust, clamped to [0, capacity]: FIONREAD and POLLIN come from them, a
+ * write of at most capacity bytes waits for room for all of it, and a read
+ * waits (even O_NONBLOCK) for bytes in flight to reach rx, so a read right
+ * after a write sees the write as with a pipe. tx size >= capacity. A loop
+ * is cleared (devemuctl inject NAME clear) by the core storing its rx tail in
+ * rx.discard: the driver treats each new value as a head it moves to, when
+ * that is ahead of its own and not past the tail, dropping the bytes between.
+ *
  * On detach (the daemon exits or dies), the bytes still in both FIFOs are
  * dropped with the window: the files of that epoch fail with -EIO from then
  * on, as for every request.
@@ -211,8 +227,10 @@ struct devemu_fifo {
 	__u32 kick; /* core writes 1: ring the doorbell at the watermark; driver takes it (xchg 0) */
 	__u32 watermark; /* core: rx: kick when fill <= it; tx: kick when fill >= it */
 	__u32 record; /* core: the model's record size in bytes, 0 or 1: bytes */
-	__u32 reserved; /* 0 */
-	__u8 pad2[48];
+	__u32 capacity; /* rx, RO (window creator): a loop's bound on bytes in flight; 0: not a loop */
+	__u32 adjust; /* rx, core: a loop's held + rx tail - tx head (see Loops) */
+	__u32 discard; /* rx, core: a loop's clear: a new value drops the bytes before that index */
+	__u8 pad2[40];
 };
 #define DEVEMU_FIFO_CTRL_SIZE 256U /* rx control block at fifo_offset, tx at + this */
 #define DEVEMU_MIN_FIFO_SIZE 4096U
@@ -398,7 +416,12 @@ struct devemu_kshim_add {
 	 */
 	__u32 rx_fifo_size;
 	__u32 tx_fifo_size;
-	__u32 reserved[6]; /* must be 0 */
+	/*
+	 * Non-zero: the two FIFOs are a loop (see Loops above) of this many
+	 * bytes; needs both sizes, and at most tx_fifo_size.
+	 */
+	__u32 stream_capacity;
+	__u32 reserved[5]; /* must be 0 */
 };
 
 /* Creates /dev/NAME and returns a channel fd (O_CLOEXEC). -EEXIST if NAME exists. */
