@@ -28,7 +28,9 @@ struct DeviceSpec {
 	std::optional<mode_t> mode;
 	std::optional<uid_t> uid;
 	std::optional<gid_t> gid;
-	bool fifo = true; /* fifo=off: the kernel shim serves this device's reads and writes by requests */
+	/* fifo=off: the kernel shim serves this device's reads and writes by requests; fifo=on: from stream
+	 * FIFOs, loops (loopback) included; unset: FIFOs for the models that stream, loops excepted. */
+	std::optional<bool> fifo;
 	bool fromFile = false; /* declared in the config file: SIGHUP may change or remove it */
 
 	bool operator==(const DeviceSpec &) const = default;

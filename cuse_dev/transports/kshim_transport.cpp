@@ -101,18 +101,23 @@ int KshimTransport::start(ReadyHandler onReady, EndHandler onEnd, std::string &e
 	add.doorbell_fd = doorbellFd_.get();
 	add.irq_fd = irqFd_.get();
 	add.features = DEVEMU_KSHIM_FEATURES;
-	if (parts_.node.fifo && parts_.core.model()) {
+	if (parts_.node.fifo.value_or(true) && parts_.core.model()) {
 		/* A streaming model: read() and write() are served by the module from stream FIFOs. */
 		StreamSpec stream = parts_.core.model()->stream();
 		uint32_t loop = stream.rx && stream.tx ? stream.loopCapacity : 0;
 		/*
-		 * A loop needs room in tx for its largest atomic write. Served through CUSE as well, its
-		 * bytes would sit in our FIFOs out of the other node's reach: it takes the request path.
+		 * A loop streams only when asked (fifo=on): fault injection, per-request statistics and
+		 * parked-request counts apply to requests, which its reads and writes then no longer
+		 * are. It needs room in tx for its largest atomic write; served through CUSE as well, its
+		 * bytes would sit in our FIFOs out of the other node's reach.
 		 */
-		if (loop && (parts_.node.shared || loop > DEVEMU_MAX_FIFO_SIZE)) {
-			DEVEMU_LOG(Info, parts_.node.name, "reads and writes by requests ({})",
-				   parts_.node.shared ? "a loop served by two drivers"
-						      : "a loop larger than the largest FIFO");
+		const char *why = !loop ? nullptr
+				  : !parts_.node.fifo ? "a loop streams with fifo=on"
+				  : parts_.node.shared ? "a loop served by two drivers"
+				  : loop > DEVEMU_MAX_FIFO_SIZE ? "a loop larger than the largest FIFO"
+								: nullptr;
+		if (why) {
+			DEVEMU_LOG(Debug, parts_.node.name, "reads and writes by requests ({})", why);
 		} else {
 			add.rx_fifo_size = stream.rx ? kDefaultFifoSize : 0;
 			add.tx_fifo_size = stream.tx ? std::max(kDefaultFifoSize, std::bit_ceil(loop)) : 0;

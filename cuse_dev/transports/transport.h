@@ -12,6 +12,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 namespace devemu {
@@ -21,7 +22,8 @@ struct NodeSettings {
 	mode_t mode = 0660;
 	uid_t uid = 0;
 	gid_t gid = 0;
-	bool fifo = true; /* kshim: serve a streaming model's read/write from stream FIFOs (fifo=off: requests) */
+	/* kshim: serve a streaming model's read/write from stream FIFOs (fifo=off: requests); a loop only with fifo=on */
+	std::optional<bool> fifo;
 	bool shared = false; /* another transport serves the same core (--transport cuse,kshim) */
 };
 

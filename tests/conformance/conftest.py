@@ -32,6 +32,9 @@ def pytest_addoption(parser):
                      "else built here with gcc -static)")
     g.addoption("--capacity", type=int, default=65536,
                 help="loopback capacity in bytes (the suite starts its daemon with it)")
+    g.addoption("--fifo", default=None, choices=["on", "off"],
+                help="fifo=on|off on every device the suite starts (kshim: on makes a loopback a loop in "
+                     "the stream FIFOs; default: the daemon's default)")
     g.addoption("--soak-messages", type=int, default=10000,
                 help="messages per writer in the soak test (default 10000)")
     g.addoption("--soak-procs", type=int, default=16,
@@ -57,6 +60,7 @@ class Config:
         self.build_dir = opts.build_dir
         self.client = o("--client")
         self.capacity = o("--capacity")
+        self.fifo = o("--fifo")
         self.soak_messages = o("--soak-messages")
         self.soak_procs = o("--soak-procs")
         self.kill_deadline = o("--kill-deadline")
@@ -81,6 +85,8 @@ def default_test_timeout():
 def new_daemon(cfg, devices, tag, transport=None, nodes=None):
     """An unstarted devemud serving devices [(name, spec)] (default transport: the suite's)."""
     transport = transport or cfg.transport
+    if cfg.fifo:
+        devices = [(name, f"{spec},fifo={cfg.fifo}") for name, spec in devices]
     return Devemud(cfg.opts, device_args(devices, transport, cfg.log_level), [n for n, _ in devices],
                    transport=transport, nodes=nodes, tag=tag)
 

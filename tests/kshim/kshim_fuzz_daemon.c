@@ -54,7 +54,7 @@ static double now(void)
 
 static void connect_or_die(int attach)
 {
-	int ret = ks_connect_fifo(&k, name, attach, 8, 4096, DEVEMU_KSHIM_FEATURES, 0666, FIFO_SIZE, FIFO_SIZE);
+	int ret = ks_connect_fifo(&k, name, attach, 8, 4096, DEVEMU_KSHIM_FEATURES, 0666, FIFO_SIZE, FIFO_SIZE, 0);
 
 	if (ret < 0) {
 		fprintf(stderr, "kshim_fuzz_daemon: %s %s: %s\n", attach ? "ATTACH" : "ADD", name, strerror(-ret));

@@ -28,6 +28,11 @@
  *            head 5000 bytes ahead of anything written (a writer gets EIO)
  *   fifo-die stream FIFOs of 4 KiB: fills the receive FIFO, then exits with
  *            the bytes unread (they are dropped: EIO, no warning)
+ *   fifo-loop stream FIFOs of 4 KiB made a loop of 100 bytes: the first OPEN
+ *            publishes "0123456789" with adjust 0x7fffffff (far more in flight
+ *            than the capacity) and discard 5000 (past the tail); the second
+ *            sets adjust 0xc0000000 (far less than nothing); the third prints
+ *            "txtail N", the transmit tail the module published
  *
  * Usage: kshim_hostile MODE NAME. Prints "ready" once serving.
  */
@@ -179,6 +184,19 @@ static void fifo(struct devemu_sqe *sqe)
 	} else if (sqe->opcode == DEVEMU_OP_OPEN && !strcmp(mode, "fifo-tx")) {
 		ks_store(&k.tx->head, 5000);
 		k.isr |= DEVEMU_ISR_STREAM;
+	} else if (sqe->opcode == DEVEMU_OP_OPEN && !strcmp(mode, "fifo-loop")) {
+		if (n_open == 1) {
+			memcpy(k.rx_data, "0123456789", 10);
+			ks_store(&k.rx->adjust, 0x7fffffffu);
+			ks_store(&k.rx->discard, 5000);
+			ks_store(&k.rx->tail, 10);
+		} else if (n_open == 2) {
+			ks_store(&k.rx->adjust, 0xc0000000u);
+		} else {
+			printf("txtail %u\n", ks_load(&k.tx->tail));
+			fflush(stdout);
+		}
+		k.isr |= DEVEMU_ISR_STREAM;
 	} else if (sqe->opcode == DEVEMU_OP_OPEN && !strcmp(mode, "fifo-die")) {
 		memset(k.rx_data, 'x', k.rx_size);
 		ks_store(&k.rx->tail, k.rx_size);
@@ -212,13 +230,14 @@ int main(int argc, char **argv)
 	int ret;
 
 	if (argc != 3) {
-		fprintf(stderr, "usage: kshim_hostile garbage|tail|stall|hup|die|flood|fifo|fifo-tx|fifo-die NAME\n");
+		fprintf(stderr, "usage: kshim_hostile garbage|tail|stall|hup|die|flood|fifo|fifo-tx|fifo-die|fifo-loop NAME\n");
 		return 2;
 	}
 	mode = argv[1];
 	signal(SIGPIPE, SIG_IGN);
 	if (!strncmp(mode, "fifo", 4))
-		ret = ks_connect_fifo(&k, argv[2], 0, 8, 4096, DEVEMU_KSHIM_FEATURES, 0666, 4096, 4096);
+		ret = ks_connect_fifo(&k, argv[2], 0, 8, 4096, DEVEMU_KSHIM_FEATURES, 0666, 4096, 4096,
+				      strcmp(mode, "fifo-loop") ? 0 : 100);
 	else
 		ret = ks_connect(&k, argv[2], 0, 8, 4096, DEVEMU_KSHIM_FEATURES, 0666);
 	if (ret < 0) {

@@ -52,7 +52,7 @@ static inline void ks_store(uint32_t *p, uint32_t v)
 
 /* ADD (or ATTACH) NAME with stream FIFOs of rx and tx bytes (0: none) and map its window. Returns 0 or -errno. */
 static inline int ks_connect_fifo(struct ks *k, const char *name, int attach, uint32_t depth, uint32_t slot,
-				  uint64_t features, uint32_t mode, uint32_t rx, uint32_t tx)
+				  uint64_t features, uint32_t mode, uint32_t rx, uint32_t tx, uint32_t loop)
 {
 	struct devemu_kshim_add a;
 	struct devemu_regs regs;
@@ -68,6 +68,7 @@ static inline int ks_connect_fifo(struct ks *k, const char *name, int attach, ui
 	a.features = features;
 	a.rx_fifo_size = rx;
 	a.tx_fifo_size = tx;
+	a.stream_capacity = loop;
 	k->doorbell = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	k->irq = eventfd(0, EFD_CLOEXEC);
 	a.doorbell_fd = k->doorbell;
@@ -132,7 +133,7 @@ static inline int ks_connect_fifo(struct ks *k, const char *name, int attach, ui
 static inline int ks_connect(struct ks *k, const char *name, int attach, uint32_t depth, uint32_t slot,
 			     uint64_t features, uint32_t mode)
 {
-	return ks_connect_fifo(k, name, attach, depth, slot, features, mode, 0, 0);
+	return ks_connect_fifo(k, name, attach, depth, slot, features, mode, 0, 0, 0);
 }
 
 static inline uint8_t *ks_slot(struct ks *k, uint32_t tag)

@@ -1216,6 +1216,49 @@ def test_hostile_fifo_tx(kshim):
     k.remove(name)
 
 
+def test_hostile_fifo_loop(kshim):
+    """A loop of 100 bytes whose daemon lies about the bytes in flight (adjust) and the clear index
+    (discard): FIONREAD stays within [0, capacity], a loop counted full takes no write, one counted
+    empty never more than the transmit FIFO holds, a discard past the tail is ignored, and nothing
+    detaches or warns."""
+    k = kshim
+    name, path = "kst-fifoloop", "/dev/kst-fifoloop"
+    s = k.hostile("fifo-loop", name)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_NONBLOCK)
+        try:
+            # adjust 0x7fffffff: the module counts at most the capacity in flight, so the loop is full.
+            wait_for(lambda: fionread(fd) == 100, 10, "FIONREAD clamped to the loop's capacity")
+            p = select.poll()
+            p.register(fd, select.POLLIN | select.POLLOUT)
+            assert p.poll(0) == [(fd, select.POLLIN)], "a full loop must poll POLLIN, not POLLOUT"
+            expect_errno(lambda: os.write(fd, b"x"), errno.EAGAIN, "write into a loop counted full")
+            # adjust 0xc0000000: less than nothing in flight counts as nothing.
+            os.close(os.open(path, os.O_RDONLY | os.O_NONBLOCK))
+            wait_for(lambda: fionread(fd) == 0, 10, "FIONREAD clamped to 0")
+            # discard 5000 lies past the tail: ignored, the 10 published bytes are still there.
+            assert os.read(fd, 4096) == b"0123456789", "the bytes before a discard past the tail"
+            written, sizes = 0, []
+            while True:
+                try:
+                    n = os.write(fd, b"w" * 200)
+                except BlockingIOError:
+                    break
+                sizes.append(n)
+                written += n
+                assert len(sizes) < 100, f"writes never stopped: {sizes[:5]}..."
+            # Counted as empty, the loop takes writes until the transmit FIFO itself is full: no further.
+            assert written == 4096, f"{written} bytes written into a 4 KiB transmit FIFO nobody drains: {sizes}"
+            os.close(os.open(path, os.O_RDONLY | os.O_NONBLOCK))
+            assert s.readline(10) == f"txtail {written}", "the transmit tail the module published"
+        finally:
+            os.close(fd)
+        assert k.sysfs(name, "state") != "nosrv", "a lying adjust or discard detached the channel"
+    finally:
+        s.kill()
+    k.remove(name)
+
+
 def test_hostile_fifo_die(kshim):
     """A daemon that dies with its receive FIFO full: the bytes are dropped, readers get EIO."""
     k = kshim

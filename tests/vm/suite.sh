@@ -19,7 +19,7 @@ pytest() {
 		--check-dmesg || status=1
 }
 conformance() {
-	pytest "$repo/tests/conformance/test_node.py" --transport "$1" --client "$build/tests/conformance/devemu_client"
+	pytest "$repo/tests/conformance/test_node.py" --transport "$1" --client "$build/tests/conformance/devemu_client" "${@:2}"
 }
 service() {
 	pytest "$repo/tests/service" --transport "$1" --devemuctl "$build/cuse_dev/devemuctl" --test-timeout 240 "${@:2}"
@@ -62,7 +62,8 @@ if [[ " $parts " == *" kshim "* ]]; then
 	kshim_suites=" ${DEVEMU_VM_KSHIM_SUITES:-conformance service devices python} "
 	insmod "$ko" || { echo "FAIL: insmod $ko"; exit 1; }
 	[[ -c /dev/devemu-kshim ]] || { echo "FAIL: no /dev/devemu-kshim after insmod"; exit 1; }
-	[[ $kshim_suites == *" conformance "* ]] && conformance kshim
+	# Twice: a loopback on the request path (the default), then as a loop in the stream FIFOs.
+	[[ $kshim_suites == *" conformance "* ]] && conformance kshim && conformance kshim --fifo on
 	# The plugin build is transport-independent and slow here; it ran on CUSE above.
 	[[ $kshim_suites == *" service "* ]] && service kshim -k "not plugin"
 	[[ $kshim_suites == *" devices "* ]] && devices kshim
