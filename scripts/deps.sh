@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# Installs the Debian packages devemu needs for a purpose (build, test, vm, asan, fuzz, kernel-source, debug-kernel),
-# only those that are missing.
+# Installs the Debian packages devemu needs for a purpose (build, test, vm, asan, fuzz, kernel-source, debug-kernel,
+# plot), only those that are missing.
 # vm also provides Debian 13's kernel (6.12) for the vm-trixie tests: scripts/kernel-trixie.sh creates its
 # chroot once (a few minutes) under /var/cache/devemu/trixie and reuses it afterwards.  debug-kernel builds the
 # debug kernel for the vm-debug tests once per machine (scripts/kernel-debug.sh, /var/cache/devemu/debug-kernel).
@@ -18,6 +18,8 @@ vm_pkgs=(qemu-system-x86 linux-image-amd64 linux-headers-amd64 cpio kmod busybox
 kernel_source_pkgs=(linux-source-6.1 bc bison flex libelf-dev libssl-dev cpio xz-utils make gcc)
 # The sanitized build and the libFuzzer targets: clang and its runtimes (libFuzzer, ASan, UBSan).
 fuzz_pkgs=(clang-14 libclang-rt-14-dev)
+# tests/bench/plot_latency.py draws README's latency plot (docs/latency.svg) from a benchmark run.
+plot_pkgs=(python3-matplotlib)
 
 want=()
 for purpose in "$@"; do
@@ -29,7 +31,8 @@ for purpose in "$@"; do
 	fuzz) want+=("${build_pkgs[@]}" "${fuzz_pkgs[@]}") ;;
 	kernel-source) want+=("${kernel_source_pkgs[@]}") ;;
 	debug-kernel) want+=("${vm_pkgs[@]}" "${kernel_source_pkgs[@]}") ;;
-	*) echo "deps.sh: unknown purpose '$purpose' (build, test, vm, asan, fuzz, kernel-source, debug-kernel)" >&2; exit 2 ;;
+	plot) want+=("${plot_pkgs[@]}") ;;
+	*) echo "deps.sh: unknown purpose '$purpose' (build, test, vm, asan, fuzz, kernel-source, debug-kernel, plot)" >&2; exit 2 ;;
 	esac
 done
 
