@@ -33,16 +33,16 @@ def read_tables(path):
     """{model: {(target, op, size, threads): (lat_us, line_no)}} and the header lines of each model's run."""
     tables, headers = {}, {}
     model = "zero"
-    columns = None
+    columns, sectioned = None, False
     with open(path, encoding="utf-8") as f:
         for line_no, line in enumerate(f, 1):
             line = line.rstrip("\n")
-            m = re.match(r"^===== (\S+)", line)
-            if m:
-                model, columns = m.group(1), None
+            m = re.match(r"^===== (.+)", line)
+            if m:  # a section of docs/benchmarks-fifo.txt, named by its whole title
+                model, columns, sectioned = m.group(1).strip(), None, True
                 continue
             m = re.match(r"^model: (\S+)", line)
-            if m and model not in tables:
+            if m and not sectioned:
                 model = m.group(1)
             if line.startswith(("machine:", "kernel command line:", "clock:")):
                 headers.setdefault(model, []).append(line)
@@ -69,7 +69,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("bench_output", help="tests/bench/run.sh output (or docs/benchmarks-fifo.txt)")
     ap.add_argument("image", help="the image to write (.svg or .png)")
-    ap.add_argument("--model", default="zero", help="the model's table to draw (default zero)")
+    ap.add_argument("--model", default="zero",
+                    help="the model's table to draw, or the section's title in docs/benchmarks-fifo.txt (default zero)")
     args = ap.parse_args()
 
     tables, headers = read_tables(args.bench_output)
