@@ -660,9 +660,8 @@ static u32 kshim_fifo_peek(struct kshim_channel *ch, struct kshim_fifo *f,
 /* Readiness of the directions served by FIFOs comes from their fill. */
 static __poll_t kshim_fifo_poll(struct kshim_channel *ch, __poll_t mask)
 {
-	struct kshim_fifo *f;
-
 	u32 loop = ch->loop_capacity ? kshim_loop_fill(ch) : 0;
+	struct kshim_fifo *f;
 
 	if (ch->rx.size) {
 		f = &ch->rx;

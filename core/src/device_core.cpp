@@ -108,7 +108,7 @@ unsigned DeviceCore::attachWindow(Window &window, InterruptHandler interrupt)
 			   stream_.loopCapacity);
 	aw.loop = loopCapacity && stream_.loopCapacity;
 	if (aw.loop) {
-		aw.adjust = static_cast<uint32_t>(model_->buffered()) + aw.rxTail - aw.txHead;
+		aw.adjust = loopAdjust(aw);
 		storeRelease(window.rxFifo().adjust, aw.adjust);
 	}
 	windows_.push_back(std::move(aw));
@@ -580,18 +580,25 @@ ssize_t DeviceCore::modelWrite(OpenFile &file, std::span<const std::byte> in)
 	return n ? static_cast<ssize_t>(n) : -EAGAIN;
 }
 
+uint32_t DeviceCore::rxFifoBytes(const AttachedWindow &aw)
+{
+	uint32_t rx = aw.rxTail - loadAcquire(aw.window->rxFifo().head);
+	/* Out-of-range indices are the pumps' to report; they count as nothing here. */
+	return rx <= aw.window->rxFifoSize() ? rx : 0;
+}
+
+uint32_t DeviceCore::txFifoBytes(const AttachedWindow &aw)
+{
+	uint32_t tx = loadAcquire(aw.window->txFifo().tail) - aw.txHead;
+	return tx <= aw.window->txFifoSize() ? tx : 0;
+}
+
 size_t DeviceCore::loopFifoBytes(const AttachedWindow *only) const
 {
 	size_t bytes = 0;
-	for (const auto &aw : windows_) {
-		if (!aw.window || !aw.loop || (only && &aw != only))
-			continue;
-		Window &w = *aw.window;
-		uint32_t tx = loadAcquire(w.txFifo().tail) - aw.txHead;
-		uint32_t rx = aw.rxTail - loadAcquire(w.rxFifo().head);
-		/* Out-of-range indices are the pumps' to report; they count as nothing here. */
-		bytes += (tx <= w.txFifoSize() ? tx : 0) + (rx <= w.rxFifoSize() ? rx : 0);
-	}
+	for (const auto &aw : windows_)
+		if (aw.window && aw.loop && (!only || &aw == only))
+			bytes += rxFifoBytes(aw) + txFifoBytes(aw);
 	return bytes;
 }
 
@@ -603,20 +610,23 @@ size_t DeviceCore::discardStream()
 	for (auto &aw : windows_) {
 		if (!aw.window || !aw.loop)
 			continue;
-		Window &w = *aw.window;
 		pumpTx(aw);
-		uint32_t fill = aw.rxTail - loadAcquire(w.rxFifo().head);
-		dropped += fill <= w.rxFifoSize() ? fill : 0;
-		storeRelease(w.rxFifo().discard, aw.rxTail);
+		dropped += rxFifoBytes(aw);
+		storeRelease(aw.window->rxFifo().discard, aw.rxTail);
 		aw.pendingIsr |= DEVEMU_ISR_STREAM;
 	}
 	inDispatch_ = wasInDispatch;
 	return dropped;
 }
 
+uint32_t DeviceCore::loopAdjust(const AttachedWindow &aw) const
+{
+	return static_cast<uint32_t>(model_->buffered()) + aw.rxTail - aw.txHead;
+}
+
 void DeviceCore::publishLoopAdjust(AttachedWindow &aw)
 {
-	uint32_t adjust = static_cast<uint32_t>(model_->buffered()) + aw.rxTail - aw.txHead;
+	uint32_t adjust = loopAdjust(aw);
 	if (adjust == aw.adjust)
 		return;
 	aw.adjust = adjust;

@@ -162,8 +162,12 @@ private:
 	void pumpStreams(AttachedWindow &aw);
 	bool pumpRx(AttachedWindow &aw);
 	bool pumpTx(AttachedWindow &aw);
-	/* A loop: publishes held + rx tail - tx head when it changed (bytes injected or taken elsewhere). */
+	/* A loop's held + rx tail - tx head (uapi: Loops), and its publication when it changed. */
+	uint32_t loopAdjust(const AttachedWindow &aw) const;
 	void publishLoopAdjust(AttachedWindow &aw);
+	/* The bytes in a window's receive and transmit FIFO (0 when its indices are out of range). */
+	static uint32_t rxFifoBytes(const AttachedWindow &aw);
+	static uint32_t txFifoBytes(const AttachedWindow &aw);
 	/* A loop's bytes in a window's FIFOs, or in every loop window's (nullptr). */
 	size_t loopFifoBytes(const AttachedWindow *only = nullptr) const;
 	/* Refill the receive FIFO when half empty: a reader never waits for a model that keeps up. */
