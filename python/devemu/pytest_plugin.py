@@ -12,7 +12,8 @@
 Each test that uses the fixture gets its own devemud (started with the test's first device, the
 others added over its control socket); it is stopped when the test ends, passed or failed, and
 its nodes go with it. Device behaviour can be a class of the test module itself:
-devemu.device("serial", far=MyModem) puts it at the far end of the UART, devemu.device(MyDevice)
+devemu.device("serial", far=MyModem) puts it at the far end of the UART, devemu.device("i2c",
+slaves={0x20: MyChip, 0x50: "eeprom"}) on an I2C bus beside the built-in chips, devemu.device(MyDevice)
 (or devemu.device("python", cls=MyDevice)) serves the node with it; the daemon imports the class
 from its module's file. The transport is, first to last: the test's `devemu(transport=...)` marker,
 --devemu-transport, the devemu_transport ini value, else cuse where /dev/cuse exists, kshim where
@@ -134,6 +135,9 @@ def _python_options(model, options):
     if isinstance(model, type):
         options["cls"], model = model, "python"
     for key, value in list(options.items()):
+        if key == "slaves" and model == "i2c" and isinstance(value, dict):
+            options["slaves"] = _i2c_slaves(value)
+            continue
         if not _python_behaviour(value):
             continue
         if key == "cls" and model == "python":
@@ -144,9 +148,24 @@ def _python_options(model, options):
             path, name = _class_location(value)
             options["far"] = f"python:{path}:{name}"
         else:
-            raise TypeError(f"{key}={value!r}: a Python class goes in far= of a serial device or cls= of a "
-                            "python device (I2C chips in Python are not there yet)")
+            raise TypeError(f"{key}={value!r}: a Python class goes in far= of a serial device, cls= of a "
+                            "python device or slaves={ADDRESS: class} of an i2c device")
     return model, options
+
+
+def _i2c_slaves(chips):
+    """slaves={0x20: MyChip, 0x50: "eeprom"} as the i2c model's slaves= (kind@address, joined by +)."""
+    items = []
+    for address, kind in sorted(chips.items()):
+        if not isinstance(address, int):
+            raise TypeError(f"slaves: {address!r} is not an I2C address (an int such as 0x20)")
+        if _python_behaviour(kind):
+            path, name = _class_location(kind)
+            if "+" in path or "@" in path:
+                raise TypeError(f"{path}: an i2c chip's file cannot hold '+' or '@' in its path")
+            kind = f"python:{path}:{name}"
+        items.append(f"{kind}@0x{address:02x}")
+    return "+".join(items) or "none"
 
 
 def _project_path():

@@ -189,8 +189,12 @@ def test_python_behaviour_the_daemon_cannot_import_is_refused_clearly(devemu):
         devemu.device(Modem)
     with pytest.raises(TypeError, match="not a function"):
         devemu.device("serial", far=lambda data: data)
-    with pytest.raises(TypeError, match="I2C chips in Python are not there yet"):
+    with pytest.raises(TypeError, match=r"slaves=\{ADDRESS: class\} of an i2c device"):
         devemu.device("i2c", slaves=Modem)
+    with pytest.raises(TypeError, match="top level of its module"):
+        devemu.device("i2c", slaves={0x20: Modem})
+    with pytest.raises(TypeError, match="not an I2C address"):
+        devemu.device("i2c", slaves={"0x20": "eeprom"})
     assert devemu.daemon is None  # nothing was started
 
 

@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: MIT
 # Device behaviour written in Python, as a test writer uses it: a class of this module serves a node
-# (the python model) or sits at the far end of a UART (serial far=); errors, the AT modem example.
+# (the python model), sits at the far end of a UART (serial far=) or on an I2C bus (i2c slaves=); errors, the
+# examples (AT modem, GPS with gpsd, mailbox, the I2C sensor with i2c-tools).
 
 import errno
 import fcntl
@@ -338,3 +339,107 @@ def test_a_device_traceback_shows_in_pytests_output_of_a_passing_test(pytestconf
     assert "PythonDeviceWarning" in run.stdout
     assert "KeyError: 'first read goes wrong'" in run.stdout
     assert "raise KeyError('first read goes wrong')" in run.stdout
+
+
+I2C_SLAVE = 0x0703
+
+
+class Counter:
+    """An I2C chip of this module: a write sets the count, each byte read is the next count."""
+
+    def __init__(self, chip):
+        self.chip = chip
+        self.count = 0
+
+    def write(self, byte):
+        self.count = byte
+
+    def read(self):
+        self.count = (self.count + 1) & 0xFF
+        return self.count
+
+
+def _i2c_name():
+    """A bus name with no /dev/i2c-N yet (i2c-tools find buses by that name)."""
+    base = 100 + os.getpid() % 700
+    return next(f"i2c-{n}" for n in range(base, base + 200) if not os.path.exists(f"/dev/i2c-{n}"))
+
+
+def test_an_i2c_chip_of_the_test_module_answers_beside_the_built_in_chips(devemu):
+    bus = devemu.device("i2c", name=_i2c_name(), slaves={0x21: Counter, 0x50: "eeprom"})
+    fd = os.open(bus.path, os.O_RDWR)
+    try:
+        fcntl.ioctl(fd, I2C_SLAVE, 0x21)
+        assert os.write(fd, bytes([41])) == 1
+        assert os.read(fd, 3) == bytes([42, 43, 44])
+        fcntl.ioctl(fd, I2C_SLAVE, 0x50)
+        assert os.read(fd, 2) == b"\xff\xff"
+        fcntl.ioctl(fd, I2C_SLAVE, 0x22)
+        with pytest.raises(OSError) as e:
+            os.read(fd, 1)
+        assert e.value.errno == errno.ENXIO
+    finally:
+        os.close(fd)
+    chips = bus.inject("slaves")
+    assert f"0x21 python:{os.path.abspath(__file__)}:Counter" in chips and "0x50 eeprom" in chips
+
+
+class Faulty(Counter):
+    """A chip whose read() has a bug once the count passes 200."""
+
+    def read(self):
+        if self.count >= 200:
+            raise ZeroDivisionError("the chip's code has a bug")
+        return super().read()
+
+
+def test_a_raising_i2c_chip_fails_the_transfer_with_eio_and_the_bus_goes_on(devemu):
+    bus = devemu.device("i2c", name=_i2c_name(), slaves={0x21: Faulty})
+    fd = os.open(bus.path, os.O_RDWR)
+    try:
+        fcntl.ioctl(fd, I2C_SLAVE, 0x21)
+        os.write(fd, bytes([250]))
+        with pytest.raises(OSError) as e:
+            os.read(fd, 1)
+        assert e.value.errno == errno.EIO
+        os.write(fd, bytes([7]))
+        assert os.read(fd, 1) == bytes([8])
+    finally:
+        os.close(fd)
+    assert "ZeroDivisionError: the chip's code has a bug" in devemu.daemon.log()
+    with pytest.warns(PythonDeviceWarning, match="ZeroDivisionError"):
+        devemu._warn_python_errors()
+
+
+def test_the_i2c_sensor_example_with_i2c_tools(devemu):
+    import shutil
+    import subprocess
+
+    from i2c_sensor import Hts221  # examples/python
+
+    if not shutil.which("i2cget"):
+        pytest.skip("i2c-tools is not installed")
+    if devemu.transport == "fuse":
+        pytest.skip("i2c-tools use I2C_FUNCS and I2C_SMBUS (no size encoded): they need CUSE or the kernel "
+                    "shim, the FUSE fallback answers ENOTTY")
+    name = _i2c_name()
+    number = name.split("-")[1]
+    bus = devemu.device("i2c", name=name, slaves={0x5F: Hts221, 0x50: "eeprom"})
+
+    def tool(*args):
+        return subprocess.run(args, capture_output=True, text=True, check=True, timeout=30).stdout.strip()
+
+    grid = tool("i2cdetect", "-y", number)
+    assert " 5f" in grid and " 50 " in grid
+    assert tool("i2cget", "-y", number, "0x5f", "0x0f") == "0xbc"  # WHO_AM_I
+    assert tool("i2cget", "-y", number, "0x5f", "0x27") == "0x00"  # powered down: nothing converted
+    tool("i2cset", "-y", number, "0x5f", "0x20", "0x80")
+    time.sleep(0.2)
+    assert tool("i2cget", "-y", number, "0x5f", "0x27") == "0x03"
+    assert tool("i2cget", "-y", number, "0x5f", "0xaa", "w") == "0x0866"  # 21.50 degC, auto-increment
+    assert tool("i2cget", "-y", number, "0x5f", "0x27") == "0x02"  # reading TEMP_OUT_H cleared T_DA
+    assert "next conversion" in bus.inject("chip", "0x5f", "temp", "-5.25")
+    time.sleep(0.2)
+    assert tool("i2cget", "-y", number, "0x5f", "0xaa", "w") == "0xfdf3"  # -525, two's complement
+    assert tool("i2cget", "-y", number, "0x5f", "0xa8", "w") == "0x1194"  # 45.00 %RH
+    assert "power on" in bus.inject("chip", "0x5f")

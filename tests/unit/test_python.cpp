@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: MIT
-// Unit tests of device behaviour written in Python: the python model and the serial far=python: line backend.
+// Unit tests of device behaviour written in Python: the python model, the serial far=python: line backend, i2c chips.
 #include "harness.h"
 
 #include <fmt/core.h>
 
 #include <asm/termbits.h>
+#include <linux/i2c-dev.h>
+#include <linux/i2c.h>
 #include <poll.h>
 #include <sys/ioctl.h>
 
@@ -285,4 +287,141 @@ class Breaker:
 	REQUIRE(r->done);
 	/* No IGNBRK, BRKINT or PARMRK: a break is read as a NUL. */
 	CHECK(text(r->data) == std::string("seen [1, 0]\0\n", 13));
+}
+
+namespace {
+
+/* A register-file chip in Python: the first byte written sets the pointer, reads auto-increment. */
+const char *kChip = R"(
+class Regs:
+    def __init__(self, chip):
+        self.chip = chip
+        self.regs = bytearray(range(256))
+        self.ptr = None
+        self.reads = 0
+        self.events = []
+
+    def start(self):
+        self.ptr_set = False
+
+    def select(self, read):
+        self.events.append("R" if read else "W")
+        return self.regs[0xfe] != 0      # register 0xfe = 0: the chip stops answering
+
+    def write(self, byte):
+        if not self.ptr_set:
+            self.ptr, self.ptr_set = byte, True
+        elif self.ptr == 0xee:
+            raise RuntimeError("register 0xee is broken")
+        else:
+            self.regs[self.ptr] = byte
+            self.ptr = (self.ptr + 1) & 0xff
+
+    def read(self):
+        self.reads += 1
+        if self.ptr == 0xef:
+            return 300
+        value = self.regs[self.ptr]
+        self.ptr = (self.ptr + 1) & 0xff
+        return value
+
+    def stop(self):
+        self.events.append("P")
+
+    def describe(self):
+        return f"regs at 0x{self.chip.address:02x}, {self.reads} bytes read\n"
+
+    def inject(self, verb, *args):
+        if verb == "events":
+            out, self.events = " ".join(self.events), []
+            return out
+        if verb == "set":
+            self.regs[int(args[0], 0)] = int(args[1], 0)
+            return None
+        raise ValueError(f"unknown verb {verb}")
+)";
+
+/* One SMBus read byte data through the core's retry rounds; the byte, or -errno. */
+int smbusReadByteData(test::Harness &h, int fh, uint8_t command, int *rounds = nullptr)
+{
+	test::FakeMemory mem;
+	i2c_smbus_ioctl_data a{ I2C_SMBUS_READ, command, I2C_SMBUS_BYTE_DATA,
+				reinterpret_cast<i2c_smbus_data *>(0x2000) };
+	mem.regions[0x1000].resize(sizeof(a));
+	std::memcpy(mem.regions[0x1000].data(), &a, sizeof(a));
+	mem.regions[0x2000].resize(sizeof(i2c_smbus_data));
+	int ret = h.ioctl(static_cast<uint32_t>(fh), I2C_SMBUS, 0x1000, mem, rounds);
+	return ret < 0 ? ret : static_cast<int>(mem.regions[0x2000][0]);
+}
+
+std::string injectReply(test::Harness &h, std::vector<std::string> args, int expect = 0)
+{
+	std::string reply;
+	CHECK(h.core_->inject(args, reply) == expect);
+	return reply;
+}
+
+} // namespace
+
+TEST_CASE("i2c python: chip: a chip in Python beside the built-in ones answers SMBus and plain reads and writes")
+{
+	Script s(kChip);
+	test::Harness h("i2c", { { "slaves", "python:" + s.path.string() + ":Regs@0x20+eeprom@0x50" } });
+	int fh = h.open();
+	REQUIRE(fh >= 0);
+	test::FakeMemory mem;
+	REQUIRE(h.ioctl(fh, I2C_SLAVE, 0x20, mem) == 0);
+	CHECK(h.write(fh, bytes("\x10\xaa\xbb"))->result == 3); /* pointer 0x10, two registers */
+	CHECK(h.write(fh, bytes("\x10"))->result == 1);
+	CHECK(h.read(fh, 3)->data == bytes("\xaa\xbb\x12"));
+	int rounds = 0;
+	CHECK(smbusReadByteData(h, fh, 0x11, &rounds) == 0xbb);
+	CHECK(rounds == 3);
+	/* The SMBus read ran once on the chip although it took three rounds: one select each way. */
+	CHECK(injectReply(h, { "chip", "0x20", "events" }) == "W P W P R P W R P");
+	CHECK(injectReply(h, { "chip", "0x20" }) == "regs at 0x20, 4 bytes read\n");
+	CHECK(injectReply(h, { "slaves" }).find("0x20 python:" + s.path.string() + ":Regs\n") != std::string::npos);
+	/* the EEPROM beside it still works */
+	REQUIRE(h.ioctl(fh, I2C_SLAVE, 0x50, mem) == 0);
+	CHECK(smbusReadByteData(h, fh, 0) == 0xff);
+}
+
+TEST_CASE("i2c python: a chip that raises, returns a non-byte or NAKs fails the transfer; the next one works")
+{
+	Script s(kChip);
+	test::Harness h("i2c", { { "slaves", "python:" + s.path.string() + ":Regs@0x20" } });
+	int fh = h.open();
+	test::FakeMemory mem;
+	REQUIRE(h.ioctl(fh, I2C_SLAVE, 0x20, mem) == 0);
+	CHECK(h.write(fh, bytes("\xee\x01"))->result == -EIO); /* write() raised */
+	CHECK(h.write(fh, bytes("\xef"))->result == 1);
+	CHECK(h.read(fh, 1)->result == -EIO); /* read() returned 300 */
+	CHECK(smbusReadByteData(h, fh, 0x30) == 0x30);
+	CHECK(injectReply(h, { "chip", "0x20", "set", "0xfe", "0" }).empty());
+	CHECK(smbusReadByteData(h, fh, 0x30) == -ENXIO); /* select() NAKs */
+	CHECK(injectReply(h, { "chip", "0x20", "nope" }, -EINVAL) == "unknown verb nope");
+	CHECK(injectReply(h, { "chip", "0x21" }, -ENODEV) == "no chip at 0x21");
+}
+
+TEST_CASE("i2c python: a bad chip file or class is the option's or the start's error")
+{
+	asio::io_context io;
+	DeviceCore ctx(asio::make_strand(io), "test");
+	ModelOptions missing("test", "i2c", { { "slaves", "python:/nonexistent/chip.py@0x20" } });
+	CHECK_FALSE(ModelRegistry::builtin().find("i2c")->factory(missing, ctx));
+	CHECK(missing.error().find("slaves") != std::string::npos);
+	CHECK(missing.error().find("/nonexistent/chip.py") != std::string::npos);
+
+	Script s(kChip);
+	ModelOptions twice("test", "i2c", { { "slaves", "python:" + s.path.string() + ":Regs@0x50+eeprom@0x50" } });
+	CHECK_FALSE(ModelRegistry::builtin().find("i2c")->factory(twice, ctx));
+	CHECK(twice.error().find("two chips at 0x50") != std::string::npos);
+
+	ModelOptions noClass("test", "i2c", { { "slaves", "python:" + s.path.string() + "@0x20" } });
+	auto model = ModelRegistry::builtin().find("i2c")->factory(noClass, ctx);
+	REQUIRE(model);
+	std::string error;
+	CHECK(model->start(error) < 0);
+	CHECK(error.find("the chip at 0x20") != std::string::npos);
+	CHECK(error.find("defines no 'Chip'") != std::string::npos);
 }

@@ -25,9 +25,20 @@ uint8_t pec(uint8_t crc, std::span<const uint8_t> bytes)
 int I2cBus::transfer(std::span<I2cMessage> msgs)
 {
 	int ret = static_cast<int>(msgs.size());
+	bool faulted = false;
+	/* A chip whose code failed ends the transfer with EIO at once. */
+	auto fault = [&](I2cSlave *chip) {
+		if (chip->takeFault())
+			faulted = true;
+		return faulted;
+	};
 	for (auto &m : msgs) {
-		for (auto &[a, s] : slaves_)
+		for (auto &[a, s] : slaves_) {
 			s->busStart();
+			fault(s.get());
+		}
+		if (faulted)
+			break;
 		bool read = m.flags & I2C_M_RD;
 		I2cSlave *chip = nullptr;
 		/* Only 7-bit chips sit on this bus: a 10-bit address phase finds nobody. */
@@ -36,18 +47,28 @@ int I2cBus::transfer(std::span<I2cMessage> msgs)
 			if (it != slaves_.end())
 				chip = it->second.get();
 		}
-		if (!chip || !chip->select(read)) {
+		if (!chip) {
+			ret = -ENXIO;
+			break;
+		}
+		bool acked = chip->select(read);
+		if (fault(chip))
+			break;
+		if (!acked) {
 			ret = -ENXIO;
 			break;
 		}
 		if (!read) {
-			if (!std::all_of(m.buf.begin(), m.buf.end(), [&](uint8_t b) { return chip->writeByte(b); })) {
+			if (!std::all_of(m.buf.begin(), m.buf.end(),
+					 [&](uint8_t b) { return chip->writeByte(b) && !fault(chip); })) {
 				ret = -EIO;
 				break;
 			}
 		} else if (m.flags & I2C_M_RECV_LEN) {
 			/* buf.size() is the extra byte count (the length byte, maybe PEC); the chip sends the rest's length. */
 			uint8_t count = chip->readByte();
+			if (fault(chip))
+				break;
 			if (count == 0 || count > I2C_SMBUS_BLOCK_MAX) {
 				ret = -EPROTO;
 				break;
@@ -55,16 +76,23 @@ int I2cBus::transfer(std::span<I2cMessage> msgs)
 			size_t len = m.buf.size() + count;
 			m.buf.assign(len, 0);
 			m.buf[0] = count;
-			for (size_t i = 1; i < len; i++)
+			for (size_t i = 1; i < len && !fault(chip); i++)
 				m.buf[i] = chip->readByte();
 		} else {
-			for (auto &b : m.buf)
+			for (auto &b : m.buf) {
 				b = chip->readByte();
+				if (fault(chip))
+					break;
+			}
 		}
+		if (faulted)
+			break;
 	}
-	for (auto &[a, s] : slaves_)
+	for (auto &[a, s] : slaves_) {
 		s->busStop();
-	return ret;
+		fault(s.get());
+	}
+	return faulted ? -EIO : ret;
 }
 
 int I2cBus::smbus(uint16_t addr, bool ten, bool usePec, uint8_t readWrite, uint8_t command, uint32_t size,

@@ -4,7 +4,10 @@
 
 #include <linux/i2c.h>
 
+#include <fmt/core.h>
+
 #include <array>
+#include <cerrno>
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -40,6 +43,17 @@ public:
 	virtual void busStop() {}
 	/* Multi-line description for devemuctl. */
 	virtual std::string describe() const = 0;
+	/*
+	 * Whether the chip's own code failed since the last look (a chip written in
+	 * Python raised): the transfer stops there and fails with EIO. Cleared by asking.
+	 */
+	virtual bool takeFault() { return false; }
+	/* devemuctl inject NAME chip ADDR ARGS...: the chip's own verbs (a Python chip's inject()). */
+	virtual int inject(const std::vector<std::string> &, std::string &reply)
+	{
+		reply = fmt::format("a {} chip takes no verbs of its own", kind());
+		return -EINVAL;
+	}
 };
 
 /* One message of a combined transfer; a read's buf is sized to its length and filled by the transfer. */
@@ -73,8 +87,9 @@ public:
 	/*
 	 * i2c_transfer(): messages joined by repeated STARTs and ended by one
 	 * STOP. Returns the number of messages, or -ENXIO when an address is not
-	 * acknowledged, -EIO when a data byte is not, -EPROTO for an invalid
-	 * I2C_M_RECV_LEN count. Messages before a failure keep their effects.
+	 * acknowledged, -EIO when a data byte is not or a chip's code failed,
+	 * -EPROTO for an invalid I2C_M_RECV_LEN count. Messages before a failure
+	 * keep their effects.
 	 */
 	int transfer(std::span<I2cMessage> msgs);
 

@@ -5,6 +5,8 @@
 #include "i2c_user.h"
 #include "lm75.h"
 
+#include "python/python_loader.h"
+
 #include "devemu/inject_verbs.h"
 #include "devemu/log.h"
 #include "devemu/model_registry.h"
@@ -37,6 +39,13 @@ constexpr unsigned kMaxMessage = 8192;
 /* A plain I2C master: SMBus is emulated on top of I2C messages by the i2c core. */
 constexpr uint64_t kFunctionality = I2C_FUNC_I2C | I2C_FUNC_10BIT_ADDR | I2C_FUNC_SMBUS_EMUL_ALL;
 
+/* A chip written in Python, made when the device starts (a factory acquires nothing). */
+struct PythonChipSpec {
+	uint16_t addr = 0;
+	std::string script;
+	std::string cls;
+};
+
 /* What an open file of i2c-dev holds: the i2c_client it talks as. */
 struct I2cClient final : FileState {
 	uint16_t addr = 0;
@@ -47,7 +56,28 @@ struct I2cClient final : FileState {
 class I2cModel final : public Model
 {
 public:
-	explicit I2cModel(I2cBus bus) : bus_(std::move(bus)) {}
+	I2cModel(DeviceContext &ctx, I2cBus bus, std::vector<PythonChipSpec> pythonChips)
+		: ctx_(ctx), bus_(std::move(bus)), pythonChips_(std::move(pythonChips))
+	{}
+
+	int start(std::string &error) override
+	{
+		if (pythonChips_.empty())
+			return 0;
+		python::Backend *backend = python::loadBackend(error);
+		if (!backend)
+			return -ENOENT;
+		for (const auto &spec : pythonChips_) {
+			auto chip = backend->makeI2cChip(ctx_.strand(), spec.script, spec.cls, ctx_.name(), spec.addr,
+							 error);
+			if (!chip) {
+				error = fmt::format("the chip at 0x{:02x}: {}", spec.addr, error);
+				return -EINVAL;
+			}
+			bus_.slaves()[spec.addr] = std::move(chip);
+		}
+		return 0;
+	}
 
 	int open(OpenFile &f) override
 	{
@@ -128,7 +158,7 @@ public:
 		return runInjectVerb(*this, kVerbs, args, reply);
 	}
 
-	static const InjectVerb<I2cModel> kVerbs[3];
+	static const InjectVerb<I2cModel> kVerbs[4];
 
 private:
 	int injectSlaves(const std::vector<std::string> &, std::string &reply)
@@ -138,6 +168,26 @@ private:
 		for (const auto &[addr, s] : bus_.slaves())
 			reply += fmt::format("0x{:02x} {}\n", addr, s->kind());
 		return 0;
+	}
+
+	/* chip ADDR: the chip's description; chip ADDR ARGS...: the chip's own verbs (a Python chip's inject()). */
+	int injectChipVerb(const std::vector<std::string> &args, std::string &reply)
+	{
+		auto addr = args.size() > 1 ? parseUnsigned(args[1]) : std::nullopt;
+		auto it = addr ? bus_.slaves().find(static_cast<uint16_t>(*addr)) : bus_.slaves().end();
+		if (!addr) {
+			reply = "chip needs a slave address (e.g. chip 0x20)";
+			return -EINVAL;
+		}
+		if (it == bus_.slaves().end()) {
+			reply = fmt::format("no chip at 0x{:02x}", *addr);
+			return -ENODEV;
+		}
+		if (args.size() == 2) {
+			reply = it->second->describe();
+			return 0;
+		}
+		return it->second->inject({ args.begin() + 2, args.end() }, reply);
 	}
 
 	/* The chip of the kind the verb is about (temp: lm75, eeprom: eeprom) at the address args[1] names. */
@@ -268,6 +318,11 @@ private:
 				data[0] = I2C_SMBUS_BLOCK_MAX;
 		}
 
+		/* The transfer runs once, in a round that carries the answer's room too (a Python chip is not transactional). */
+		if (answers && !call.canWriteUser(a->data, dataSize)) {
+			call.writeUser(a->data, std::vector<std::byte>(dataSize));
+			return call.done();
+		}
 		I2cBus bus = bus_;
 		int ret = bus.smbus(c.addr, c.tenBit, c.pec, a->readWrite, a->command, size, data);
 		if (ret == 0 && answers)
@@ -337,22 +392,45 @@ private:
 		return -EINVAL;
 	}
 
+	DeviceContext &ctx_;
 	I2cBus bus_;
+	std::vector<PythonChipSpec> pythonChips_;
 	int retries_ = 0;
 	uint64_t timeoutMs_ = 1000;
 };
 
-const InjectVerb<I2cModel> I2cModel::kVerbs[3] = {
+const InjectVerb<I2cModel> I2cModel::kVerbs[4] = {
 	{ "temp", "ADDR [CELSIUS]",
 	  "set the temperature the LM75 at ADDR measures (temp ADDR alone shows its registers)",
 	  &I2cModel::injectTemp },
 	{ "eeprom", "ADDR dump|fill BYTE|write OFFSET BYTE...",
 	  "show the EEPROM at ADDR, set every byte, or set bytes from OFFSET on", &I2cModel::injectEeprom },
 	{ "slaves", "", "list the chips on the bus", &I2cModel::injectSlaves },
+	{ "chip", "ADDR [ARGS...]",
+	  "show the chip at ADDR, or pass ARGS to its own verbs (a Python chip's inject(*ARGS))",
+	  &I2cModel::injectChipVerb },
 };
 
-/* "eeprom@0x50+lm75@0x48" -> the bus; false with a message on a bad spec. */
-bool parseSlaves(const std::string &spec, uint8_t fill, int halfDegrees, I2cBus &bus, std::string &error)
+/* "python:FILE[:CLASS]" -> the chip's script and class (default Chip); false with a message. */
+bool parsePythonChip(const std::string &kind, PythonChipSpec &chip, std::string &error)
+{
+	chip.script = kind.substr(7);
+	chip.cls = "Chip";
+	auto colon = chip.script.rfind(':');
+	std::string ignored;
+	if (colon != std::string::npos && python::checkClassName(chip.script.substr(colon + 1), ignored)) {
+		chip.cls = chip.script.substr(colon + 1);
+		chip.script.resize(colon);
+	}
+	return python::checkScript(chip.script, error);
+}
+
+/*
+ * "eeprom@0x50+lm75@0x48+python:FILE:CLASS@0x20" -> the bus and the Python
+ * chips to make at start; false with a message on a bad spec.
+ */
+bool parseSlaves(const std::string &spec, uint8_t fill, int halfDegrees, I2cBus &bus,
+		 std::vector<PythonChipSpec> &pythonChips, std::string &error)
 {
 	if (spec.empty() || spec == "none")
 		return true;
@@ -360,7 +438,7 @@ bool parseSlaves(const std::string &spec, uint8_t fill, int halfDegrees, I2cBus 
 	while (start <= spec.size()) {
 		size_t end = spec.find('+', start);
 		std::string item = spec.substr(start, end == std::string::npos ? std::string::npos : end - start);
-		size_t at = item.find('@');
+		size_t at = item.rfind('@');
 		auto parsed = at == std::string::npos ? std::nullopt : parseUnsigned(item.substr(at + 1));
 		std::string kind = item.substr(0, at);
 		if (!parsed) {
@@ -373,7 +451,12 @@ bool parseSlaves(const std::string &spec, uint8_t fill, int halfDegrees, I2cBus 
 					    addr, item);
 			return false;
 		}
-		if (bus.slaves().count(static_cast<uint16_t>(addr))) {
+		auto taken = [&](uint16_t a) {
+			return bus.slaves().count(a) ||
+			       std::any_of(pythonChips.begin(), pythonChips.end(),
+					   [&](const PythonChipSpec &p) { return p.addr == a; });
+		};
+		if (taken(static_cast<uint16_t>(addr))) {
 			error = fmt::format("two chips at 0x{:02x}", addr);
 			return false;
 		}
@@ -382,11 +465,20 @@ bool parseSlaves(const std::string &spec, uint8_t fill, int halfDegrees, I2cBus 
 			chip = std::make_unique<Eeprom24c02>(fill);
 		else if (kind == "lm75")
 			chip = std::make_unique<Lm75>(halfDegrees);
-		else {
-			error = fmt::format("unknown chip '{}' (chips: eeprom (24c02), lm75)", kind);
+		else if (kind.rfind("python:", 0) == 0 && kind.size() > 7) {
+			PythonChipSpec python{ static_cast<uint16_t>(addr), {}, {} };
+			if (!parsePythonChip(kind, python, error)) {
+				error = fmt::format("'{}': {}", item, error);
+				return false;
+			}
+			pythonChips.push_back(std::move(python));
+		} else {
+			error = fmt::format("unknown chip '{}' (chips: eeprom (24c02), lm75, python:FILE[:CLASS])",
+					    kind);
 			return false;
 		}
-		bus.slaves()[static_cast<uint16_t>(addr)] = std::move(chip);
+		if (chip)
+			bus.slaves()[static_cast<uint16_t>(addr)] = std::move(chip);
 		if (end == std::string::npos)
 			break;
 		start = end + 1;
@@ -399,23 +491,26 @@ bool parseSlaves(const std::string &spec, uint8_t fill, int halfDegrees, I2cBus 
 void registerI2cModel(ModelRegistry &registry)
 {
 	registry.add({ "i2c", "i2c-dev adapter with emulated chips on its bus (24C02 EEPROM, LM75 temperature sensor)",
-		       "slaves=KIND@ADDR+...  chips on the bus: eeprom (24C02) and lm75 at 7-bit addresses (default "
-		       "eeprom@0x50+lm75@0x48; none: empty bus)\n"
+		       "slaves=KIND@ADDR+...  chips on the bus: eeprom (24C02), lm75 and python:FILE[:CLASS] (a chip "
+		       "written in Python, class Chip by default) at 7-bit addresses (default eeprom@0x50+lm75@0x48; "
+		       "none: empty bus)\n"
 		       "eeprom_fill=BYTE      initial EEPROM contents (default 0xff, erased)\n"
 		       "temp=CELSIUS          initial LM75 temperature, -55 to 125 (default 25)\n",
-		       [](ModelOptions &opts, DeviceContext &) -> std::unique_ptr<Model> {
+		       [](ModelOptions &opts, DeviceContext &ctx) -> std::unique_ptr<Model> {
 			       std::string spec = opts.string("slaves", "eeprom@0x50+lm75@0x48");
 			       auto fill = static_cast<uint8_t>(opts.number("eeprom_fill", 0xff, 0, 0xff));
 			       double celsius = opts.real("temp", 25, -55, 125);
 			       if (!opts.error().empty())
 				       return nullptr;
 			       I2cBus bus;
+			       std::vector<PythonChipSpec> pythonChips;
 			       std::string error;
-			       if (!parseSlaves(spec, fill, static_cast<int>(std::floor(celsius * 2)), bus, error)) {
+			       if (!parseSlaves(spec, fill, static_cast<int>(std::floor(celsius * 2)), bus, pythonChips,
+						error)) {
 				       opts.fail("slaves", error);
 				       return nullptr;
 			       }
-			       return std::make_unique<I2cModel>(std::move(bus));
+			       return std::make_unique<I2cModel>(ctx, std::move(bus), std::move(pythonChips));
 		       },
 		       injectHelp(I2cModel::kVerbs) });
 }

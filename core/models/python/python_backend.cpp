@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
-// python: the `python` model, the serial `far=python:` line backend and the _devemu module their Python code sees.
+// python: the `python` model, the serial `far=python:` line backend, the backend that makes them (and I2C chips) and the _devemu module.
 #include "interpreter.h"
+#include "python_i2c.h"
 #include "python_loader.h"
 
 #include "devemu/caller.h"
@@ -508,6 +509,14 @@ public:
 			return far->instantiate(type, error) ? far : nullptr;
 		});
 	}
+
+	std::unique_ptr<I2cSlave> makeI2cChip(const Strand &strand, const std::string &script, const std::string &cls,
+					      const std::string &device, uint16_t addr, std::string &error) override
+	{
+		return withClass(script, cls, error, [&](const py::object &type) {
+			return python::makeI2cChip(type, strand, script, cls, device, addr, error);
+		});
+	}
 };
 
 } // namespace
@@ -611,6 +620,8 @@ PYBIND11_EMBEDDED_MODULE(_devemu, m)
 			"runs fn() on the device's strand after seconds; returns a Timer")
 		.def("log",
 		     [](LineHandle &h, const std::string &text) { DEVEMU_LOG(Info, h.name, "python: {}", text); });
+
+	bindI2cChip(m);
 }
 
 extern "C" __attribute__((visibility("default"))) Backend *devemu_python_backend(unsigned abi)

@@ -5,13 +5,14 @@
 #include "devemu/asio.h"
 #include "devemu/model.h"
 
+#include "i2c/i2c_bus.h"
 #include "serial/chardev.h"
 
 #include <memory>
 #include <string>
 
 /* Bumped when Backend changes: libdevemu and libdevemu-python.so come from one build. */
-#define DEVEMU_PYTHON_ABI 1
+#define DEVEMU_PYTHON_ABI 2
 
 namespace devemu::python {
 
@@ -30,6 +31,10 @@ public:
 	virtual std::shared_ptr<serial::FarEnd> makeFarEnd(const Strand &strand, const std::string &script,
 							   const std::string &cls, const std::string &device,
 							   std::string &error) = 0;
+	/* Imports script, instantiates cls(chip) as the chip at addr on an i2c device's bus. */
+	virtual std::unique_ptr<I2cSlave> makeI2cChip(const Strand &strand, const std::string &script,
+						      const std::string &cls, const std::string &device,
+						      uint16_t addr, std::string &error) = 0;
 };
 
 /*
