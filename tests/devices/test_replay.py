@@ -9,6 +9,8 @@ import threading
 import time
 import tty
 
+import pytest
+
 from devemu_testlib import run, unique
 
 # A client as a test writer would have one: a modem dialogue and a size-encoded termios ioctl (TCGETS2, which
@@ -89,6 +91,40 @@ def test_a_recorded_pty_dialogue_replays_the_same_to_the_same_program(devemud, t
     status = r.inject(name, "status")
     assert "next=finished mismatches=0 unknown_ioctls=0" in status, status
     assert "warning: " + name not in r.log(), r.log()
+
+
+def test_a_device_misbehaving_under_a_fault_is_recorded_and_replays_the_same(devemud, tmp_path):
+    """devemuctl fault on a recording passthrough (passthrough.md): a --short read is what the real node did, so
+    the trace holds it and the replay serves the same short read; an --errno fault answers before the model, never
+    reaches the real node and is not in the trace."""
+    trace = tmp_path / "faulty.trace"
+    name = unique("pt")
+    d = devemud((name, f"passthrough,path=/dev/urandom,record={trace}"))
+    fd = os.open(d.node(name), os.O_RDONLY)
+    try:
+        d.ctl_ok("fault", name, "--op", "read", "--short", "5", "--count", "1")
+        first = os.read(fd, 16)
+        d.ctl_ok("fault", name, "--op", "read", "--errno", "EIO", "--count", "1")
+        with pytest.raises(OSError) as e:
+            os.read(fd, 16)
+        assert e.value.errno == errno.EIO
+        second = os.read(fd, 16)
+    finally:
+        os.close(fd)
+    assert (len(first), len(second)) == (5, 16)
+    assert d.stop() == 0
+    reads = [line for line in trace.read_text().splitlines() if line.startswith("read ")]
+    assert len(reads) == 2 and "result=5 " in reads[0] and "result=16 " in reads[1], reads
+
+    name = unique("rp")
+    r = devemud((name, f"replay,trace={trace},speed=0"))
+    fd = os.open(r.node(name), os.O_RDONLY)
+    try:
+        assert os.read(fd, 16) == first  # five bytes, as the real device gave them under the fault
+        assert os.read(fd, 16) == second
+    finally:
+        os.close(fd)
+    assert "mismatches=0" in r.inject(name, "status")
 
 
 def test_an_umockdev_script_is_replayed_to_shell_programs(devemud, tmp_path):
