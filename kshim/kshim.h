@@ -38,6 +38,13 @@ struct kshim_device {
 	struct cdev cdev;
 	struct list_head node;		/* kshim_devices (kshim_lock) */
 	char name[DEVEMU_DEVICE_NAME_MAX];
+	/*
+	 * A user device (DEVEMU_KSHIM_ADD_USER): owned by owner, its node in
+	 * /dev/devemu-user/UID/NAME, its sysfs name uUID:NAME, reached by
+	 * its owner's ATTACH and REMOVE only (and an administrator's).
+	 */
+	bool user;
+	kuid_t owner;
 	umode_t mode;
 	kuid_t uid;
 	kgid_t gid;

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * devemu_kshim: a generic kernel driver for devemu devices. The control node
- * /dev/devemu-kshim (root only) adds, re-attaches and removes client nodes
- * /dev/NAME; a user-space daemon serves each through a channel fd: a shared
+ * /dev/devemu-kshim adds, re-attaches and removes client nodes: /dev/NAME for
+ * an administrator (CAP_SYS_ADMIN), /dev/devemu-user/UID/NAME for a user who
+ * may open the node (a user device, its own only); a user-space daemon serves each through a channel fd: a shared
  * memory device window, a doorbell eventfd and an interrupt eventfd. The ABI
  * is core/include/devemu/uapi/devemu.h; kshim/README.md describes the module.
  */
@@ -23,6 +24,11 @@
 #include "kshim.h"
 
 #define KSHIM_MAX_DEVICES 256
+
+static unsigned int max_user_devices = 8;
+module_param(max_user_devices, uint, 0644);
+MODULE_PARM_DESC(max_user_devices,
+		 "user devices (DEVEMU_KSHIM_ADD_USER) each user may have at once (default 8)");
 
 static DEFINE_MUTEX(kshim_lock);	/* device list; ADD, ATTACH, REMOVE */
 static LIST_HEAD(kshim_devices);
@@ -53,6 +59,18 @@ static ssize_t state_show(struct device *dev, struct device_attribute *attr,
 	return sysfs_emit(buf, "%s\n", state);
 }
 static DEVICE_ATTR_RO(state);
+
+/* The user a user device belongs to, "-" for an administrator's device. */
+static ssize_t owner_show(struct device *dev, struct device_attribute *attr,
+			  char *buf)
+{
+	struct kshim_device *kdev = to_kshim_device(dev);
+
+	if (!kdev->user)
+		return sysfs_emit(buf, "-\n");
+	return sysfs_emit(buf, "%u\n", from_kuid(&init_user_ns, kdev->owner));
+}
+static DEVICE_ATTR_RO(owner);
 
 static ssize_t attach_epoch_show(struct device *dev,
 				 struct device_attribute *attr, char *buf)
@@ -128,6 +146,7 @@ KSHIM_COUNTER_ATTR(doorbells);
 static struct attribute *kshim_attrs[] = {
 	&dev_attr_state.attr,
 	&dev_attr_attach_epoch.attr,
+	&dev_attr_owner.attr,
 	&dev_attr_requests.attr,
 	&dev_attr_status_words.attr,
 	&dev_attr_stale_completions.attr,
@@ -155,6 +174,11 @@ static char *kshim_devnode(struct device *dev, umode_t *mode,
 		*uid = kdev->uid;
 	if (gid)
 		*gid = kdev->gid;
+	/* A user's nodes live in a directory of their own (devtmpfs frees the name). */
+	if (kdev->user)
+		return kasprintf(GFP_KERNEL, DEVEMU_KSHIM_USER_DIR "/%u/%s",
+				 from_kuid(&init_user_ns, kdev->owner),
+				 kdev->name);
 	return NULL;
 }
 
@@ -188,6 +212,8 @@ kshim_device_alloc(const struct devemu_kshim_add *add)
 		return ERR_PTR(minor);
 	}
 	strscpy(kdev->name, add->name, sizeof(kdev->name));
+	kdev->user = add->flags & DEVEMU_KSHIM_ADD_USER;
+	kdev->owner = current_euid();
 	kdev->mode = add->mode;
 	kdev->uid = make_kuid(current_user_ns(), add->uid);
 	kdev->gid = make_kgid(current_user_ns(), add->gid);
@@ -202,7 +228,12 @@ kshim_device_alloc(const struct devemu_kshim_add *add)
 	kdev->dev.release = kshim_device_release;
 	cdev_init(&kdev->cdev, &kshim_client_fops);
 	kdev->cdev.owner = THIS_MODULE;
-	ret = dev_set_name(&kdev->dev, "%s", kdev->name);
+	if (kdev->user)
+		ret = dev_set_name(&kdev->dev, "u%u:%s",
+				   from_kuid(&init_user_ns, kdev->owner),
+				   kdev->name);
+	else
+		ret = dev_set_name(&kdev->dev, "%s", kdev->name);
 	if (ret) {
 		put_device(&kdev->dev);
 		return ERR_PTR(ret);
@@ -231,14 +262,59 @@ static void kshim_device_remove(struct kshim_device *kdev)
 	put_device(&kdev->dev);
 }
 
-static struct kshim_device *kshim_find(const char *name)
+/* The device whose sysfs name is name: NAME, or uUID:NAME for a user device. */
+static struct kshim_device *kshim_find_sysname(const char *name)
 {
 	struct kshim_device *kdev;
 
 	list_for_each_entry(kdev, &kshim_devices, node)
-		if (!strcmp(kdev->name, name))
+		if (!strcmp(dev_name(&kdev->dev), name))
 			return kdev;
 	return NULL;
+}
+
+/* The user device NAME of owner. */
+static struct kshim_device *kshim_find_user(const char *name, kuid_t owner)
+{
+	struct kshim_device *kdev;
+
+	list_for_each_entry(kdev, &kshim_devices, node)
+		if (kdev->user && uid_eq(kdev->owner, owner) &&
+		    !strcmp(kdev->name, name))
+			return kdev;
+	return NULL;
+}
+
+/* The device an ADD, ATTACH (user: its flag) or REMOVE names. */
+static struct kshim_device *kshim_find(const char *name, bool user)
+{
+	return user ? kshim_find_user(name, current_euid()) :
+		      kshim_find_sysname(name);
+}
+
+static unsigned int kshim_user_devices(kuid_t owner)
+{
+	struct kshim_device *kdev;
+	unsigned int n = 0;
+
+	list_for_each_entry(kdev, &kshim_devices, node)
+		n += kdev->user && uid_eq(kdev->owner, owner);
+	return n;
+}
+
+/*
+ * What a user device may be (see DEVEMU_KSHIM_ADD_USER): the caller's node,
+ * its group one of the caller's, nothing for others, a bounded window.
+ */
+static int kshim_check_user(const struct devemu_kshim_add *add)
+{
+	if (!uid_eq(make_kuid(current_user_ns(), add->uid), current_euid()) ||
+	    !in_group_p(make_kgid(current_user_ns(), add->gid)) ||
+	    (add->mode & 0007) ||
+	    (u64)add->queue_depth * add->slot_size >
+		    DEVEMU_KSHIM_USER_WINDOW_MAX)
+		return -EPERM;
+	return 0;
 }
 
 /* [A-Za-z0-9_.-]{1,63}, not "." or "..", not the control node's name. */
@@ -273,7 +349,7 @@ static int kshim_check_add(struct devemu_kshim_add *add, bool attach)
 {
 	int i;
 
-	if (!kshim_name_valid(add->name) || add->flags ||
+	if (!kshim_name_valid(add->name) || (add->flags & ~DEVEMU_KSHIM_ADD_USER) ||
 	    (add->features & ~DEVEMU_KSHIM_FEATURES))
 		return -EINVAL;
 	for (i = 0; i < ARRAY_SIZE(add->reserved); i++)
@@ -347,12 +423,13 @@ static int kshim_channel_fd(struct kshim_device *kdev,
 	return fd;
 }
 
-static long kshim_add(struct devemu_kshim_add __user *uarg)
+static long kshim_add(struct devemu_kshim_add __user *uarg, bool admin)
 {
 	struct devemu_kshim_add add;
 	struct kshim_device *kdev;
 	struct kshim_channel *ch;
 	struct file *file;
+	bool user;
 	int fd, ret;
 
 	if (copy_from_user(&add, uarg, sizeof(add)))
@@ -360,10 +437,22 @@ static long kshim_add(struct devemu_kshim_add __user *uarg)
 	ret = kshim_check_add(&add, false);
 	if (ret)
 		return ret;
+	user = add.flags & DEVEMU_KSHIM_ADD_USER;
+	if (!admin && !user)
+		return -EPERM;
+	if (user) {
+		ret = kshim_check_user(&add);
+		if (ret)
+			return ret;
+	}
 
 	mutex_lock(&kshim_lock);
-	if (kshim_find(add.name)) {
+	if (kshim_find(add.name, user)) {
 		ret = -EEXIST;
+		goto out_unlock;
+	}
+	if (user && kshim_user_devices(current_euid()) >= max_user_devices) {
+		ret = -EDQUOT;
 		goto out_unlock;
 	}
 	kdev = kshim_device_alloc(&add);
@@ -401,12 +490,13 @@ out_unlock:
 	return ret;
 }
 
-static long kshim_attach(struct devemu_kshim_add __user *uarg)
+static long kshim_attach(struct devemu_kshim_add __user *uarg, bool admin)
 {
 	struct devemu_kshim_add add;
 	struct kshim_device *kdev;
 	struct kshim_channel *ch;
 	struct file *file;
+	bool user;
 	int fd, ret;
 
 	if (copy_from_user(&add, uarg, sizeof(add)))
@@ -414,9 +504,18 @@ static long kshim_attach(struct devemu_kshim_add __user *uarg)
 	ret = kshim_check_add(&add, true);
 	if (ret)
 		return ret;
+	user = add.flags & DEVEMU_KSHIM_ADD_USER;
+	if (!admin && !user)
+		return -EPERM;
 
 	mutex_lock(&kshim_lock);
-	kdev = kshim_find(add.name);
+	kdev = kshim_find(add.name, user);
+	/* The window of the new channel is bounded as at ADD. */
+	if (kdev && kdev->user && !admin &&
+	    (u64)add.queue_depth * add.slot_size > DEVEMU_KSHIM_USER_WINDOW_MAX) {
+		ret = -EPERM;
+		goto out_unlock;
+	}
 	if (!kdev) {
 		ret = -ENOENT;
 		goto out_unlock;
@@ -447,7 +546,7 @@ out_unlock:
 	return ret;
 }
 
-static long kshim_remove(char __user *uname)
+static long kshim_remove(char __user *uname, bool admin)
 {
 	char name[DEVEMU_DEVICE_NAME_MAX];
 	struct kshim_device *kdev;
@@ -458,7 +557,10 @@ static long kshim_remove(char __user *uname)
 	if (strnlen(name, sizeof(name)) == sizeof(name))
 		return -EINVAL;
 	mutex_lock(&kshim_lock);
-	kdev = kshim_find(name);
+	/* An administrator names any device by its sysfs name, or a user device of its own. */
+	kdev = admin ? kshim_find_sysname(name) : NULL;
+	if (!kdev)
+		kdev = kshim_find_user(name, current_euid());
 	if (kdev)
 		kshim_device_remove(kdev);
 	else
@@ -471,17 +573,22 @@ static long kshim_control_ioctl(struct file *file, unsigned int cmd,
 				unsigned long arg)
 {
 	void __user *argp = (void __user *)arg;
+	/*
+	 * The caller's capability, not the opener's: an fd handed to a user
+	 * gives it user devices of its own, nothing more. Without it, the node
+	 * must have been opened for writing (its mode and group say by whom).
+	 */
+	bool admin = capable(CAP_SYS_ADMIN);
 
-	/* The node is 0600 root; an fd handed to someone else is not enough. */
-	if (!capable(CAP_SYS_ADMIN))
+	if (!admin && !(file->f_mode & FMODE_WRITE))
 		return -EPERM;
 	switch (cmd) {
 	case DEVEMU_KSHIM_IOC_ADD:
-		return kshim_add(argp);
+		return kshim_add(argp, admin);
 	case DEVEMU_KSHIM_IOC_ATTACH:
-		return kshim_attach(argp);
+		return kshim_attach(argp, admin);
 	case DEVEMU_KSHIM_IOC_REMOVE:
-		return kshim_remove(argp);
+		return kshim_remove(argp, admin);
 	default:
 		return -ENOIOCTLCMD;
 	}

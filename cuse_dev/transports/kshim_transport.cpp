@@ -2,6 +2,8 @@
 // kshim transport: a node made by devemu_kshim.ko, served through the module's channel (window, doorbell, interrupt).
 #include "transport.h"
 
+#include "runtime_dirs.h"
+
 #include "devemu/log.h"
 
 #include <algorithm>
@@ -45,6 +47,13 @@ public:
 	int start(ReadyHandler onReady, EndHandler onEnd, std::string &error) override;
 	void stop() override;
 	TransportKind kind() const override { return TransportKind::Kshim; }
+	/* A user's daemon adds user devices: their nodes are in the user's directory. */
+	std::string nodePath() const override
+	{
+		if (!user_)
+			return Transport::nodePath();
+		return fmt::format("/dev/{}/{}/{}", DEVEMU_KSHIM_USER_DIR, geteuid(), parts_.node.name);
+	}
 
 private:
 	void waitDoorbell();
@@ -61,6 +70,7 @@ private:
 	EndHandler onEnd_;
 	std::optional<unsigned> windowIndex_;
 	bool stopped_ = false;
+	const bool user_ = userInstance();
 };
 
 int KshimTransport::start(ReadyHandler onReady, EndHandler onEnd, std::string &error)
@@ -75,7 +85,11 @@ int KshimTransport::start(ReadyHandler onReady, EndHandler onEnd, std::string &e
 				"or modprobe devemu_kshim)",
 				kControlPath);
 		else
-			error = fmt::format("cannot open {}: {}", kControlPath, strerror(err));
+			error = fmt::format("cannot open {}: {}{}", kControlPath, strerror(err),
+					    user_ && err == EACCES
+						    ? " (the devemu group's udev rule gives it to the group's members: "
+						      "see the README, Without root)"
+						    : "");
 		return -err;
 	}
 	doorbellFd_ = UniqueFD(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
@@ -95,6 +109,14 @@ int KshimTransport::start(ReadyHandler onReady, EndHandler onEnd, std::string &e
 	add.mode = parts_.node.mode;
 	add.uid = parts_.node.uid;
 	add.gid = parts_.node.gid;
+	if (user_) {
+		/* A user's node is its own: the unset owner and group (root's) mean the user's. */
+		add.flags |= DEVEMU_KSHIM_ADD_USER;
+		if (add.uid == 0)
+			add.uid = geteuid();
+		if (add.gid == 0)
+			add.gid = getegid();
+	}
 	WindowGeometry geometry;
 	add.queue_depth = geometry.queueDepth;
 	add.slot_size = geometry.slotSize;
@@ -139,6 +161,12 @@ int KshimTransport::start(ReadyHandler onReady, EndHandler onEnd, std::string &e
 	if (channel < 0) {
 		int err = errno;
 		error = fmt::format("the kernel shim refused {}: {}", nodePath(), strerror(err));
+		if (user_ && err == EPERM)
+			error += fmt::format(" (a user's device must be its own uid {}, a group of its own, give others no "
+					     "access (mode {:04o}) and keep its window within {} MiB)",
+					     geteuid(), parts_.node.mode, DEVEMU_KSHIM_USER_WINDOW_MAX >> 20);
+		else if (user_ && err == EDQUOT)
+			error += " (each user may have the kernel shim's max_user_devices devices at once)";
 		return -err;
 	}
 	int ret = Window::attach(UniqueFD(channel), window_);

@@ -391,7 +391,7 @@ def test_control_validation(kshim, abi):
             ("depth 512", k.add_arg("kst-v", depth=2 * abi.DEVEMU_MAX_QUEUE_DEPTH, **ok), errno.EINVAL),
             ("slot 1000", k.add_arg("kst-v", slot=1000, **ok), errno.EINVAL),
             ("slot 2M", k.add_arg("kst-v", slot=2 * abi.DEVEMU_MAX_SLOT_SIZE, **ok), errno.EINVAL),
-            ("flags", k.add_arg("kst-v", flags=1, **ok), errno.EINVAL),
+            ("flags", k.add_arg("kst-v", flags=2, **ok), errno.EINVAL),
             ("reserved", k.add_arg("kst-v", reserved=(0, 0, 0, 0, 1), **ok), errno.EINVAL),
             ("loop without FIFOs", k.add_arg("kst-v", capacity=4096, **ok), errno.EINVAL),
             ("loop without rx", k.add_arg("kst-v", tx=4096, capacity=4096, **ok), errno.EINVAL),
@@ -419,7 +419,7 @@ def test_control_validation(kshim, abi):
                      "REMOVE without NUL")
         expect_errno(lambda: fcntl.ioctl(ctl, IO(0xDE, 0x4F)), errno.ENOTTY, "unknown control ioctl")
 
-        # Not root: the fd is not enough.
+        # Not root: the fd is not enough for an administrator's device (a user device: test_user_devices).
         pid = os.fork()
         if pid == 0:
             os.setgid(65534)
@@ -486,6 +486,107 @@ def test_control_validation(kshim, abi):
     finally:
         for fd in (ctl, db, irq, rp, wp):
             os.close(fd)
+
+
+def as_user(uid, fn, *args):
+    """fn(*args) in a child running as uid (gid uid, no other group); its result, or ("error", ERRNO)."""
+    def run():
+        os.setgroups([])
+        os.setgid(uid)
+        os.setuid(uid)
+        return fn(*args)
+    c = Child(run)
+    res = c.result(30)
+    assert res is not None, f"the child as uid {uid} did not answer"
+    return res
+
+
+def test_user_devices(kshim, abi):
+    """Without CAP_SYS_ADMIN, whoever may open the control node adds user devices of its own only: their
+    nodes in /dev/devemu-user/UID/, owned by the user, no access for others, a bounded window and
+    number; another user neither finds, attaches nor removes them; root removes them by sysfs name."""
+    k = kshim
+    ADD, ATTACH, REMOVE = abi.DEVEMU_KSHIM_IOC_ADD, abi.DEVEMU_KSHIM_IOC_ATTACH, abi.DEVEMU_KSHIM_IOC_REMOVE
+    USER = abi.DEVEMU_KSHIM_ADD_USER
+    alice, bob = 4242, 4343
+    for uid in (alice, bob):
+        for n in ("kst-u", "kst-u2", "kst-u3"):
+            k.device(f"u{uid}:{n}")
+    st = os.stat(k.control)
+    param = "/sys/module/devemu_kshim/parameters/max_user_devices"
+    with open(param) as f:
+        max_user = f.read().strip()
+    # The udev rule's setup: a group (here the users' own gids, one at a time) may open the node.
+    os.chmod(k.control, 0o666)
+
+    def user_session(uid, ops):
+        """Runs ops (name, cmd, add_arg kwargs or a name) as uid on its own control fd; errno per op."""
+        ctl = os.open(k.control, os.O_RDWR)
+        db, irq = os.eventfd(0), os.eventfd(0)
+        out, keep = [], []
+        for cmd, arg in ops:
+            if cmd == "remove":
+                out.append(errno_of(lambda: fcntl.ioctl(ctl, REMOVE, k.name_arg(arg))))
+                continue
+            try:
+                keep.append(fcntl.ioctl(ctl, ADD if cmd == "add" else ATTACH,
+                                        k.add_arg(doorbell=db, irq=irq, **arg)))
+                out.append(0)
+            except OSError as e:
+                out.append(e.errno)
+        return out
+
+    def mine(owner, name, **kw):
+        """An ADD argument for a user device of owner's (node owner and group owner's), kw changed."""
+        return dict(dict(name=name, uid=owner, gid=owner, mode=0o600, flags=USER), **kw)
+
+    try:
+        res = as_user(alice, user_session, alice, [
+            ("add", mine(alice, "kst-u", flags=0)),            # an administrator's device: EPERM
+            ("add", mine(alice, "kst-u", uid=0)),              # a node of another user
+            ("add", mine(alice, "kst-u", gid=0)),              # a group it is not in
+            ("add", mine(alice, "kst-u", mode=0o604)),         # access for others
+            ("add", mine(alice, "kst-u", depth=256, slot=1 << 20)),   # a 256 MiB window
+            ("add", mine(alice, "kst-u", mode=0o660)),         # fine
+            ("add", mine(alice, "kst-u")),                     # its own name twice
+        ])
+        assert res == [errno.EPERM] * 5 + [0, errno.EEXIST], f"alice's ADDs: {res}"
+        st_node = os.stat(f"/dev/{abi.DEVEMU_KSHIM_USER_DIR}/{alice}/kst-u")
+        assert (st_node.st_uid, st_node.st_gid, st_node.st_mode & 0o777) == (alice, alice, 0o660)
+        assert not os.path.exists("/dev/kst-u"), "a user device's node landed in /dev"
+        assert k.sysfs(f"u{alice}:kst-u", "owner") == str(alice)
+        assert k.sysfs(f"u{alice}:kst-u", "state") == "nosrv"  # the child's channel went with it
+
+        res = as_user(bob, user_session, bob, [
+            ("attach", mine(bob, "kst-u")),        # alice's device is not bob's to serve
+            ("remove", f"u{alice}:kst-u"),          # nor to remove by its sysfs name
+            ("remove", "kst-u"),                     # nor by its name
+            ("add", mine(bob, "kst-u")),           # bob's own kst-u, beside alice's
+            ("remove", "kst-u"),                     # removes bob's
+            ("attach", mine(bob, "kst-u")),        # gone: alice's is still not found
+        ])
+        assert res == [errno.ENOENT, errno.ENOENT, errno.ENOENT, 0, 0, errno.ENOENT], f"bob's calls: {res}"
+        assert os.path.exists(f"/sys/class/devemu/u{alice}:kst-u"), "bob's calls reached alice's device"
+        assert not os.path.exists(f"/sys/class/devemu/u{bob}:kst-u")
+
+        res = as_user(alice, user_session, alice, [("attach", mine(alice, "kst-u"))])
+        assert res == [0], f"alice re-attaching her own device: {res}"
+        assert k.sysfs(f"u{alice}:kst-u", "attach_epoch") == "2"
+
+        with open(param, "w") as f:
+            f.write("2")
+        res = as_user(alice, user_session, alice, [("add", mine(alice, "kst-u2")), ("add", mine(alice, "kst-u3"))])
+        assert res == [0, errno.EDQUOT], f"alice past max_user_devices=2: {res}"
+
+        # The administrator removes a user's device by its sysfs name.
+        k.remove(f"u{alice}:kst-u")
+        assert wait_gone(f"/dev/{abi.DEVEMU_KSHIM_USER_DIR}/{alice}/kst-u"), "root's REMOVE left alice's node"
+        res = as_user(alice, user_session, alice, [("remove", "kst-u2")])
+        assert res == [0]
+    finally:
+        with open(param, "w") as f:
+            f.write(max_user)
+        os.chmod(k.control, st.st_mode & 0o7777)
 
 
 def test_echo_io(kshim):

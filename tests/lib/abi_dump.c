@@ -107,7 +107,10 @@ int main(int argc, char **argv)
 	CONST(DEVEMU_MIN_FIFO_SIZE);
 	CONST(DEVEMU_MAX_FIFO_SIZE);
 	CONST(KSHIM_TEST_REV_MAX);
-	printf("\n  },\n  \"strings\": {\n    \"DEVEMU_KSHIM_CONTROL_NAME\": \"%s\"\n  },", DEVEMU_KSHIM_CONTROL_NAME);
+	CONST(DEVEMU_KSHIM_ADD_USER);
+	CONST(DEVEMU_KSHIM_USER_WINDOW_MAX);
+	printf("\n  },\n  \"strings\": {\n    \"DEVEMU_KSHIM_CONTROL_NAME\": \"%s\",\n    \"DEVEMU_KSHIM_USER_DIR\": \"%s\"\n  },",
+	       DEVEMU_KSHIM_CONTROL_NAME, DEVEMU_KSHIM_USER_DIR);
 
 	printf("\n  \"ioctls\": {");
 	sep = "";

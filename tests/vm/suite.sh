@@ -68,6 +68,11 @@ if [[ " $parts " == *" kshim "* ]]; then
 	[[ $kshim_suites == *" service "* ]] && service kshim -k "not plugin"
 	[[ $kshim_suites == *" devices "* ]] && devices kshim
 	[[ $kshim_suites == *" python "* ]] && python_package kshim
+	# The kernel shim as members of the devemu group (user devices), as noroot_cuse.sh does for CUSE.
+	if [[ $kshim_suites == *" service "* ]]; then
+		echo "== tests/vm/noroot_kshim.sh"
+		"$here/noroot_kshim.sh" "$build" || status=1
+	fi
 	rmmod devemu_kshim || { echo "FAIL: rmmod devemu_kshim after the suites"; status=1; }
 fi
 exit $status

@@ -407,7 +407,7 @@ struct devemu_kshim_add {
 	__u32 slot_size; /* page multiple, <= DEVEMU_MAX_SLOT_SIZE; 0 means DEVEMU_DEFAULT_SLOT_SIZE */
 	__s32 doorbell_fd; /* eventfd the module signals */
 	__s32 irq_fd; /* eventfd the daemon writes */
-	__u32 flags; /* reserved: no flags are defined */
+	__u32 flags; /* DEVEMU_KSHIM_ADD_* */
 	__u64 features; /* features the daemon accepts of DEVEMU_KSHIM_FEATURES */
 	/*
 	 * Stream FIFO sizes (DEVEMU_F_STREAM accepted): 0, or a power of 2
@@ -423,6 +423,22 @@ struct devemu_kshim_add {
 	__u32 stream_capacity;
 	__u32 reserved[5]; /* must be 0 */
 };
+
+/*
+ * flags: a user device. Without CAP_SYS_ADMIN only user devices can be added,
+ * re-attached and removed, by whoever may open the control node for writing
+ * (a udev rule gives it to a group): the device is the caller's (its euid),
+ * its node /dev/devemu-user/UID/NAME (the names of different users never
+ * collide, and no user places a node where a system path is expected), uid
+ * the caller's, gid one of the caller's groups, no permission bits for others,
+ * a window of at most DEVEMU_KSHIM_USER_WINDOW_MAX bytes of slots, and at most
+ * the module parameter max_user_devices of them per user (-EDQUOT). ATTACH
+ * with the flag and REMOVE by a user reach that user's own devices only; an
+ * administrator removes one by its sysfs name, uUID:NAME.
+ */
+#define DEVEMU_KSHIM_ADD_USER (1U << 0)
+#define DEVEMU_KSHIM_USER_WINDOW_MAX (16U << 20)
+#define DEVEMU_KSHIM_USER_DIR "devemu-user"
 
 /* Creates /dev/NAME and returns a channel fd (O_CLOEXEC). -EEXIST if NAME exists. */
 #define DEVEMU_KSHIM_IOC_ADD _IOW(0xDE, 0x40, struct devemu_kshim_add)
