@@ -4,8 +4,8 @@
 #
 # Usage: tests/bench/run.sh [--targets LIST] [--skip LIST] [--seconds S] [--pin CPUS|none] [--raw FILE]
 #   LIST is comma-separated from: kernel bare-cuse devemu-cuse devemu-kshim devemu-kshim-req
-#   devemu-kshim-poll devemu-fuse python-cuse python-fuse (the zero model written in Python,
-#   examples/python/zero.py). devemu-kshim serves reads and writes from the window's stream FIFOs
+#   devemu-kshim-poll devemu-fuse python-cuse python-kshim python-fuse (the zero model written in Python,
+#   examples/python/zero.py; over the kernel shim it takes the request path, like devemu-kshim-req). devemu-kshim serves reads and writes from the window's stream FIFOs
 #   (the default); devemu-kshim-req is the same device with fifo=off (a request per call).
 #   (default: all; a target whose prerequisites are missing is skipped with a note).
 # Environment:
@@ -49,7 +49,7 @@ if [[ ${DEVEMU_IN_VM:-} == 1 ]]; then pin=${BENCH_PIN:-0}; else pin=${BENCH_PIN:
 read -r -a devemud_args <<<"${DEVEMUD_ARGS:-}"
 
 all_targets=(kernel bare-cuse devemu-cuse devemu-kshim devemu-kshim-req devemu-kshim-poll devemu-fuse python-cuse
-	python-fuse)
+	python-kshim python-fuse)
 bench_model=${BENCH_MODEL:-zero}
 case $bench_model in
 zero) kernel_node=/dev/zero ;;
@@ -234,6 +234,10 @@ setup_target() {
 	python-cuse)
 		[[ -c /dev/cuse ]] || { skip_note[$1]="no /dev/cuse (kernel without CUSE; run in tests/vm)"; return 1; }
 		MODEL=$python_zero start_devemud "$1" cuse
+		;;
+	python-kshim)
+		[[ -d /sys/module/devemu_kshim ]] || { skip_note[$1]="devemu_kshim.ko not loaded"; return 1; }
+		MODEL=$python_zero start_devemud "$1" kshim
 		;;
 	python-fuse)
 		[[ -c /dev/fuse ]] || { skip_note[$1]="no /dev/fuse"; return 1; }
@@ -505,7 +509,9 @@ summaries=$(for t in "${active[@]}"; do
 	[[ $t == kernel ]] && continue
 	[[ $t == devemu-* ]] && summary "$t" bare-cuse
 	[[ $t == devemu-kshim* ]] && summary "$t" devemu-cuse
-	[[ $t == python-* ]] && summary "$t" "devemu-${t#python-}"  # the cost of Python against the C++ zero
+	# the cost of Python against the C++ zero on the same path (kshim: both on the request path)
+	[[ $t == python-kshim ]] && summary "$t" devemu-kshim-req
+	[[ $t == python-cuse || $t == python-fuse ]] && summary "$t" "devemu-${t#python-}"
 	summary "$t" kernel
 done)
 [[ -n $summaries ]] && printf '\n%s\n' "$summaries"
