@@ -11,19 +11,16 @@ stderr), 126 when PROG cannot be executed, 127 when it is not found (as env(1) a
 import argparse
 import os
 import shutil
-import signal
 import sys
 import tempfile
 
 from .daemon import TRANSPORTS, Daemon, DaemonError, Error, Unavailable
+from .job import controlling_terminal, enter_child, wait_job
 from .mountns import MountError, enter
 
 EXIT_FAILURE = 125
 EXIT_CANNOT_EXECUTE = 126
 EXIT_NOT_FOUND = 127
-# Signals sent to devemu-run that it passes on to the program (SIGINT and SIGQUIT from a terminal
-# reach the program directly: they go to the whole foreground process group).
-FORWARDED = (signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
 
 
 class UsageError(Exception):
@@ -57,12 +54,14 @@ def namespaces_unavailable():
 
 def run_program(argv, binds):
     """Forks; the child enters a private mount namespace with binds [(node, path)] in place and
-    execs argv. Returns the exit status as a shell reports it (128+N for signal N)."""
+    execs argv, as a job of its own (devemu.job: signals reach it once, Ctrl-Z and fg work). Returns
+    the exit status as a shell reports it (128+N for signal N)."""
+    tty = controlling_terminal()
+    parent = os.getpid()
     pid = os.fork()
     if pid == 0:
         try:
-            for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGQUIT) + FORWARDED:
-                signal.signal(sig, signal.SIG_DFL)  # Python's own dispositions would survive exec
+            enter_child(tty, parent)
             try:
                 enter(binds)
             except (MountError, OSError) as e:
@@ -78,21 +77,11 @@ def run_program(argv, binds):
                 os._exit(EXIT_CANNOT_EXECUTE)
         finally:
             os._exit(EXIT_FAILURE)
-    previous = {}
     try:
-        previous[signal.SIGINT] = signal.signal(signal.SIGINT, signal.SIG_IGN)
-        previous[signal.SIGQUIT] = signal.signal(signal.SIGQUIT, signal.SIG_IGN)
-        for sig in FORWARDED:
-            previous[sig] = signal.signal(sig, lambda n, _f: os.kill(pid, n))
-        while True:
-            try:
-                _, status = os.waitpid(pid, 0)
-                break
-            except InterruptedError:
-                continue
+        status = wait_job(pid, tty)
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        if tty is not None:
+            os.close(tty)
     if os.WIFSIGNALED(status):
         return 128 + os.WTERMSIG(status)
     return os.WEXITSTATUS(status)

@@ -55,6 +55,39 @@ def test_the_programs_exit_status_and_a_killing_signal_are_passed_through(devemu
     assert r.returncode == 125 and "devemud did not start" in r.stderr and "nosuchmodel" in r.stderr, r
 
 
+@pytest.mark.parametrize("how", ["kill", "killpg"])
+def test_a_signal_sent_to_devemu_run_reaches_the_program_exactly_once(opts, transport, tmp_path, how):
+    """SIGINT by kill() to devemu-run's pid, or to its process group (as a terminal's Ctrl-C or a supervisor
+    does): the program, in a job of its own, gets it once either way and goes on."""
+    from devemu_testlib import processes
+    ready, go = tmp_path / "ready", tmp_path / "go"
+    prog = tmp_path / "counter.sh"
+    prog.write_text(f"#!/bin/sh\nn=0\ntrap 'n=$((n+1))' INT\ntouch {ready}\n"
+                    f"while [ ! -e {go} ]; do sleep 0.05; done\necho caught $n\n")
+    prog.chmod(0o755)
+    name = unique("lo")
+    p = processes.popen([sys.executable, os.path.join(BIN, "devemu-run"), "--transport", transport, "--devemud",
+                         opts.devemud, "--device", f"{name}=zero", "--", str(prog)],
+                        stdout=processes.subprocess.PIPE, stderr=processes.subprocess.PIPE, text=True,
+                        start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not ready.exists() and p.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert ready.exists(), p.communicate(timeout=10)
+        (os.kill if how == "kill" else os.killpg)(p.pid, signal.SIGINT)
+        time.sleep(0.5)
+        go.touch()
+        out, err = p.communicate(timeout=30)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+        processes.forget(p)
+    assert p.returncode == 0, err
+    assert out == "caught 1\n", (out, err)
+
+
 def test_a_shell_script_reads_an_umockdev_script_replay_in_a_directory_the_host_lacks(devemu_run, tmp_path):
     script = tmp_path / "modem.script"
     script.write_text("w 0 AT^M\nr 10 OK^M^J\n")
