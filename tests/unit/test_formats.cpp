@@ -186,6 +186,44 @@ TEST_CASE("replay evemu=: EVIOCG* of any length answered, input_event reads at t
 	CHECK(eventAt(second->data, 0).time.tv_usec == 60000); /* the recorded time stamp */
 }
 
+TEST_CASE("replay evemu=: a 32-bit caller reads 16-byte input_events; a smaller buffer is EINVAL")
+{
+	TempFile events(kKeyboard, "kbd.events");
+	Harness h("replay", { { "evemu", events.path }, { "speed", "0" } });
+	int fh = h.open(O_RDONLY);
+	REQUIRE(fh >= 0);
+	h.setCompat(true);
+	CHECK(h.read(fh, 15)->result == -EINVAL);
+	auto two = h.read(fh, 16 * 2 + 8); /* room for two whole events of the first frame's three */
+	REQUIRE(two->done);
+	REQUIRE(two->data.size() == 32);
+	struct Event32 {
+		int32_t sec, usec;
+		uint16_t type, code;
+		int32_t value;
+	};
+	static_assert(sizeof(Event32) == 16);
+	auto at = [](const std::vector<std::byte> &d, size_t i) {
+		Event32 e;
+		std::memcpy(&e, d.data() + i * 16, 16);
+		return e;
+	};
+	CHECK(at(two->data, 1).type == EV_KEY);
+	CHECK(at(two->data, 1).code == KEY_A);
+	CHECK(at(two->data, 1).value == 1);
+	/* The third event of the frame next, then the 64-bit layout again for a 64-bit caller. */
+	auto third = h.read(fh, 16 * 8);
+	REQUIRE(third->done);
+	CHECK(third->data.size() == 16);
+	CHECK(at(third->data, 0).type == EV_SYN);
+	h.setCompat(false);
+	auto next = h.read(fh, 24 * 8);
+	REQUIRE(next->done);
+	CHECK(next->data.size() % sizeof(input_event) == 0);
+	CHECK(eventAt(next->data, 0).value == 0);
+	CHECK(eventAt(next->data, 0).time.tv_usec == 60000);
+}
+
 TEST_CASE("replay ioctl=: umockdev's answers alone; a query never recorded gets ENOTTY")
 {
 	TempFile ioctls("@DEV /dev/input/event5\nEVIOCGBIT(1) 4 FEFFFFFF\nEVIOCGID 0 0300341278561101\n", "kbd.ioctl");

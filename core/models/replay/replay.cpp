@@ -212,6 +212,8 @@ public:
 			consume(c);
 			return static_cast<ssize_t>(result);
 		}
+		if (config_.source == Source::Evemu && f.compat)
+			return readEvents32(c, *op, out);
 		size_t n = std::min(out.size(), op->data.size() - c.readOffset);
 		std::memcpy(out.data(), op->data.data() + c.readOffset, n);
 		c.readOffset += n;
@@ -219,6 +221,37 @@ public:
 			consume(c);
 		ctx_.notify(); /* fewer bytes readable: the shadow the kernel shim answers FIONREAD from must say so */
 		return static_cast<ssize_t>(n);
+	}
+
+	/*
+	 * evemu events for a 32-bit caller: whole 16-byte struct input_events (its
+	 * timeval is two 32-bit longs), as evdev's compat read gives them; EINVAL
+	 * for a buffer smaller than one. The position stays in the 64-bit events
+	 * the recording holds, so 32- and 64-bit readers of one replay agree.
+	 */
+	ssize_t readEvents32(Cursor &c, const TraceOp &op, std::span<std::byte> out)
+	{
+		constexpr size_t kEvent64 = 24, kEvent32 = 16;
+		if (out.size() < kEvent32)
+			return -EINVAL;
+		size_t first = c.readOffset / kEvent64;
+		size_t n = std::min(out.size() / kEvent32, op.data.size() / kEvent64 - first);
+		for (size_t i = 0; i < n; i++) {
+			const uint8_t *e = op.data.data() + (first + i) * kEvent64;
+			int64_t sec, usec;
+			std::memcpy(&sec, e, 8);
+			std::memcpy(&usec, e + 8, 8);
+			auto sec32 = static_cast<int32_t>(sec), usec32 = static_cast<int32_t>(usec);
+			std::byte *o = out.data() + i * kEvent32;
+			std::memcpy(o, &sec32, 4);
+			std::memcpy(o + 4, &usec32, 4);
+			std::memcpy(o + 8, e + 16, 8); /* type, code, value: the same in both layouts */
+		}
+		c.readOffset = (first + n) * kEvent64;
+		if (c.readOffset == op.data.size())
+			consume(c);
+		ctx_.notify();
+		return static_cast<ssize_t>(n * kEvent32);
 	}
 
 	ssize_t write(OpenFile &f, std::span<const std::byte> in) override
