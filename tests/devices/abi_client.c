@@ -7,6 +7,7 @@
  *
  *   abi_client evdev /dev/NODE   event size, a written key read back, FIONREAD, EVIOCSFF sizes
  *   abi_client i2c /dev/NODE     I2C_FUNCS (and what it wrote), SMBus and I2C_RDWR against an EEPROM at 0x50
+ *   abi_client events /dev/NODE N   EVIOCGVERSION, then reads N input events (blocking), one line each with its time stamp
  *
  * It uses the caller's own struct layouts from the system headers: a
  * 32-bit build has 16-byte input_events, 12-byte i2c_msgs and a 4-byte
@@ -20,6 +21,7 @@
 #include <linux/input.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <time.h>
@@ -143,6 +145,33 @@ static int i2c(const char *path)
 	return 0;
 }
 
+/* Reads count events in the caller's layout, whatever the reads return at a time. */
+static int events(const char *path, int count)
+{
+	int fd = open(path, O_RDONLY);
+	if (fd < 0) {
+		perror(path);
+		return 1;
+	}
+	printf("sizeof_input_event=%zu\n", sizeof(struct input_event));
+	/* As evdev clients do first (evtest, libevdev); on CUSE it is also what tells the daemon a 32-bit task calls. */
+	int version = 0;
+	report_errno("EVIOCGVERSION", ioctl(fd, EVIOCGVERSION, &version));
+	for (int i = 0; i < count;) {
+		struct input_event in[8];
+		ssize_t n = read(fd, in, sizeof(in));
+		if (n <= 0 || n % sizeof(in[0])) {
+			printf("read=%zd errno=%s\n", n, n < 0 ? strerrorname_np(errno) : "-");
+			return 1;
+		}
+		for (size_t k = 0; k < n / sizeof(in[0]) && i < count; k++, i++)
+			printf("event%d=%u %u %d time=%lld.%06ld\n", i, in[k].type, in[k].code, in[k].value,
+			       (long long)in[k].input_event_sec, (long)in[k].input_event_usec);
+	}
+	close(fd);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -150,6 +179,8 @@ int main(int argc, char **argv)
 		return evdev(argv[2]);
 	if (argc == 3 && !strcmp(argv[1], "i2c"))
 		return i2c(argv[2]);
-	fprintf(stderr, "usage: abi_client evdev|i2c /dev/NODE\n");
+	if (argc == 4 && !strcmp(argv[1], "events"))
+		return events(argv[2], atoi(argv[3]));
+	fprintf(stderr, "usage: abi_client evdev|i2c /dev/NODE, abi_client events /dev/NODE N\n");
 	return 2;
 }

@@ -96,3 +96,32 @@ def test_i2c_funcs_smbus_and_rdwr_in_the_callers_layout(devemud, opts, need_cuse
     # The model's own view agrees: the bytes landed in the EEPROM at 0x10.
     dump = d.inject(name, "eeprom", "0x50", "dump")
     assert re.search(r"^10: 5a c3 ", dump, re.M), dump
+
+
+KEYBOARD_EVENTS = """# EVEMU 1.3
+N: devemu compat kbd
+I: 0003 1234 5678 0111
+P: 00 00 00 00 00 00 00 00
+B: 00 13 00 00 00 00 00 00 00
+B: 01 00 00 00 40 00 00 00 00
+A: 00 0 1023 0 0 12
+E: 1700000000.250000 0001 001e 0001
+E: 1700000000.250000 0000 0000 0000
+E: 1700000000.300000 0001 001e 0000
+E: 1700000000.300000 0000 0000 0000
+"""
+
+
+@pytest.mark.parametrize("bits", [64, 32])
+def test_an_evemu_replay_is_read_in_the_callers_layout(devemud, opts, tmp_path, bits):
+    """The replay model serves evemu's events as 24-byte input_events to a 64-bit program and as 16-byte ones to
+    a 32-bit program, with the recorded time stamps, as the kernel's evdev does for the two."""
+    recording = tmp_path / "kbd.events"
+    recording.write_text(KEYBOARD_EVENTS)
+    name = unique("kbd")
+    d = devemud((name, f"replay,evemu={recording},speed=0"))
+    r = run([client_path(opts, bits), "events", d.node(name), "4"], timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"sizeof_input_event={24 if bits == 64 else 16}\n" in r.stdout
+    assert r.stdout.splitlines()[2:] == ["event0=1 30 1 time=1700000000.250000", "event1=0 0 0 time=1700000000.250000",
+                                         "event2=1 30 0 time=1700000000.300000", "event3=0 0 0 time=1700000000.300000"]
