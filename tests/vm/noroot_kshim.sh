@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 # The kernel shim without root, in the guest: members of the devemu group serve user devices of their own
-# (/dev/devemu-user/UID/NAME); an outsider cannot; one member cannot reach another's; i2cget reads one.
+# (/dev/devemu-user/UID/NAME); an outsider cannot; one member cannot reach another's; i2cget reads one; the
+# pytest fixture runs as a member.
 #
 #   tests/vm/run tests/vm/noroot_kshim.sh BUILD      (with devemu_kshim.ko loaded)
 #
@@ -139,4 +140,11 @@ if command -v i2cget >/dev/null; then
 	fi
 	rm -f /dev/i2c-7
 fi
+# 6. The pytest fixture as a member on the kernel shim: a Python device and a Python I2C chip, at the paths
+# the daemon reports (/dev/devemu-user/4242/...).
+out=$(as 4242 "$group" env PYTHONDONTWRITEBYTECODE=1 /usr/bin/python3 -m pytest -q -p no:cacheprovider \
+	"$repo/tests/python/test_python_devices.py" -k "class_of_the_test_module or i2c_chip_of_the_test_module" \
+	--devemu-transport kshim --devemu-devemud "$devemud" 2>&1)
+[[ $out == *"2 passed"* && $out != *failed* ]] && pass "the pytest fixture serves a member's devices over the kernel shim" ||
+	fail "the pytest fixture as a member on kshim: $out"
 exit $failed
