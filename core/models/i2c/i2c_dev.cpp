@@ -411,20 +411,6 @@ const InjectVerb<I2cModel> I2cModel::kVerbs[4] = {
 	  &I2cModel::injectChipVerb },
 };
 
-/* "python:FILE[:CLASS]" -> the chip's script and class (default Chip); false with a message. */
-bool parsePythonChip(const std::string &kind, PythonChipSpec &chip, std::string &error)
-{
-	chip.script = kind.substr(7);
-	chip.cls = "Chip";
-	auto colon = chip.script.rfind(':');
-	std::string ignored;
-	if (colon != std::string::npos && python::checkClassName(chip.script.substr(colon + 1), ignored)) {
-		chip.cls = chip.script.substr(colon + 1);
-		chip.script.resize(colon);
-	}
-	return python::checkScript(chip.script, error);
-}
-
 /*
  * "eeprom@0x50+lm75@0x48+python:FILE:CLASS@0x20" -> the bus and the Python
  * chips to make at start; false with a message on a bad spec.
@@ -467,7 +453,7 @@ bool parseSlaves(const std::string &spec, uint8_t fill, int halfDegrees, I2cBus 
 			chip = std::make_unique<Lm75>(halfDegrees);
 		else if (kind.rfind("python:", 0) == 0 && kind.size() > 7) {
 			PythonChipSpec python{ static_cast<uint16_t>(addr), {}, {} };
-			if (!parsePythonChip(kind, python, error)) {
+			if (!python::parseScriptAndClass(kind.substr(7), "Chip", python.script, python.cls, error)) {
 				error = fmt::format("'{}': {}", item, error);
 				return false;
 			}

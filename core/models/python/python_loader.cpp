@@ -66,6 +66,20 @@ Backend *loadBackend(std::string &error)
 	return backend;
 }
 
+bool parseScriptAndClass(const std::string &text, const char *defaultClass, std::string &script, std::string &cls,
+			 std::string &error)
+{
+	script = text;
+	cls = defaultClass;
+	auto colon = script.rfind(':');
+	std::string ignored;
+	if (colon != std::string::npos && checkClassName(script.substr(colon + 1), ignored)) {
+		cls = script.substr(colon + 1);
+		script.resize(colon);
+	}
+	return checkScript(script, error);
+}
+
 bool checkScript(const std::string &path, std::string &error)
 {
 	if (path.empty()) {

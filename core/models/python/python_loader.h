@@ -33,8 +33,8 @@ public:
 							   std::string &error) = 0;
 	/* Imports script, instantiates cls(chip) as the chip at addr on an i2c device's bus. */
 	virtual std::unique_ptr<I2cSlave> makeI2cChip(const Strand &strand, const std::string &script,
-						      const std::string &cls, const std::string &device,
-						      uint16_t addr, std::string &error) = 0;
+						      const std::string &cls, const std::string &device, uint16_t addr,
+						      std::string &error) = 0;
 };
 
 /*
@@ -46,5 +46,13 @@ Backend *loadBackend(std::string &error);
 /* Option checks that acquire nothing: the script is a readable file, cls a Python identifier. */
 bool checkScript(const std::string &path, std::string &error);
 bool checkClassName(const std::string &name, std::string &error);
+
+/*
+ * "FILE[:CLASS]" (what follows "python:" in far= and i2c slaves=): a last
+ * part that is a class name is the class, else defaultClass; the file must be
+ * readable. False with error.
+ */
+bool parseScriptAndClass(const std::string &text, const char *defaultClass, std::string &script, std::string &cls,
+			 std::string &error);
 
 } // namespace devemu::python

@@ -295,17 +295,8 @@ bool parseFarSpec(const std::string &text, FarSpec &spec, std::string &error)
 		spec.kind = FarKind::Unix;
 		spec.path = text.substr(5);
 	} else if (text.rfind("python:", 0) == 0 && text.size() > 7) {
-		/* python:FILE[:CLASS]: a last part that is a class name is the class. */
 		spec.kind = FarKind::Python;
-		spec.path = text.substr(7);
-		spec.cls = "FarEnd";
-		auto colon = spec.path.rfind(':');
-		std::string ignored;
-		if (colon != std::string::npos && python::checkClassName(spec.path.substr(colon + 1), ignored)) {
-			spec.cls = spec.path.substr(colon + 1);
-			spec.path.resize(colon);
-		}
-		return python::checkScript(spec.path, error);
+		return python::parseScriptAndClass(text.substr(7), "FarEnd", spec.path, spec.cls, error);
 	} else {
 		error = "expected loopback, pty, tcp:PORT, tcp:HOST:PORT, unix:PATH or python:FILE[:CLASS]";
 		return false;
