@@ -173,37 +173,35 @@ private:
 	/* chip ADDR: the chip's description; chip ADDR ARGS...: the chip's own verbs (a Python chip's inject()). */
 	int injectChipVerb(const std::vector<std::string> &args, std::string &reply)
 	{
-		auto addr = args.size() > 1 ? parseUnsigned(args[1]) : std::nullopt;
-		auto it = addr ? bus_.slaves().find(static_cast<uint16_t>(*addr)) : bus_.slaves().end();
-		if (!addr) {
-			reply = "chip needs a slave address (e.g. chip 0x20)";
-			return -EINVAL;
-		}
-		if (it == bus_.slaves().end()) {
-			reply = fmt::format("no chip at 0x{:02x}", *addr);
-			return -ENODEV;
-		}
+		I2cSlave *chip = nullptr;
+		if (int err = injectChip(args, reply, chip))
+			return err;
 		if (args.size() == 2) {
-			reply = it->second->describe();
+			reply = chip->describe();
 			return 0;
 		}
-		return it->second->inject({ args.begin() + 2, args.end() }, reply);
+		return chip->inject({ args.begin() + 2, args.end() }, reply);
 	}
 
-	/* The chip of the kind the verb is about (temp: lm75, eeprom: eeprom) at the address args[1] names. */
+	/*
+	 * The chip at the address args[1] names, of the kind the verb is about
+	 * (temp: lm75, eeprom: eeprom; chip: any).
+	 */
 	int injectChip(const std::vector<std::string> &args, std::string &reply, I2cSlave *&chip)
 	{
 		const std::string &verb = args[0];
 		auto addr = args.size() > 1 ? parseUnsigned(args[1]) : std::nullopt;
 		if (!addr) {
 			reply = fmt::format("{} needs a slave address (e.g. {} 0x{:02x})", verb, verb,
-					    verb == "temp" ? 0x48 : 0x50);
+					    verb == "temp"   ? 0x48
+					    : verb == "chip" ? 0x20
+							     : 0x50);
 			return -EINVAL;
 		}
 		auto it = bus_.slaves().find(static_cast<uint16_t>(*addr));
-		const char *want = verb == "temp" ? "lm75" : "eeprom";
-		if (it == bus_.slaves().end() || it->second->kind() != std::string_view(want)) {
-			reply = fmt::format("no {} at 0x{:02x}", want, *addr);
+		const char *want = verb == "temp" ? "lm75" : verb == "eeprom" ? "eeprom" : nullptr;
+		if (it == bus_.slaves().end() || (want && it->second->kind() != std::string_view(want))) {
+			reply = fmt::format("no {} at 0x{:02x}", want ? want : "chip", *addr);
 			return -ENODEV;
 		}
 		chip = it->second.get();

@@ -98,13 +98,12 @@ public:
 	uint8_t readByte()
 	{
 		InPython inPython;
-		if (!py::hasattr(*obj_, "read")) {
-			wrongReturn("read", "a byte (the class has no read())");
+		auto r = call("read");
+		if (!r) {
+			if (!fault_) /* no raise: the class has no read() */
+				wrongReturn("read", "a byte (the class has no read())");
 			return 0xff;
 		}
-		auto r = call("read");
-		if (!r)
-			return 0xff;
 		if (py::isinstance<py::int_>(*r) && !py::isinstance<py::bool_>(*r)) {
 			long v = r->cast<long>();
 			if (v >= 0 && v <= 0xff)
