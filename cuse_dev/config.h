@@ -28,8 +28,8 @@ struct DeviceSpec {
 	std::optional<mode_t> mode;
 	std::optional<uid_t> uid;
 	std::optional<gid_t> gid;
-	/* fifo=off: the kernel shim serves this device's reads and writes by requests; fifo=on: from stream
-	 * FIFOs, loops (loopback) included; unset: FIFOs for the models that stream, loops excepted. */
+	/* fifo=off: the kernel shim serves this device's reads and writes by requests; fifo=on or unset: from
+	 * stream FIFOs for the models that stream, loops (loopback) included. */
 	std::optional<bool> fifo;
 	bool fromFile = false; /* declared in the config file: SIGHUP may change or remove it */
 

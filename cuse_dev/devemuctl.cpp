@@ -119,9 +119,12 @@ void printStats(const json &r)
 		r[key::name].get<std::string>(), r[key::openFiles].get<uint64_t>(), r[key::opens].get<uint64_t>(),
 		r[key::bytesIn].get<uint64_t>(), r[key::bytesOut].get<uint64_t>(), r[key::dropped].get<uint64_t>(),
 		r[key::waited].get<uint64_t>(), r[key::cancelled].get<uint64_t>());
-	fmt::print("{:<8} {:>10} {:>8}  latency (count below N us)\n", "OP", "REQUESTS", "ERRORS");
+	fmt::print("{:<8} {:>10} {:>8}  latency (count below N us; in-kernel: served from FIFOs)\n", "OP", "REQUESTS",
+		   "ERRORS");
 	for (const auto &[op, s] : r[key::operations].items()) {
 		std::string hist;
+		if (uint64_t inKernel = s.value(key::inKernel, uint64_t(0)))
+			hist += fmt::format(" in-kernel:{}", inKernel);
 		for (const auto &b : s[key::latency])
 			hist += b[key::belowUs].is_null() ? fmt::format(" slower:{}", b[key::count].get<uint64_t>())
 							  : fmt::format(" <{}:{}", b[key::belowUs].get<uint64_t>(),

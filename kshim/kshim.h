@@ -88,6 +88,9 @@ struct kshim_fifo {
 	u32 index;			/* the module's: rx head, tx tail (under lock) */
 	struct mutex lock;		/* one caller moves bytes at a time */
 	wait_queue_head_t wait;		/* callers blocked on empty rx / full tx */
+	spinlock_t count_lock;		/* calls and waiters, and their copies in ctl */
+	u32 calls;			/* read()/write() calls served from the FIFO */
+	u32 waiters;			/* callers blocked on it now */
 };
 
 /*

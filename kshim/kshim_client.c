@@ -237,6 +237,33 @@ static u32 kshim_fifo_record(struct kshim_fifo *f)
 }
 
 /*
+ * Whether a call goes to the FIFO: the direction has one and the core does
+ * not divert its calls to requests (uapi: Diverted).
+ */
+static bool kshim_fifo_serves(struct kshim_fifo *f)
+{
+	return f->size && !READ_ONCE(f->ctl->divert);
+}
+
+/*
+ * The counts the core reports in its statistics (uapi: Diverted): a call
+ * served from the FIFO (calls += 1), a caller starting or ending a wait
+ * (waiters += 1 or -1). Published under a lock so the copy in the window is
+ * never left behind a later change.
+ */
+static void kshim_fifo_count(struct kshim_fifo *f, u32 calls, int waiters)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(&f->count_lock, flags);
+	f->calls += calls;
+	f->waiters += waiters;
+	WRITE_ONCE(f->ctl->calls, f->calls);
+	WRITE_ONCE(f->ctl->waiters, f->waiters);
+	spin_unlock_irqrestore(&f->count_lock, flags);
+}
+
+/*
  * Copies n bytes between the caller and the FIFO's bytes at index, in at most
  * two pieces (the ring wraps). Returns the bytes not copied.
  */
@@ -380,6 +407,7 @@ static ssize_t kshim_fifo_read(struct kshim_channel *ch, struct file *file,
 	bool was_full = false, waited = false;
 	long fill;
 	size_t n;
+	int ret;
 
 	if (count < record)
 		return -EINVAL;
@@ -406,9 +434,12 @@ static ssize_t kshim_fifo_read(struct kshim_channel *ch, struct file *file,
 		if (nonblock && (!ch->loop_capacity ||
 				 kshim_loop_fill(ch) < record))
 			return -EAGAIN;
-		if (wait_event_interruptible(f->wait,
-					     kshim_fifo_readable(ch, count, record,
-								 nonblock)))
+		kshim_fifo_count(f, 0, 1);
+		ret = wait_event_interruptible(f->wait,
+					       kshim_fifo_readable(ch, count, record,
+								   nonblock));
+		kshim_fifo_count(f, 0, -1);
+		if (ret)
 			return -EINTR;
 		waited = true;
 	}
@@ -424,6 +455,7 @@ static ssize_t kshim_fifo_read(struct kshim_channel *ch, struct file *file,
 	smp_store_release(&f->ctl->head, f->index + n);
 	WRITE_ONCE(f->index, f->index + n);
 	mutex_unlock(&f->lock);
+	kshim_fifo_count(f, 1, 0);
 	kshim_fifo_kick(ch, f, fill - n, true);
 	if (ch->loop_capacity) {
 		/* A loop's room is ours to give: wake writers, and pollers on POLLOUT. */
@@ -501,13 +533,18 @@ static ssize_t kshim_fifo_write(struct kshim_channel *ch, struct file *file,
 			ret = -EAGAIN;
 			break;
 		}
-		if (wait_event_interruptible(f->wait,
-					     kshim_fifo_writable(ch, need))) {
+		kshim_fifo_count(f, 0, 1);
+		ret = wait_event_interruptible(f->wait,
+					       kshim_fifo_writable(ch, need));
+		kshim_fifo_count(f, 0, -1);
+		if (ret) {
 			ret = -EINTR;
 			break;
 		}
 		waited = true;
 	}
+	if (done)
+		kshim_fifo_count(f, 1, 0);
 	return done ? done : ret;
 }
 
@@ -518,6 +555,7 @@ static ssize_t kshim_read(struct file *file, char __user *buf, size_t count,
 	struct kshim_file *kf = file->private_data;
 	struct kshim_channel *ch;
 	struct kshim_req req;
+	bool diverted_loop;
 	ssize_t ret;
 	u32 tag, len;
 
@@ -526,19 +564,28 @@ static ssize_t kshim_read(struct file *file, char __user *buf, size_t count,
 	ch = kshim_file_channel(kf);
 	if (IS_ERR(ch))
 		return PTR_ERR(ch);
-	if (ch->rx.size) {
+	if (kshim_fifo_serves(&ch->rx)) {
 		ret = kshim_fifo_read(ch, file, buf, count);
+		goto out_put_channel;
+	}
+	/*
+	 * A loop's diverted read (uapi: Diverted): the core hands it the bytes
+	 * in rx first, so no FIFO read may move the head meanwhile.
+	 */
+	diverted_loop = ch->rx.size && ch->loop_capacity;
+	if (diverted_loop && mutex_lock_interruptible(&ch->rx.lock)) {
+		ret = -EINTR;
 		goto out_put_channel;
 	}
 	ret = kshim_tag_get(ch, &tag);
 	if (ret)
-		goto out_put_channel;
+		goto out_unlock;
 	len = min_t(size_t, count, ch->slot_size);
 	kshim_req_init(&req, ch, file, DEVEMU_OP_READ, tag, kf->fh);
 	req.sqe.len = len;
 	if (kshim_call(ch, &req)) {
 		ret = -EINTR;
-		goto out_put_channel;
+		goto out_unlock;
 	}
 	if (req.result < 0) {
 		ret = kshim_errno(kf->kdev, req.result);
@@ -551,6 +598,14 @@ static ssize_t kshim_read(struct file *file, char __user *buf, size_t count,
 		ret = req.result;
 	}
 	kshim_tag_put(ch, tag);
+out_unlock:
+	if (diverted_loop) {
+		/* The head moves past what the core took; their room is the writers'. */
+		kshim_loop_discard(ch);
+		mutex_unlock(&ch->rx.lock);
+		wake_up_interruptible(&ch->tx.wait);
+		kshim_wake_stream_files(ch);
+	}
 out_put_channel:
 	kshim_channel_put(ch);
 	return ret;
@@ -576,7 +631,7 @@ static ssize_t kshim_write(struct file *file, const char __user *buf,
 	ch = kshim_file_channel(kf);
 	if (IS_ERR(ch))
 		return PTR_ERR(ch);
-	if (ch->tx.size) {
+	if (kshim_fifo_serves(&ch->tx)) {
 		ret = kshim_fifo_write(ch, file, buf, count);
 		goto out_put_channel;
 	}

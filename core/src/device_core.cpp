@@ -110,8 +110,14 @@ unsigned DeviceCore::attachWindow(Window &window, InterruptHandler interrupt)
 	if (aw.loop) {
 		aw.adjust = loopAdjust(aw);
 		storeRelease(window.rxFifo().adjust, aw.adjust);
+		aw.rxDiscard = window.rxFifo().discard;
 	}
+	if (streamRx)
+		aw.rxCallsSeen = window.rxFifo().calls;
+	if (streamTx)
+		aw.txCallsSeen = window.txFifo().calls;
 	windows_.push_back(std::move(aw));
+	publishDivert();
 	return static_cast<unsigned>(windows_.size() - 1);
 }
 
@@ -416,17 +422,25 @@ bool DeviceCore::attempt(Request &req)
 
 	switch (sqe.opcode) {
 	case DEVEMU_OP_READ: {
-		ssize_t n = modelRead(f, slot.first(sqe.len));
+		uint32_t fromFifo = 0;
+		ssize_t n =
+			aw.loop ? loopRead(aw, f, slot.first(sqe.len), fromFifo) : modelRead(f, slot.first(sqe.len));
 		if (n == -EAGAIN && !nonblock)
 			return false;
+		/* The receive FIFO's bytes count when the driver's head passes them (pumpRx). */
 		if (n > 0)
-			stats_.bytesOut += static_cast<uint64_t>(n);
+			stats_.bytesOut += static_cast<uint64_t>(n) - fromFifo;
+		/* Before the caller can see its answer: the bytes it took are no longer in flight. */
+		if (aw.loop)
+			publishLoopAdjust(aw);
 		complete(req.windowIndex, sqe, static_cast<int32_t>(n));
 		return true;
 	}
 	case DEVEMU_OP_WRITE: {
+		/* A loop's diverted write goes in after the bytes posted to its transmit FIFO. */
+		bool posted = aw.loop && aw.streamTx && !pumpTx(aw);
 		/* Pipe semantics: a blocking write completes when every byte was accepted. */
-		while (req.progress < sqe.len) {
+		while (!posted && req.progress < sqe.len) {
 			ssize_t n = modelWrite(f, slot.subspan(req.progress, sqe.len - req.progress));
 			if (n == -EAGAIN || n == 0)
 				break;
@@ -438,6 +452,9 @@ bool DeviceCore::attempt(Request &req)
 			req.progress += static_cast<uint32_t>(n);
 			stats_.bytesIn += static_cast<uint64_t>(n);
 		}
+		/* Before the writer can see its answer: a read after it counts the bytes in flight. */
+		if (aw.loop)
+			publishLoopAdjust(aw);
 		if (req.progress == sqe.len || nonblock) {
 			complete(req.windowIndex, sqe, req.progress ? static_cast<int32_t>(req.progress) : -EAGAIN);
 			return true;
@@ -548,6 +565,38 @@ bool DeviceCore::attemptIoctl(Request &req, OpenFile &f)
 	return true;
 }
 
+ssize_t DeviceCore::loopRead(AttachedWindow &aw, OpenFile &file, std::span<std::byte> out, uint32_t &fromFifo)
+{
+	Window &w = *aw.window;
+	devemu_fifo &f = w.rxFifo();
+	std::span<std::byte> data = w.rxFifoData();
+	const uint32_t size = static_cast<uint32_t>(data.size());
+	/* What was written before this read is in the model or rx, not in tx. */
+	if (aw.streamTx)
+		pumpTx(aw);
+	/* The driver holds rx.lock for this read: its head stays; a discard not yet acted on counts as it. */
+	uint32_t head = loadAcquire(f.head);
+	if (aw.rxDiscard - head <= aw.rxTail - head)
+		head = aw.rxDiscard;
+	uint32_t fill = aw.rxTail - head;
+	if (fill > size)
+		fill = 0; /* out of range: the pumps report it */
+	uint32_t n = static_cast<uint32_t>(std::min<size_t>(fill, out.size()));
+	uint32_t off = head & (size - 1);
+	uint32_t first = std::min(n, size - off);
+	std::memcpy(out.data(), data.data() + off, first);
+	std::memcpy(out.data() + first, data.data(), n - first);
+	fromFifo = n;
+	if (n) {
+		storeRelease(f.discard, aw.rxDiscard = head + n);
+		aw.pendingIsr |= DEVEMU_ISR_STREAM;
+	}
+	if (n == out.size())
+		return n;
+	ssize_t more = modelRead(file, out.subspan(n));
+	return more > 0 ? n + more : n ? static_cast<ssize_t>(n) : more;
+}
+
 ssize_t DeviceCore::modelRead(OpenFile &file, std::span<std::byte> out)
 {
 	if (!stream_.rx)
@@ -612,7 +661,7 @@ size_t DeviceCore::discardStream()
 			continue;
 		pumpTx(aw);
 		dropped += rxFifoBytes(aw);
-		storeRelease(aw.window->rxFifo().discard, aw.rxTail);
+		storeRelease(aw.window->rxFifo().discard, aw.rxDiscard = aw.rxTail);
 		aw.pendingIsr |= DEVEMU_ISR_STREAM;
 	}
 	inDispatch_ = wasInDispatch;
@@ -855,6 +904,72 @@ void DeviceCore::setFault(const FaultSpec &fault)
 {
 	std::erase_if(faults_, [&](const FaultSpec &f) { return f.op == fault.op; });
 	faults_.push_back(fault);
+	publishDivert();
+}
+
+void DeviceCore::clearFaults()
+{
+	faults_.clear();
+	publishDivert();
+}
+
+void DeviceCore::publishDivert()
+{
+	auto armed = [this](DeviceStats::Op op) {
+		return std::any_of(faults_.begin(), faults_.end(), [op](const FaultSpec &f) { return f.op == op; });
+	};
+	uint32_t read = armed(DeviceStats::Read), write = armed(DeviceStats::Write);
+	for (auto &aw : windows_) {
+		if (!aw.window)
+			continue;
+		if (aw.streamRx)
+			storeRelease(aw.window->rxFifo().divert, read);
+		if (aw.streamTx)
+			storeRelease(aw.window->txFifo().divert, write);
+	}
+}
+
+const DeviceStats &DeviceCore::stats()
+{
+	for (auto &aw : windows_) {
+		if (!aw.window)
+			continue;
+		/* Bytes the driver read since the last pass (pumpRx counts them the same way). */
+		if (aw.streamRx) {
+			uint32_t head = loadAcquire(aw.window->rxFifo().head);
+			if (head - aw.rxHeadSeen <= aw.rxTail - aw.rxHeadSeen) {
+				stats_.bytesOut += head - aw.rxHeadSeen;
+				aw.rxHeadSeen = head;
+			}
+		}
+		auto count = [this](DeviceStats::Op op, const devemu_fifo &f, uint32_t &seen) {
+			uint32_t calls = loadAcquire(f.calls);
+			uint32_t n = calls - std::exchange(seen, calls);
+			stats_.requests[op] += n;
+			stats_.inKernel[op] += n;
+		};
+		if (aw.streamRx)
+			count(DeviceStats::Read, aw.window->rxFifo(), aw.rxCallsSeen);
+		if (aw.streamTx)
+			count(DeviceStats::Write, aw.window->txFifo(), aw.txCallsSeen);
+	}
+	return stats_;
+}
+
+size_t DeviceCore::waitingCalls() const
+{
+	/* The driver's counts, clamped: a window's word moves a number, nothing else. */
+	constexpr uint32_t kMaxWaiters = 1U << 20;
+	size_t n = parked_.size();
+	for (const auto &aw : windows_) {
+		if (!aw.window)
+			continue;
+		if (aw.streamRx)
+			n += std::min(loadAcquire(aw.window->rxFifo().waiters), kMaxWaiters);
+		if (aw.streamTx)
+			n += std::min(loadAcquire(aw.window->txFifo().waiters), kMaxWaiters);
+	}
+	return n;
 }
 
 bool DeviceCore::applyFault(unsigned index, devemu_sqe &sqe)
@@ -867,8 +982,10 @@ bool DeviceCore::applyFault(unsigned index, devemu_sqe &sqe)
 		return false;
 	FaultSpec fault = *it;
 	it->hits++;
-	if (it->count > 0 && --it->count == 0)
+	if (it->count > 0 && --it->count == 0) {
 		faults_.erase(it);
+		publishDivert();
+	}
 	if (fault.error) {
 		complete(index, sqe, -fault.error);
 		return true;

@@ -64,7 +64,7 @@ json describe(const ServedDevice &dev)
 		 { key::nodes, nodes },
 		 { key::state, dev.state },
 		 { key::openFiles, dev.core ? dev.core->openFiles() : 0 },
-		 { key::waitingRequests, dev.core ? dev.core->parkedRequests() : 0 },
+		 { key::waitingRequests, dev.core ? dev.core->waitingCalls() : 0 },
 		 { key::fromConfig, dev.spec.fromFile } };
 }
 
@@ -81,6 +81,7 @@ json stats(const ServedDevice &dev)
 											       : json(nullptr) },
 					  { key::count, s.latency[op][b] } });
 		ops[DeviceStats::opName(static_cast<DeviceStats::Op>(op))] = { { key::requests, s.requests[op] },
+									       { key::inKernel, s.inKernel[op] },
 									       { key::errors, s.errors[op] },
 									       { key::latency, histogram } };
 	}

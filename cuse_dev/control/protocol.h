@@ -57,6 +57,7 @@ inline constexpr const char *operations = "operations";
 inline constexpr const char *requests = "requests";
 inline constexpr const char *errors = "errors";
 inline constexpr const char *latency = "latency";
+inline constexpr const char *inKernel = "in_kernel"; /* stats: calls the kernel shim served from its FIFOs */
 inline constexpr const char *belowUs = "below_us";
 inline constexpr const char *bytesIn = "bytes_in";
 inline constexpr const char *bytesOut = "bytes_out";

@@ -128,13 +128,10 @@ int KshimTransport::start(ReadyHandler onReady, EndHandler onEnd, std::string &e
 		StreamSpec stream = parts_.core.model()->stream();
 		uint32_t loop = stream.rx && stream.tx ? stream.loopCapacity : 0;
 		/*
-		 * A loop streams only when asked (fifo=on): fault injection, per-request statistics and
-		 * parked-request counts apply to requests, which its reads and writes then no longer
-		 * are. It needs room in tx for its largest atomic write; served through CUSE as well, its
+		 * A loop needs room in tx for its largest atomic write; served through CUSE as well, its
 		 * bytes would sit in our FIFOs out of the other node's reach.
 		 */
 		const char *why = !loop ? nullptr
-				  : !parts_.node.fifo ? "a loop streams with fifo=on"
 				  : parts_.node.shared ? "a loop served by two drivers"
 				  : loop > DEVEMU_MAX_FIFO_SIZE ? "a loop larger than the largest FIFO"
 								: nullptr;

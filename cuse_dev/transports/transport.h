@@ -22,7 +22,7 @@ struct NodeSettings {
 	mode_t mode = 0660;
 	uid_t uid = 0;
 	gid_t gid = 0;
-	/* kshim: serve a streaming model's read/write from stream FIFOs (fifo=off: requests); a loop only with fifo=on */
+	/* kshim: serve a streaming model's read/write from stream FIFOs (fifo=off: requests) */
 	std::optional<bool> fifo;
 	bool shared = false; /* another transport serves the same core (--transport cuse,kshim) */
 };

@@ -150,8 +150,9 @@ class Control:
         raise ControlError(f"no device '{name}'", "list")
 
     def stats(self, name):
-        """Per-operation counters of a device: {"operations": {"read": {"requests", "errors",
-        "latency"}, ...}, "bytes_in", "bytes_out", "opens", "open_files", "waited", "cancelled",
+        """Per-operation counters of a device: {"operations": {"read": {"requests", "in_kernel",
+        "errors", "latency"}, ...} (in_kernel: of the requests, calls the kernel shim served from
+        its stream FIFOs, which have no latency entries), "bytes_in", "bytes_out", "opens", "open_files", "waited", "cancelled",
         "protocol_errors", "dropped", "faults": [...]}."""
         r = self.call("stats", device=name)
         del r["ok"]

@@ -33,8 +33,8 @@ def pytest_addoption(parser):
     g.addoption("--capacity", type=int, default=65536,
                 help="loopback capacity in bytes (the suite starts its daemon with it)")
     g.addoption("--fifo", default=None, choices=["on", "off"],
-                help="fifo=on|off on every device the suite starts (kshim: on makes a loopback a loop in "
-                     "the stream FIFOs; default: the daemon's default)")
+                help="fifo=on|off on every device the suite starts (kshim: off puts a loopback's reads and "
+                     "writes on the request path; default: the daemon's default, the stream FIFOs)")
     g.addoption("--soak-messages", type=int, default=10000,
                 help="messages per writer in the soak test (default 10000)")
     g.addoption("--soak-procs", type=int, default=16,

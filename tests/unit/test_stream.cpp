@@ -4,6 +4,7 @@
 #include "harness.h"
 
 #include "devemu/window.h"
+#include "devemu/window_driver.h"
 
 #include <fcntl.h>
 #include <numeric>
@@ -251,7 +252,41 @@ struct LoopRig {
 		std::string error;
 		REQUIRE(m->start(error) == 0);
 		core.setModel(std::move(m));
-		core.attachWindow(window, [this](uint32_t isr) { lastIsr |= isr; });
+		driver = std::make_unique<WindowDriver>(window, [this] { core.doorbell(); });
+		/* The driver's requests beside the FIFOs, as the shim's. */
+		window.regs().features_offered |= DEVEMU_F_STREAM;
+		core.attachWindow(window, [this](uint32_t isr) {
+			lastIsr |= isr;
+			driver->interrupt(isr);
+		});
+	}
+	/* A request by the driver (a diverted call); its outcome, which the doorbell's pass has filled in. */
+	struct Outcome {
+		bool done = false;
+		int32_t result = 0;
+		std::string data;
+	};
+	std::shared_ptr<Outcome> request(uint8_t opcode, uint32_t fh, std::string_view in = {}, uint32_t len = 0)
+	{
+		devemu_sqe sqe{};
+		sqe.opcode = opcode;
+		sqe.fh = fh;
+		sqe.len = opcode == DEVEMU_OP_WRITE ? static_cast<uint32_t>(in.size()) : len;
+		auto out = std::make_shared<Outcome>();
+		driver->submit(sqe, std::as_bytes(std::span(in)), [out, opcode](const devemu_cqe &cqe, auto slot) {
+			out->done = true;
+			out->result = cqe.result;
+			if (opcode == DEVEMU_OP_READ && cqe.result > 0)
+				out->data.assign(reinterpret_cast<const char *>(slot.data()),
+						 static_cast<size_t>(cqe.result));
+		});
+		return out;
+	}
+	/* The driver acts on a discard index the core published (uapi: Loops). */
+	void driverTakeDiscard()
+	{
+		rxHead = window.rxFifo().discard;
+		storeRelease(window.rxFifo().head, rxHead);
 	}
 	/* The driver's count of bytes in flight (uapi: Loops). */
 	uint32_t inFlight() const { return txTail - rxHead + loadAcquire(window.rxFifo().adjust); }
@@ -278,11 +313,91 @@ struct LoopRig {
 	Strand strand;
 	Window window;
 	DeviceCore core;
+	std::unique_ptr<WindowDriver> driver;
 	uint32_t rxHead = 0, txTail = 0;
 	uint32_t lastIsr = 0;
 };
 
 } // namespace
+
+TEST_CASE("a fault diverts its direction of a loop to requests, which keep the stream's order")
+{
+	LoopRig rig;
+	auto open = rig.request(DEVEMU_OP_OPEN, 0);
+	REQUIRE(open->done);
+	REQUIRE(open->result >= 0);
+	uint32_t fh = static_cast<uint32_t>(open->result);
+	rig.driverWrite("abcdef");
+	rig.core.doorbell();
+	REQUIRE(rig.window.rxFifo().tail == 6);
+	CHECK(rig.window.rxFifo().divert == 0);
+
+	/* One failing read: only the receive FIFO is diverted, and only while the fault lasts. */
+	auto fault = [](DeviceStats::Op op, int error, std::optional<uint32_t> shortLen, int64_t count) {
+		FaultSpec f;
+		f.op = op;
+		f.error = error;
+		f.shortLen = shortLen;
+		f.count = count;
+		return f;
+	};
+	rig.core.setFault(fault(DeviceStats::Read, EIO, std::nullopt, 1));
+	CHECK(rig.window.rxFifo().divert == 1);
+	CHECK(rig.window.txFifo().divert == 0);
+	auto failed = rig.request(DEVEMU_OP_READ, fh, {}, 100);
+	REQUIRE(failed->done);
+	CHECK(failed->result == -EIO);
+	CHECK(rig.window.rxFifo().divert == 0);
+
+	/* Short reads by request take the bytes in rx first and hand them back with a discard index. */
+	rig.core.setFault(fault(DeviceStats::Read, 0, 2, -1));
+	auto first = rig.request(DEVEMU_OP_READ, fh, {}, 100);
+	REQUIRE(first->done);
+	CHECK(first->data == "ab");
+	CHECK(rig.window.rxFifo().discard == 2);
+	/* Before the driver acts on it, the next diverted read starts after it all the same. */
+	auto second = rig.request(DEVEMU_OP_READ, fh, {}, 100);
+	REQUIRE(second->done);
+	CHECK(second->data == "cd");
+	rig.driverTakeDiscard();
+	CHECK(rig.rxHead == 4);
+	CHECK(rig.inFlight() == 2);
+	rig.core.clearFaults();
+	CHECK(rig.window.rxFifo().divert == 0);
+
+	/* A diverted write goes in after what the transmit FIFO holds. */
+	rig.core.setFault(fault(DeviceStats::Write, 0, 10, -1));
+	CHECK(rig.window.txFifo().divert == 1);
+	rig.driverWrite("XY");
+	auto write = rig.request(DEVEMU_OP_WRITE, fh, "Z");
+	REQUIRE(write->done);
+	CHECK(write->result == 1);
+	rig.core.doorbell();
+	CHECK(rig.inFlight() == 5);
+	CHECK(rig.driverRead(5) == "efXYZ");
+	CHECK(rig.inFlight() == 0);
+}
+
+TEST_CASE("the calls the driver served from the FIFOs and its waiting callers count in the statistics")
+{
+	LoopRig rig;
+	uint64_t reads = rig.core.stats().requests[DeviceStats::Read];
+	uint64_t writes = rig.core.stats().requests[DeviceStats::Write];
+	storeRelease(rig.window.rxFifo().calls, 3);
+	storeRelease(rig.window.txFifo().calls, 5);
+	CHECK(rig.core.stats().requests[DeviceStats::Read] == reads + 3);
+	CHECK(rig.core.stats().requests[DeviceStats::Write] == writes + 5);
+	/* Counted once: a second look adds only what is new. */
+	storeRelease(rig.window.rxFifo().calls, 4);
+	CHECK(rig.core.stats().requests[DeviceStats::Read] == reads + 4);
+	CHECK(rig.core.waitingCalls() == 0);
+	storeRelease(rig.window.rxFifo().waiters, 2);
+	storeRelease(rig.window.txFifo().waiters, 1);
+	CHECK(rig.core.waitingCalls() == 3);
+	/* A driver's wild count is clamped, not trusted. */
+	storeRelease(rig.window.rxFifo().waiters, 0xffffffffu);
+	CHECK(rig.core.waitingCalls() == (1u << 20) + 1);
+}
 
 TEST_CASE("a loop: written bytes come back through the FIFOs, and only bytes from elsewhere move adjust")
 {

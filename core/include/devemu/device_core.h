@@ -37,7 +37,8 @@ struct DeviceStats {
 	/* Whether opcode is one of the uapi's, and its index. */
 	static constexpr bool isOpcode(unsigned opcode) { return opcode >= 1 && opcode <= DEVEMU_OP_COUNT; }
 	static constexpr Op opOf(unsigned opcode) { return static_cast<Op>(opcode - 1); }
-	std::array<uint64_t, OpCount> requests{};
+	std::array<uint64_t, OpCount> requests{}; /* calls served from the kernel shim's FIFOs included */
+	std::array<uint64_t, OpCount> inKernel{}; /* of those, served from the FIFOs: no latency entry */
 	std::array<uint64_t, OpCount> errors{};
 	std::array<std::array<uint64_t, kLatencyBuckets>, OpCount> latency{};
 	uint64_t bytesIn = 0;
@@ -103,16 +104,23 @@ public:
 	void stop(int err);
 	bool stopped() const { return stopError_ != 0; }
 
-	const DeviceStats &stats() const { return stats_; }
+	/* The statistics, with the calls the kernel shim served from the stream FIFOs counted in. */
+	const DeviceStats &stats();
 
-	/* Fault injection (devemuctl fault): one fault per operation, replacing any earlier one. */
+	/*
+	 * Fault injection (devemuctl fault): one fault per operation, replacing any earlier one. While a
+	 * read or write fault is armed, a stream FIFO of that direction is diverted: the driver sends its
+	 * calls as requests, which the fault can then hit (uapi: Diverted).
+	 */
 	void setFault(const FaultSpec &fault);
-	void clearFaults() { faults_.clear(); }
+	void clearFaults();
 	const std::vector<FaultSpec> &faults() const { return faults_; }
 	/* The model's control side (devemuctl inject). Returns 0 or -errno, with a reply for the user. */
 	int inject(const std::vector<std::string> &args, std::string &reply);
 	size_t openFiles() const;
 	size_t parkedRequests() const { return parked_.size(); }
+	/* Calls waiting for the device: parked requests, and callers the kernel shim holds on its FIFOs. */
+	size_t waitingCalls() const;
 
 	/* DeviceContext */
 	void notify(uint32_t pulse = 0) override;
@@ -136,9 +144,11 @@ private:
 		uint32_t rxTail = 0;
 		uint32_t rxHeadSeen = 0; /* the driver's head at the last look: bytes read, for the counters */
 		uint32_t txHead = 0;
+		uint32_t rxCallsSeen = 0, txCallsSeen = 0; /* the driver's FIFO call counts, counted in */
 		/* A loop (the window's rx.capacity): the adjust last published (uapi: Loops). */
 		bool loop = false;
 		uint32_t adjust = 0;
+		uint32_t rxDiscard = 0; /* the rx.discard last published */
 	};
 	struct Request {
 		unsigned windowIndex;
@@ -174,6 +184,10 @@ private:
 	static uint32_t rxWatermark(const Window &w) { return w.rxFifoSize() / 2; }
 	/* Drain the transmit FIFO at once, or when half full for a model whose written bytes may wait. */
 	uint32_t txWatermark(const Window &w) const { return stream_.lazyTx ? w.txFifoSize() / 2 : 1; }
+	/* Tells the driver which FIFO directions an armed fault diverts to requests. */
+	void publishDivert();
+	/* A loop's read by request: the receive FIFO's bytes first (fromFifo of them), then the model's. */
+	ssize_t loopRead(AttachedWindow &aw, OpenFile &file, std::span<std::byte> out, uint32_t &fromFifo);
 	/* The model's read and write, through produce()/consume() for a streaming model. */
 	ssize_t modelRead(OpenFile &file, std::span<std::byte> out);
 	ssize_t modelWrite(OpenFile &file, std::span<const std::byte> in);

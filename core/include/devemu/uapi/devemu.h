@@ -215,6 +215,16 @@ struct devemu_ring {
  * rx.discard: the driver treats each new value as a head it moves to, when
  * that is ahead of its own and not past the tail, dropping the bytes between.
  *
+ * Diverted: while the core sets divert on a FIFO (it does while a fault is
+ * injected on that operation), the driver sends the calls that begin from
+ * then on as READ/WRITE requests, as without the FIFO, and the core answers
+ * them from the same stream: a loop's diverted read takes the bytes in rx
+ * first (handing them back with rx.discard, see Loops) and holds rx.lock in
+ * the driver meanwhile, so no FIFO read moves the head under it; a diverted
+ * write goes in after what tx holds. The driver counts the calls it served
+ * from each FIFO (calls) and the callers blocked on it (waiters) for the
+ * core's statistics; the core trusts them with nothing but those numbers.
+ *
  * On detach (the daemon exits or dies), the bytes still in both FIFOs are
  * dropped with the window: the files of that epoch fail with -EIO from then
  * on, as for every request.
@@ -230,7 +240,10 @@ struct devemu_fifo {
 	__u32 capacity; /* rx, RO (window creator): a loop's bound on bytes in flight; 0: not a loop */
 	__u32 adjust; /* rx, core: a loop's held + rx tail - tx head (see Loops) */
 	__u32 discard; /* rx, core: a loop's clear: a new value drops the bytes before that index */
-	__u8 pad2[40];
+	__u32 divert; /* core: non-zero: send this direction's calls as READ/WRITE requests (see Diverted) */
+	__u32 calls; /* driver: read()/write() calls served from this FIFO, free-running (statistics) */
+	__u32 waiters; /* driver: callers blocked on this FIFO now */
+	__u8 pad2[28];
 };
 #define DEVEMU_FIFO_CTRL_SIZE 256U /* rx control block at fifo_offset, tx at + this */
 #define DEVEMU_MIN_FIFO_SIZE 4096U
