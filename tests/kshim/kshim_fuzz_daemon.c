@@ -4,7 +4,7 @@
  * FIFOs and answers each request with a random mix of honest and hostile behaviour: results out of
  * range and kernel-internal errnos, completions with wrong tags, epochs, flags and duplicates, ioctl
  * retry lists with wild counts, addresses and lengths, shadow registers with torn seqlocks and
- * all-ones values, FIFO indices and record/watermark/kick values anywhere, eventfd storms,
+ * all-ones values, FIFO indices and record/watermark/kick/divert values anywhere, eventfd storms,
  * completion tails thrown ahead, the interrupt eventfd closed, answers held back and given late.
  * Every request is answered in the end (within about 50 ms), so no client waits on a daemon that is
  * still there; when the module detaches it (a protocol error), it ATTACHes again and goes on.
@@ -145,7 +145,7 @@ static void wild_fifo(void)
 {
 	struct devemu_fifo *f = chance(50) ? k.rx : k.tx;
 
-	switch (rnd(6)) {
+	switch (rnd(8)) {
 	case 0: /* publish what fits, or more */
 		if (f == k.rx)
 			ks_store(&k.rx->tail, ks_load(&k.rx->head) + (chance(80) ? rnd(FIFO_SIZE + 1) : (uint32_t)random()));
@@ -166,6 +166,13 @@ static void wild_fifo(void)
 			ks_store(&k.rx->head, (uint32_t)random());
 		else
 			ks_store(&k.tx->tail, (uint32_t)random());
+		break;
+	case 5: /* callers diverted to requests, or back, mid-call */
+		f->divert = chance(50) ? 0 : (uint32_t)random();
+		break;
+	case 6: /* the driver's counts, which it publishes and never reads back */
+		f->calls = (uint32_t)random();
+		f->waiters = (uint32_t)random();
 		break;
 	default:
 		memset(f == k.rx ? k.rx_data : k.tx_data, (int)random(), FIFO_SIZE);

@@ -33,6 +33,11 @@
  *            than the capacity) and discard 5000 (past the tail); the second
  *            sets adjust 0xc0000000 (far less than nothing); the third prints
  *            "txtail N", the transmit tail the module published
+ *   fifo-divert the same loop, its receive FIFO diverted to requests by the
+ *            first OPEN (rx holds "0123456789"): the first READ is answered
+ *            "0123" with discard 4, the next ones "45" with discard 5000 (past
+ *            the tail); the second OPEN ends the divert and prints "calls N
+ *            waiters N", the receive FIFO's counts the module published
  *
  * Usage: kshim_hostile MODE NAME. Prints "ready" once serving.
  */
@@ -167,12 +172,47 @@ static void flood(struct devemu_sqe *sqe)
 }
 
 /* The fifo modes: every request is answered plainly; the FIFOs carry the hostility. */
+/*
+ * fifo-divert: a loop whose receive FIFO is diverted to requests (uapi: Diverted) from the first OPEN
+ * to the second; its READ answers hand back rx bytes through discard, honestly, then past the tail.
+ */
+static void fifo_divert(struct devemu_sqe *sqe)
+{
+	static unsigned int reads;
+
+	if (sqe->opcode == DEVEMU_OP_OPEN && n_open == 0) {
+		memcpy(k.rx_data, "0123456789", 10);
+		ks_store(&k.rx->divert, 0xffffffffu); /* any non-zero value diverts */
+		ks_store(&k.rx->tail, 10);
+	} else if (sqe->opcode == DEVEMU_OP_OPEN) {
+		ks_store(&k.rx->divert, 0);
+		printf("calls %u waiters %u\n", ks_load(&k.rx->calls), ks_load(&k.rx->waiters));
+		fflush(stdout);
+	}
+	if (sqe->opcode == DEVEMU_OP_READ) {
+		/* The first answer takes "0123" (discard 4); the second "45" but names index 5000. */
+		uint32_t n = reads++ ? 2 : 4;
+
+		memcpy(ks_slot(&k, sqe->tag), k.rx_data + (reads == 1 ? 0 : 4), n);
+		ks_store(&k.rx->discard, reads == 1 ? 4 : 5000);
+		ks_complete(&k, sqe, (int32_t)n, 0, 0);
+	} else if (sqe->opcode != DEVEMU_OP_CANCEL) {
+		ks_complete(&k, sqe, sqe->opcode == DEVEMU_OP_OPEN ? (int32_t)n_open++ : 0, 0, 0);
+	}
+	k.isr |= DEVEMU_ISR_STREAM;
+	ks_interrupt(&k);
+}
+
 static void fifo(struct devemu_sqe *sqe)
 {
 	static unsigned int doorbells;
 
 	if (sqe->opcode == DEVEMU_OP_CANCEL)
 		return;
+	if (!strcmp(mode, "fifo-divert")) {
+		fifo_divert(sqe);
+		return;
+	}
 	ks_complete(&k, sqe, sqe->opcode == DEVEMU_OP_OPEN ? (int32_t)n_open++ : 0, 0, 0);
 	if (sqe->opcode == DEVEMU_OP_OPEN && !strcmp(mode, "fifo") && !doorbells++) {
 		memcpy(k.rx_data, "0123456789", 10);
@@ -230,14 +270,14 @@ int main(int argc, char **argv)
 	int ret;
 
 	if (argc != 3) {
-		fprintf(stderr, "usage: kshim_hostile garbage|tail|stall|hup|die|flood|fifo|fifo-tx|fifo-die|fifo-loop NAME\n");
+		fprintf(stderr, "usage: kshim_hostile garbage|tail|stall|hup|die|flood|fifo|fifo-tx|fifo-die|fifo-loop|fifo-divert NAME\n");
 		return 2;
 	}
 	mode = argv[1];
 	signal(SIGPIPE, SIG_IGN);
 	if (!strncmp(mode, "fifo", 4))
 		ret = ks_connect_fifo(&k, argv[2], 0, 8, 4096, DEVEMU_KSHIM_FEATURES, 0666, 4096, 4096,
-				      strcmp(mode, "fifo-loop") ? 0 : 100);
+				      strcmp(mode, "fifo-loop") && strcmp(mode, "fifo-divert") ? 0 : 100);
 	else
 		ret = ks_connect(&k, argv[2], 0, 8, 4096, DEVEMU_KSHIM_FEATURES, 0666);
 	if (ret < 0) {

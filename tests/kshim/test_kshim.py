@@ -1360,6 +1360,33 @@ def test_hostile_fifo_loop(kshim):
     k.remove(name)
 
 
+def test_hostile_fifo_divert(kshim):
+    """A loop whose daemon diverts the receive FIFO to requests (as devemud does while a read fault
+    is armed): reads become READ requests, a discard the daemon names moves the head past the bytes
+    it handed over, one past the tail is ignored (nothing skipped, nothing detached), and once the
+    divert ends reads come from the FIFO again and are counted in its control block."""
+    k = kshim
+    name, path = "kst-fifodiv", "/dev/kst-fifodiv"
+    s = k.hostile("fifo-divert", name)
+    try:
+        fd = os.open(path, os.O_RDWR)
+        try:
+            assert os.read(fd, 100) == b"0123", "a diverted read is the daemon's answer"
+            assert os.read(fd, 100) == b"45", "a second diverted read"
+            os.close(os.open(path, os.O_RDONLY))  # the second OPEN: the divert ends
+            assert s.readline(10) == "calls 0 waiters 0", "diverted reads are not FIFO calls"
+            # discard 4 moved the head; 5000 (past the tail) did not: the FIFO still holds "456789".
+            assert os.read(fd, 100) == b"456789", "the receive FIFO after the daemon's discards"
+            os.close(os.open(path, os.O_RDONLY))
+            assert s.readline(10) == "calls 1 waiters 0", "the FIFO read counted in its control block"
+        finally:
+            os.close(fd)
+        assert k.sysfs(name, "state") != "nosrv", "a diverted loop detached the channel"
+    finally:
+        s.kill()
+    k.remove(name)
+
+
 def test_hostile_fifo_die(kshim):
     """A daemon that dies with its receive FIFO full: the bytes are dropped, readers get EIO."""
     k = kshim
