@@ -142,6 +142,7 @@ private:
 		bool streamRx = false;
 		bool streamTx = false;
 		uint32_t rxTail = 0;
+		uint64_t rxProduced = 0; /* bytes produce() wrote into the receive FIFO (StreamSpec::constantRx) */
 		uint32_t rxHeadSeen = 0; /* the driver's head at the last look: bytes read, for the counters */
 		uint32_t txHead = 0;
 		uint32_t rxCallsSeen = 0, txCallsSeen = 0; /* the driver's FIFO call counts, counted in */

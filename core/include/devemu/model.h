@@ -202,6 +202,9 @@ struct StreamSpec {
 	/* Written bytes may wait in the FIFO until half full before the core is woken (zero: they are
 	 * discarded anyway); otherwise every write that finds the core asleep wakes it. */
 	bool lazyTx = false;
+	/* produce() always gives the same bytes (zero): once every byte of the receive FIFO came from it,
+	 * the core publishes the ring's bytes again instead of asking for them anew. */
+	bool constantRx = false;
 	/*
 	 * Non-zero: a loop, as a pipe is: what is written is read back in order, and at most this
 	 * many bytes are in flight (the model's buffered() plus the bytes in the FIFOs); a write of

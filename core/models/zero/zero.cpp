@@ -11,8 +11,9 @@ namespace {
 class ZeroModel final : public Model
 {
 public:
-	/* A stream both ways: reads are served from the receive FIFO, writes posted to the transmit FIFO. */
-	StreamSpec stream() const override { return { .rx = true, .tx = true, .lazyTx = true }; }
+	/* A stream both ways: reads are served from the receive FIFO, writes posted to the transmit FIFO;
+	 * the zeros in the ring stay zeros, so a refill writes nothing. */
+	StreamSpec stream() const override { return { .rx = true, .tx = true, .lazyTx = true, .constantRx = true }; }
 	size_t produce(std::span<std::byte> out) override
 	{
 		std::fill(out.begin(), out.end(), std::byte{ 0 });
