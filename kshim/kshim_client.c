@@ -220,14 +220,20 @@ static long kshim_fifo_fill(struct kshim_channel *ch, struct kshim_fifo *f,
 }
 
 /*
- * What a FIFO call gets once the channel is dead: a caller that was waiting
- * gets -EIO, as a request still waiting is answered when the daemon goes
- * away; one that comes later gets the channel's error (-ENODEV once the
- * device is removed).
+ * What a FIFO call gets once the channel is dead: the detach's error, as a
+ * request waiting then is answered with it: -EIO when the daemon went away or
+ * broke the protocol, -ENODEV when the device was removed. Read under the lock
+ * that wrote it (after ch->dead, which the caller saw first).
  */
-static int kshim_fifo_dead_err(struct kshim_channel *ch, bool waited)
+static int kshim_fifo_dead_err(struct kshim_channel *ch)
 {
-	return waited ? -EIO : ch->dead_err;
+	unsigned long flags;
+	int err;
+
+	spin_lock_irqsave(&ch->kdev->lock, flags);
+	err = ch->dead_err;
+	spin_unlock_irqrestore(&ch->kdev->lock, flags);
+	return err ?: -EIO;
 }
 
 /* The model's record size for a FIFO, clamped to [1, size]. */
@@ -404,7 +410,7 @@ static ssize_t kshim_fifo_read(struct kshim_channel *ch, struct file *file,
 	struct kshim_fifo *f = &ch->rx;
 	u32 record = kshim_fifo_record(f);
 	bool nonblock = file->f_flags & O_NONBLOCK;
-	bool was_full = false, waited = false;
+	bool was_full = false;
 	long fill;
 	size_t n;
 	int ret;
@@ -416,7 +422,7 @@ static ssize_t kshim_fifo_read(struct kshim_channel *ch, struct file *file,
 			return -EINTR;
 		if (READ_ONCE(ch->dead)) {
 			mutex_unlock(&f->lock);
-			return kshim_fifo_dead_err(ch, waited);
+			return kshim_fifo_dead_err(ch);
 		}
 		if (ch->loop_capacity)
 			kshim_loop_discard(ch);
@@ -441,7 +447,6 @@ static ssize_t kshim_fifo_read(struct kshim_channel *ch, struct file *file,
 		kshim_fifo_count(f, 0, -1);
 		if (ret)
 			return -EINTR;
-		waited = true;
 	}
 	n = min_t(size_t, count, fill);
 	n -= n % record;
@@ -479,7 +484,6 @@ static ssize_t kshim_fifo_write(struct kshim_channel *ch, struct file *file,
 	struct kshim_fifo *f = &ch->tx;
 	u32 record = kshim_fifo_record(f);
 	size_t done = 0, n, need;
-	bool waited = false;
 	long fill;
 	u32 room;
 	int ret = 0;
@@ -496,7 +500,7 @@ static ssize_t kshim_fifo_write(struct kshim_channel *ch, struct file *file,
 		}
 		if (READ_ONCE(ch->dead)) {
 			mutex_unlock(&f->lock);
-			ret = kshim_fifo_dead_err(ch, waited);
+			ret = kshim_fifo_dead_err(ch);
 			break;
 		}
 		fill = kshim_fifo_fill(ch, f, false);
@@ -541,7 +545,6 @@ static ssize_t kshim_fifo_write(struct kshim_channel *ch, struct file *file,
 			ret = -EINTR;
 			break;
 		}
-		waited = true;
 	}
 	if (done)
 		kshim_fifo_count(f, 1, 0);

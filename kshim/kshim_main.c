@@ -243,9 +243,9 @@ kshim_device_alloc(const struct devemu_kshim_add *add)
 
 /*
  * Unpublishes a device: its channel is detached (waiting callers get
- * -ENODEV; those blocked on a stream FIFO -EIO, as the core answers its
- * parked requests when it stops) and the node goes away. Open files keep the structure until they
- * are closed; their operations fail with -ENODEV. Under kshim_lock.
+ * -ENODEV, on the request path and on the stream FIFOs alike) and the node
+ * goes away. Open files keep the structure until they are closed; their
+ * operations fail with -ENODEV. Under kshim_lock.
  */
 static void kshim_device_remove(struct kshim_device *kdev)
 {

@@ -422,14 +422,11 @@ bool DeviceCore::attempt(Request &req)
 
 	switch (sqe.opcode) {
 	case DEVEMU_OP_READ: {
-		uint32_t fromFifo = 0;
-		ssize_t n =
-			aw.loop ? loopRead(aw, f, slot.first(sqe.len), fromFifo) : modelRead(f, slot.first(sqe.len));
+		ssize_t n = aw.loop ? loopRead(aw, f, slot.first(sqe.len)) : modelRead(f, slot.first(sqe.len));
 		if (n == -EAGAIN && !nonblock)
 			return false;
-		/* The receive FIFO's bytes count when the driver's head passes them (pumpRx). */
 		if (n > 0)
-			stats_.bytesOut += static_cast<uint64_t>(n) - fromFifo;
+			stats_.bytesOut += static_cast<uint64_t>(n);
 		/* Before the caller can see its answer: the bytes it took are no longer in flight. */
 		if (aw.loop)
 			publishLoopAdjust(aw);
@@ -565,7 +562,7 @@ bool DeviceCore::attemptIoctl(Request &req, OpenFile &f)
 	return true;
 }
 
-ssize_t DeviceCore::loopRead(AttachedWindow &aw, OpenFile &file, std::span<std::byte> out, uint32_t &fromFifo)
+ssize_t DeviceCore::loopRead(AttachedWindow &aw, OpenFile &file, std::span<std::byte> out)
 {
 	Window &w = *aw.window;
 	devemu_fifo &f = w.rxFifo();
@@ -586,8 +583,8 @@ ssize_t DeviceCore::loopRead(AttachedWindow &aw, OpenFile &file, std::span<std::
 	uint32_t first = std::min(n, size - off);
 	std::memcpy(out.data(), data.data() + off, first);
 	std::memcpy(out.data() + first, data.data(), n - first);
-	fromFifo = n;
 	if (n) {
+		aw.rxSkipped += n; /* counted as this request's, not again when the head passes them */
 		storeRelease(f.discard, aw.rxDiscard = head + n);
 		aw.pendingIsr |= DEVEMU_ISR_STREAM;
 	}
@@ -660,7 +657,9 @@ size_t DeviceCore::discardStream()
 		if (!aw.window || !aw.loop)
 			continue;
 		pumpTx(aw);
-		dropped += rxFifoBytes(aw);
+		uint32_t bytes = rxFifoBytes(aw);
+		dropped += bytes;
+		aw.rxSkipped += bytes; /* dropped, not read: the head passes them uncounted */
 		storeRelease(aw.window->rxFifo().discard, aw.rxDiscard = aw.rxTail);
 		aw.pendingIsr |= DEVEMU_ISR_STREAM;
 	}
@@ -683,6 +682,15 @@ void DeviceCore::publishLoopAdjust(AttachedWindow &aw)
 	aw.pendingIsr |= DEVEMU_ISR_STREAM;
 }
 
+void DeviceCore::countRxHead(AttachedWindow &aw, uint32_t head)
+{
+	uint32_t moved = head - aw.rxHeadSeen;
+	uint32_t skipped = std::min(moved, aw.rxSkipped);
+	aw.rxSkipped -= skipped;
+	stats_.bytesOut += moved - skipped;
+	aw.rxHeadSeen = head;
+}
+
 /*
  * rx: fills the FIFO's free space from produce(), whole records; a record that
  * straddles the ring's end goes through a bounce buffer. Returns true when the
@@ -697,8 +705,7 @@ bool DeviceCore::pumpRx(AttachedWindow &aw)
 	const uint32_t size = static_cast<uint32_t>(data.size());
 	const uint32_t record = std::max<uint32_t>(stream_.record, 1);
 	uint32_t head = loadAcquire(f.head);
-	stats_.bytesOut += head - aw.rxHeadSeen;
-	aw.rxHeadSeen = head;
+	countRxHead(aw, head);
 	for (;;) {
 		uint32_t fill = aw.rxTail - head;
 		if (fill > size) {
@@ -732,8 +739,7 @@ bool DeviceCore::pumpRx(AttachedWindow &aw)
 		storeRelease(f.tail, aw.rxTail += static_cast<uint32_t>(n));
 		aw.pendingIsr |= DEVEMU_ISR_STREAM;
 		head = loadAcquire(f.head);
-		stats_.bytesOut += head - aw.rxHeadSeen;
-		aw.rxHeadSeen = head;
+		countRxHead(aw, head);
 	}
 }
 
@@ -940,10 +946,8 @@ const DeviceStats &DeviceCore::stats()
 		/* Bytes the driver read since the last pass (pumpRx counts them the same way). */
 		if (aw.streamRx) {
 			uint32_t head = loadAcquire(aw.window->rxFifo().head);
-			if (head - aw.rxHeadSeen <= aw.rxTail - aw.rxHeadSeen) {
-				stats_.bytesOut += head - aw.rxHeadSeen;
-				aw.rxHeadSeen = head;
-			}
+			if (head - aw.rxHeadSeen <= aw.rxTail - aw.rxHeadSeen)
+				countRxHead(aw, head);
 		}
 		auto count = [this](DeviceStats::Op op, const devemu_fifo &f, uint32_t &seen) {
 			uint32_t calls = loadAcquire(f.calls);

@@ -260,7 +260,16 @@ void KshimTransport::stop()
 		parts_.core.detachWindow(*windowIndex_);
 		windowIndex_.reset();
 	}
-	if (control_.isValid() && window_.isValid()) {
+	/*
+	 * The callers the module holds on the stream FIFOs get the error the channel is detached with,
+	 * which should be what the core answered its parked requests with: when the daemon goes away
+	 * (EIO), letting the window go detaches the channel before the REMOVE; a removed device (ENODEV)
+	 * is removed while attached.
+	 */
+	bool attached = window_.isValid();
+	if (parts_.core.stopError() != -ENODEV)
+		window_ = Window();
+	if (control_.isValid() && attached) {
 		char name[DEVEMU_DEVICE_NAME_MAX] = {};
 		std::memcpy(name, parts_.node.name.data(), std::min(parts_.node.name.size(), sizeof(name) - 1));
 		if (ioctl(control_.get(), DEVEMU_KSHIM_IOC_REMOVE, name) < 0)

@@ -390,6 +390,7 @@ TEST_CASE("a fault diverts its direction of a loop to requests, which keep the s
 	rig.driverTakeDiscard();
 	CHECK(rig.rxHead == 4);
 	CHECK(rig.inFlight() == 2);
+	CHECK(rig.core.stats().bytesOut == 4); /* read by request, not again when the head passes them */
 	rig.core.clearFaults();
 	CHECK(rig.window.rxFifo().divert == 0);
 
@@ -404,6 +405,7 @@ TEST_CASE("a fault diverts its direction of a loop to requests, which keep the s
 	CHECK(rig.inFlight() == 5);
 	CHECK(rig.driverRead(5) == "efXYZ");
 	CHECK(rig.inFlight() == 0);
+	CHECK(rig.core.stats().bytesOut == 9);
 }
 
 TEST_CASE("the calls the driver served from the FIFOs and its waiting callers count in the statistics")
@@ -467,6 +469,7 @@ TEST_CASE("a loop's clear takes the transmit FIFO in and tells the driver to dro
 	rig.rxHead = rig.window.rxFifo().discard;
 	storeRelease(rig.window.rxFifo().head, rig.rxHead);
 	CHECK(rig.inFlight() == 0);
+	CHECK(rig.core.stats().bytesOut == 0); /* dropped, not read */
 }
 
 TEST_CASE("a loop's request path keeps the capacity and writes up to it atomic")

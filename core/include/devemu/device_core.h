@@ -103,6 +103,7 @@ public:
 	/* Ends every parked request with err (a negative errno) and refuses new requests from now on. */
 	void stop(int err);
 	bool stopped() const { return stopError_ != 0; }
+	int stopError() const { return stopError_; }
 
 	/* The statistics, with the calls the kernel shim served from the stream FIFOs counted in. */
 	const DeviceStats &stats();
@@ -144,6 +145,7 @@ private:
 		uint32_t rxTail = 0;
 		uint64_t rxProduced = 0; /* bytes produce() wrote into the receive FIFO (StreamSpec::constantRx) */
 		uint32_t rxHeadSeen = 0; /* the driver's head at the last look: bytes read, for the counters */
+		uint32_t rxSkipped = 0; /* bytes the head passes that are not reads (cleared, or read by request) */
 		uint32_t txHead = 0;
 		uint32_t rxCallsSeen = 0, txCallsSeen = 0; /* the driver's FIFO call counts, counted in */
 		/* A loop (the window's rx.capacity): the adjust last published (uapi: Loops). */
@@ -173,6 +175,8 @@ private:
 	void pumpStreams(AttachedWindow &aw);
 	bool pumpRx(AttachedWindow &aw);
 	bool pumpTx(AttachedWindow &aw);
+	/* Counts the bytes the driver's receive head moved past since the last look, as read (bytesOut). */
+	void countRxHead(AttachedWindow &aw, uint32_t head);
 	/* A loop's held + rx tail - tx head (uapi: Loops), and its publication when it changed. */
 	uint32_t loopAdjust(const AttachedWindow &aw) const;
 	void publishLoopAdjust(AttachedWindow &aw);
@@ -187,8 +191,8 @@ private:
 	uint32_t txWatermark(const Window &w) const { return stream_.lazyTx ? w.txFifoSize() / 2 : 1; }
 	/* Tells the driver which FIFO directions an armed fault diverts to requests. */
 	void publishDivert();
-	/* A loop's read by request: the receive FIFO's bytes first (fromFifo of them), then the model's. */
-	ssize_t loopRead(AttachedWindow &aw, OpenFile &file, std::span<std::byte> out, uint32_t &fromFifo);
+	/* A loop's read by request: the receive FIFO's bytes first, then the model's. */
+	ssize_t loopRead(AttachedWindow &aw, OpenFile &file, std::span<std::byte> out);
 	/* The model's read and write, through produce()/consume() for a streaming model. */
 	ssize_t modelRead(OpenFile &file, std::span<std::byte> out);
 	ssize_t modelWrite(OpenFile &file, std::span<const std::byte> in);
