@@ -138,7 +138,7 @@ int KshimTransport::start(ReadyHandler onReady, EndHandler onEnd, std::string &e
 		if (why) {
 			DEVEMU_LOG(Debug, parts_.node.name, "reads and writes by requests ({})", why);
 		} else {
-			add.rx_fifo_size = stream.rx ? kDefaultFifoSize : 0;
+			add.rx_fifo_size = !stream.rx ? 0 : stream.constantRx ? kConstantRxFifoSize : kDefaultFifoSize;
 			add.tx_fifo_size = stream.tx ? std::max(kDefaultFifoSize, std::bit_ceil(loop)) : 0;
 			add.stream_capacity = loop;
 		}

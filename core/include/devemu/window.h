@@ -40,6 +40,9 @@ struct WindowGeometry {
 
 /* The default stream FIFO size the daemon asks for. */
 constexpr uint32_t kDefaultFifoSize = 256 * 1024;
+/* The receive FIFO of a model whose bytes never change (StreamSpec::constantRx): a refill writes
+ * nothing, so a larger ring costs only its memory and halves the daemon's wake-ups twice over. */
+constexpr uint32_t kConstantRxFifoSize = 1024 * 1024;
 
 /* Offsets of each part of a window for a geometry, as the creator lays it out. */
 struct WindowLayout {
