@@ -88,8 +88,8 @@ struct kshim_fifo {
 	u32 index;			/* the module's: rx head, tx tail (under lock) */
 	struct mutex lock;		/* one caller moves bytes at a time */
 	wait_queue_head_t wait;		/* callers blocked on empty rx / full tx */
-	spinlock_t count_lock;		/* calls and waiters, and their copies in ctl */
-	u32 calls;			/* read()/write() calls served from the FIFO */
+	u32 calls;			/* read()/write() calls served from the FIFO (lock) */
+	spinlock_t waiters_lock;	/* waiters, and its copy in ctl */
 	u32 waiters;			/* callers blocked on it now */
 };
 
@@ -123,7 +123,7 @@ struct kshim_channel {
 	struct kshim_fifo rx;		/* core produces, read() consumes */
 	struct kshim_fifo tx;		/* write() produces, core consumes */
 	u32 loop_capacity;		/* a loop's bound on bytes in flight (0: none) */
-	u32 loop_discard;		/* rx.discard last acted on (rx.lock) */
+	u32 rx_discard;			/* rx.discard last acted on (rx.lock) */
 	u32 irq_adjust, irq_discard;	/* rx.adjust, rx.discard at the last interrupt (kdev->lock) */
 
 	struct eventfd_ctx *doorbell;

@@ -649,8 +649,8 @@ struct kshim_channel *kshim_channel_create(struct kshim_device *kdev,
 	mutex_init(&ch->tx.lock);
 	init_waitqueue_head(&ch->rx.wait);
 	init_waitqueue_head(&ch->tx.wait);
-	spin_lock_init(&ch->rx.count_lock);
-	spin_lock_init(&ch->tx.count_lock);
+	spin_lock_init(&ch->rx.waiters_lock);
+	spin_lock_init(&ch->tx.waiters_lock);
 	if (ch->features & DEVEMU_F_STREAM) {
 		ch->rx.size = add->rx_fifo_size;
 		ch->tx.size = add->tx_fifo_size;

@@ -243,30 +243,46 @@ static u32 kshim_fifo_record(struct kshim_fifo *f)
 }
 
 /*
- * Whether a call goes to the FIFO: the direction has one and the core does
- * not divert its calls to requests (uapi: Diverted).
+ * What kshim_fifo_read/kshim_fifo_write return when the core diverted the
+ * direction meanwhile: the call goes on as requests. Never leaves the module.
  */
+#define KSHIM_FIFO_DIVERTED (-EREMCHG)
+
+/* Whether the core diverts a FIFO's calls to requests (uapi: Diverted). */
+static bool kshim_fifo_diverted(struct kshim_fifo *f)
+{
+	return READ_ONCE(f->ctl->divert);
+}
+
+/* Whether a call goes to the FIFO: the direction has one, not diverted. */
 static bool kshim_fifo_serves(struct kshim_fifo *f)
 {
-	return f->size && !READ_ONCE(f->ctl->divert);
+	return f->size && !kshim_fifo_diverted(f);
 }
 
 /*
- * The counts the core reports in its statistics (uapi: Diverted): a call
- * served from the FIFO (calls += 1), a caller starting or ending a wait
- * (waiters += 1 or -1). Published under a lock so the copy in the window is
- * never left behind a later change.
+ * The counts the core reports in its statistics (uapi: Diverted). A call
+ * served from the FIFO: under f->lock, which every such call holds.
  */
-static void kshim_fifo_count(struct kshim_fifo *f, u32 calls, int waiters)
+static void kshim_fifo_count_call(struct kshim_fifo *f)
+{
+	f->calls++;
+	WRITE_ONCE(f->ctl->calls, f->calls);
+}
+
+/*
+ * A caller starting (+1) or ending (-1) a wait, outside f->lock: published
+ * under a spinlock so the copy in the window is never left behind a later
+ * change.
+ */
+static void kshim_fifo_count_waiter(struct kshim_fifo *f, int waiters)
 {
 	unsigned long flags;
 
-	spin_lock_irqsave(&f->count_lock, flags);
-	f->calls += calls;
+	spin_lock_irqsave(&f->waiters_lock, flags);
 	f->waiters += waiters;
-	WRITE_ONCE(f->ctl->calls, f->calls);
 	WRITE_ONCE(f->ctl->waiters, f->waiters);
-	spin_unlock_irqrestore(&f->count_lock, flags);
+	spin_unlock_irqrestore(&f->waiters_lock, flags);
 }
 
 /*
@@ -297,32 +313,30 @@ static size_t kshim_fifo_copy(struct kshim_fifo *f, u32 index, void __user *ubuf
 }
 
 /*
- * The receive FIFO's head as a caller sees it: a loop's clear (a new
- * rx.discard) moves it forward to the discard index, when that lies between
- * the head and the tail. Without the lock, for readiness.
+ * The receive FIFO's head as a caller sees it: a discard by the core (a new
+ * rx.discard: a flush, or bytes a diverted read took) moves it forward to the
+ * discard index, when that lies between the head and the tail. Without the
+ * lock, for readiness.
  */
 static u32 kshim_rx_head(struct kshim_channel *ch)
 {
 	struct kshim_fifo *f = &ch->rx;
 	u32 index = READ_ONCE(f->index);
-	u32 discard;
+	u32 discard = READ_ONCE(f->ctl->discard);
 
-	if (!ch->loop_capacity)
-		return index;
-	discard = READ_ONCE(f->ctl->discard);
-	if (discard != READ_ONCE(ch->loop_discard) &&
+	if (discard != READ_ONCE(ch->rx_discard) &&
 	    discard - index <= smp_load_acquire(&f->ctl->tail) - index)
 		return discard;
 	return index;
 }
 
-/* Acts on a loop's clear: drops the bytes before the discard index. Under rx.lock. */
-static void kshim_loop_discard(struct kshim_channel *ch)
+/* Acts on the core's discard: drops the bytes before its index. Under rx.lock. */
+static void kshim_rx_discard(struct kshim_channel *ch)
 {
 	struct kshim_fifo *f = &ch->rx;
 	u32 head = kshim_rx_head(ch);
 
-	WRITE_ONCE(ch->loop_discard, READ_ONCE(f->ctl->discard));
+	WRITE_ONCE(ch->rx_discard, READ_ONCE(f->ctl->discard));
 	if (head != f->index) {
 		smp_store_release(&f->ctl->head, head);
 		WRITE_ONCE(f->index, head);
@@ -375,7 +389,8 @@ static bool kshim_fifo_readable(struct kshim_channel *ch, size_t count,
 	struct kshim_fifo *f = &ch->rx;
 	u32 fill;
 
-	if (READ_ONCE(ch->dead))
+	if (READ_ONCE(ch->dead) || kshim_fifo_diverted(f) ||
+	    READ_ONCE(f->ctl->nowait))
 		return true;
 	/* O_NONBLOCK waits only for bytes in flight; they may be gone. */
 	if (nonblock && kshim_loop_fill(ch) < record)
@@ -391,7 +406,7 @@ static bool kshim_fifo_writable(struct kshim_channel *ch, u32 need)
 	struct kshim_fifo *f = &ch->tx;
 	u32 fill;
 
-	if (READ_ONCE(ch->dead))
+	if (READ_ONCE(ch->dead) || kshim_fifo_diverted(f))
 		return true;
 	fill = READ_ONCE(f->index) - READ_ONCE(f->ctl->head);
 	return fill > f->size || kshim_fifo_room(ch, fill) >= need;
@@ -402,7 +417,8 @@ static bool kshim_fifo_writable(struct kshim_channel *ch, u32 need)
  * request. Blocks in the kernel while it is empty (the core's interrupt wakes
  * the caller); O_NONBLOCK gives -EAGAIN; a signal -EINTR, with nothing to
  * cancel. A loop's read first waits for the bytes in flight (up to count) to
- * reach rx, even O_NONBLOCK, and gives back their room to writers.
+ * reach rx, even O_NONBLOCK, and gives back their room to writers. When the
+ * core diverts reads meanwhile: KSHIM_FIFO_DIVERTED, nothing read.
  */
 static ssize_t kshim_fifo_read(struct kshim_channel *ch, struct file *file,
 			       char __user *buf, size_t count)
@@ -424,8 +440,11 @@ static ssize_t kshim_fifo_read(struct kshim_channel *ch, struct file *file,
 			mutex_unlock(&f->lock);
 			return kshim_fifo_dead_err(ch);
 		}
-		if (ch->loop_capacity)
-			kshim_loop_discard(ch);
+		if (kshim_fifo_diverted(f)) {
+			mutex_unlock(&f->lock);
+			return KSHIM_FIFO_DIVERTED;
+		}
+		kshim_rx_discard(ch);
 		fill = kshim_fifo_fill(ch, f, true);
 		if (fill < 0) {
 			mutex_unlock(&f->lock);
@@ -433,6 +452,13 @@ static ssize_t kshim_fifo_read(struct kshim_channel *ch, struct file *file,
 		}
 		if (fill >= kshim_read_want(ch, count, record))
 			break;
+		/* A polling read (uapi: nowait; not a loop's) takes what is there: nothing. */
+		if (!ch->loop_capacity && READ_ONCE(f->ctl->nowait)) {
+			kshim_fifo_count_call(f);
+			mutex_unlock(&f->lock);
+			kshim_fifo_kick(ch, f, fill, true);
+			return 0;
+		}
 		mutex_unlock(&f->lock);
 		/* Empty (fill 0 is below every watermark): ask for a refill. */
 		kshim_fifo_kick(ch, f, fill, true);
@@ -440,11 +466,11 @@ static ssize_t kshim_fifo_read(struct kshim_channel *ch, struct file *file,
 		if (nonblock && (!ch->loop_capacity ||
 				 kshim_loop_fill(ch) < record))
 			return -EAGAIN;
-		kshim_fifo_count(f, 0, 1);
+		kshim_fifo_count_waiter(f, 1);
 		ret = wait_event_interruptible(f->wait,
 					       kshim_fifo_readable(ch, count, record,
 								   nonblock));
-		kshim_fifo_count(f, 0, -1);
+		kshim_fifo_count_waiter(f, -1);
 		if (ret)
 			return -EINTR;
 	}
@@ -459,8 +485,8 @@ static ssize_t kshim_fifo_read(struct kshim_channel *ch, struct file *file,
 	/* The bytes are read before the core may overwrite them. */
 	smp_store_release(&f->ctl->head, f->index + n);
 	WRITE_ONCE(f->index, f->index + n);
+	kshim_fifo_count_call(f);
 	mutex_unlock(&f->lock);
-	kshim_fifo_count(f, 1, 0);
 	kshim_fifo_kick(ch, f, fill - n, true);
 	if (ch->loop_capacity) {
 		/* A loop's room is ours to give: wake writers, and pollers on POLLOUT. */
@@ -477,9 +503,12 @@ static ssize_t kshim_fifo_read(struct kshim_channel *ch, struct file *file,
  * atomic (whole or it waits; O_NONBLOCK: -EAGAIN); a larger one goes in
  * pieces, and a blocking one returns when every byte is in (a signal ends it
  * with the count so far). A loop also has room only below its capacity.
+ * When the core diverts writes meanwhile: KSHIM_FIFO_DIVERTED, with the bytes
+ * already in the FIFO in *donep (the rest go as requests).
  */
 static ssize_t kshim_fifo_write(struct kshim_channel *ch, struct file *file,
-				const char __user *buf, size_t count)
+				const char __user *buf, size_t count,
+				size_t *donep)
 {
 	struct kshim_fifo *f = &ch->tx;
 	u32 record = kshim_fifo_record(f);
@@ -488,6 +517,7 @@ static ssize_t kshim_fifo_write(struct kshim_channel *ch, struct file *file,
 	u32 room;
 	int ret = 0;
 
+	*donep = 0;
 	count -= count % record;
 	if (!count)
 		return -EINVAL;
@@ -502,6 +532,11 @@ static ssize_t kshim_fifo_write(struct kshim_channel *ch, struct file *file,
 			mutex_unlock(&f->lock);
 			ret = kshim_fifo_dead_err(ch);
 			break;
+		}
+		if (kshim_fifo_diverted(f)) {
+			mutex_unlock(&f->lock);
+			*donep = done;
+			return KSHIM_FIFO_DIVERTED;
 		}
 		fill = kshim_fifo_fill(ch, f, false);
 		if (fill < 0) {
@@ -522,6 +557,8 @@ static ssize_t kshim_fifo_write(struct kshim_channel *ch, struct file *file,
 			/* The bytes before the tail that publishes them. */
 			smp_store_release(&f->ctl->tail, f->index + n);
 			WRITE_ONCE(f->index, f->index + n);
+			if (!done)
+				kshim_fifo_count_call(f);
 			mutex_unlock(&f->lock);
 			done += n;
 			kshim_fifo_kick(ch, f, fill + n, false);
@@ -537,17 +574,15 @@ static ssize_t kshim_fifo_write(struct kshim_channel *ch, struct file *file,
 			ret = -EAGAIN;
 			break;
 		}
-		kshim_fifo_count(f, 0, 1);
+		kshim_fifo_count_waiter(f, 1);
 		ret = wait_event_interruptible(f->wait,
 					       kshim_fifo_writable(ch, need));
-		kshim_fifo_count(f, 0, -1);
+		kshim_fifo_count_waiter(f, -1);
 		if (ret) {
 			ret = -EINTR;
 			break;
 		}
 	}
-	if (done)
-		kshim_fifo_count(f, 1, 0);
 	return done ? done : ret;
 }
 
@@ -558,7 +593,7 @@ static ssize_t kshim_read(struct file *file, char __user *buf, size_t count,
 	struct kshim_file *kf = file->private_data;
 	struct kshim_channel *ch;
 	struct kshim_req req;
-	bool diverted_loop;
+	bool diverted;
 	ssize_t ret;
 	u32 tag, len;
 
@@ -569,14 +604,15 @@ static ssize_t kshim_read(struct file *file, char __user *buf, size_t count,
 		return PTR_ERR(ch);
 	if (kshim_fifo_serves(&ch->rx)) {
 		ret = kshim_fifo_read(ch, file, buf, count);
-		goto out_put_channel;
+		if (ret != KSHIM_FIFO_DIVERTED)
+			goto out_put_channel;
 	}
 	/*
-	 * A loop's diverted read (uapi: Diverted): the core hands it the bytes
-	 * in rx first, so no FIFO read may move the head meanwhile.
+	 * A diverted read (uapi: Diverted): the core hands it the bytes in rx
+	 * first, so no FIFO read may move the head meanwhile.
 	 */
-	diverted_loop = ch->rx.size && ch->loop_capacity;
-	if (diverted_loop && mutex_lock_interruptible(&ch->rx.lock)) {
+	diverted = ch->rx.size;
+	if (diverted && mutex_lock_interruptible(&ch->rx.lock)) {
 		ret = -EINTR;
 		goto out_put_channel;
 	}
@@ -602,11 +638,12 @@ static ssize_t kshim_read(struct file *file, char __user *buf, size_t count,
 	}
 	kshim_tag_put(ch, tag);
 out_unlock:
-	if (diverted_loop) {
-		/* The head moves past what the core took; their room is the writers'. */
-		kshim_loop_discard(ch);
+	if (diverted) {
+		/* The head moves past what the core took; a loop's room is the writers'. */
+		kshim_rx_discard(ch);
 		mutex_unlock(&ch->rx.lock);
-		wake_up_interruptible(&ch->tx.wait);
+		if (ch->loop_capacity)
+			wake_up_interruptible(&ch->tx.wait);
 		kshim_wake_stream_files(ch);
 	}
 out_put_channel:
@@ -635,8 +672,12 @@ static ssize_t kshim_write(struct file *file, const char __user *buf,
 	if (IS_ERR(ch))
 		return PTR_ERR(ch);
 	if (kshim_fifo_serves(&ch->tx)) {
-		ret = kshim_fifo_write(ch, file, buf, count);
-		goto out_put_channel;
+		ret = kshim_fifo_write(ch, file, buf, count, &done);
+		if (ret != KSHIM_FIFO_DIVERTED) {
+			kshim_channel_put(ch);
+			return ret;
+		}
+		/* Diverted meanwhile: the rest goes as requests, after it. */
 	}
 	ret = kshim_tag_get(ch, &tag);
 	if (ret)
@@ -715,7 +756,11 @@ static u32 kshim_fifo_peek(struct kshim_channel *ch, struct kshim_fifo *f,
 	return fill <= f->size ? fill : 0;
 }
 
-/* Readiness of the directions served by FIFOs comes from their fill. */
+/*
+ * Readiness of the directions served by FIFOs comes from their fill; while
+ * the core diverts a direction, also from the shadow (the core puts the
+ * model's readiness there when the model diverted it).
+ */
 static __poll_t kshim_fifo_poll(struct kshim_channel *ch, __poll_t mask)
 {
 	u32 loop = ch->loop_capacity ? kshim_loop_fill(ch) : 0;
@@ -723,13 +768,15 @@ static __poll_t kshim_fifo_poll(struct kshim_channel *ch, __poll_t mask)
 
 	if (ch->rx.size) {
 		f = &ch->rx;
-		mask &= ~(EPOLLIN | EPOLLRDNORM);
+		if (!kshim_fifo_diverted(f))
+			mask &= ~(EPOLLIN | EPOLLRDNORM);
 		if (max(loop, kshim_fifo_peek(ch, f, true)) >= kshim_fifo_record(f))
 			mask |= EPOLLIN | EPOLLRDNORM;
 	}
 	if (ch->tx.size) {
 		f = &ch->tx;
-		mask &= ~(EPOLLOUT | EPOLLWRNORM);
+		if (!kshim_fifo_diverted(f))
+			mask &= ~(EPOLLOUT | EPOLLWRNORM);
 		if (kshim_fifo_room(ch, kshim_fifo_peek(ch, f, false)) >=
 		    kshim_fifo_record(f))
 			mask |= EPOLLOUT | EPOLLWRNORM;
@@ -944,9 +991,18 @@ static long kshim_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 	if (IS_ERR(ch))
 		return PTR_ERR(ch);
 	if (cmd == FIONREAD && ch->rx.size) {
-		/* A loop's bytes in flight are readable as a pipe's are. */
+		/*
+		 * A loop's bytes in flight are readable as a pipe's are; else
+		 * rx's bytes, and while diverted the model's (in the shadow).
+		 */
+		u32 model = 0;
+
+		if (!ch->loop_capacity && kshim_fifo_diverted(&ch->rx) &&
+		    (ch->features & DEVEMU_F_SHADOW_POLL))
+			kshim_shadow_read(ch, kf->fh, &model);
 		readable = ch->loop_capacity ? kshim_loop_fill(ch) :
-					       kshim_fifo_peek(ch, &ch->rx, true);
+			   kshim_fifo_peek(ch, &ch->rx, true) +
+			   min_t(u32, model, INT_MAX);
 		ret = put_user(min_t(u32, readable, INT_MAX),
 			       (int __user *)arg);
 	} else if (cmd == FIONREAD && (ch->features & DEVEMU_F_SHADOW_POLL)) {

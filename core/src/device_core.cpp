@@ -110,8 +110,9 @@ unsigned DeviceCore::attachWindow(Window &window, InterruptHandler interrupt)
 	if (aw.loop) {
 		aw.adjust = loopAdjust(aw);
 		storeRelease(window.rxFifo().adjust, aw.adjust);
-		aw.rxDiscard = window.rxFifo().discard;
 	}
+	if (streamRx)
+		aw.rxDiscard = window.rxFifo().discard;
 	if (streamRx)
 		aw.rxCallsSeen = window.rxFifo().calls;
 	if (streamTx)
@@ -396,6 +397,9 @@ void DeviceCore::process(unsigned index, const devemu_sqe &submitted, bool fault
 	case DEVEMU_OP_IOCTL: {
 		if (sqe.len > window.slotSize() || sqe.out_len > window.slotSize())
 			return complete(index, sqe, -EINVAL);
+		/* What was posted before this call is the model's first (tcdrain waits for it, TIOCOUTQ counts it). */
+		if (aw.streamTx)
+			pumpTx(aw);
 		Request req{ index, sqe };
 		if (!attempt(req)) {
 			stats_.parked++;
@@ -422,7 +426,7 @@ bool DeviceCore::attempt(Request &req)
 
 	switch (sqe.opcode) {
 	case DEVEMU_OP_READ: {
-		ssize_t n = aw.loop ? loopRead(aw, f, slot.first(sqe.len)) : modelRead(f, slot.first(sqe.len));
+		ssize_t n = aw.streamRx ? streamRead(aw, f, slot.first(sqe.len)) : modelRead(f, slot.first(sqe.len));
 		if (n == -EAGAIN && !nonblock)
 			return false;
 		if (n > 0)
@@ -562,7 +566,7 @@ bool DeviceCore::attemptIoctl(Request &req, OpenFile &f)
 	return true;
 }
 
-ssize_t DeviceCore::loopRead(AttachedWindow &aw, OpenFile &file, std::span<std::byte> out)
+ssize_t DeviceCore::streamRead(AttachedWindow &aw, OpenFile &file, std::span<std::byte> out)
 {
 	Window &w = *aw.window;
 	devemu_fifo &f = w.rxFifo();
@@ -588,7 +592,8 @@ ssize_t DeviceCore::loopRead(AttachedWindow &aw, OpenFile &file, std::span<std::
 		storeRelease(f.discard, aw.rxDiscard = head + n);
 		aw.pendingIsr |= DEVEMU_ISR_STREAM;
 	}
-	if (n == out.size())
+	/* A loop reads on as a pipe does; else the FIFO's bytes are the read, as n_tty's pending bytes. */
+	if (n == out.size() || (n && !aw.loop))
 		return n;
 	ssize_t more = modelRead(file, out.subspan(n));
 	return more > 0 ? n + more : n ? static_cast<ssize_t>(n) : more;
@@ -596,18 +601,18 @@ ssize_t DeviceCore::loopRead(AttachedWindow &aw, OpenFile &file, std::span<std::
 
 ssize_t DeviceCore::modelRead(OpenFile &file, std::span<std::byte> out)
 {
-	if (!stream_.rx)
+	if (!stream_.rx || modelDivertRx_)
 		return model_->read(file, out);
 	uint32_t record = std::max<uint32_t>(stream_.record, 1);
 	if (out.size() < record)
 		return -EINVAL;
 	size_t n = model_->produce(out.first(out.size() - out.size() % record));
-	return n ? static_cast<ssize_t>(n) : -EAGAIN;
+	return n ? static_cast<ssize_t>(n) : pollingReads_ && !stream_.loopCapacity ? 0 : -EAGAIN;
 }
 
 ssize_t DeviceCore::modelWrite(OpenFile &file, std::span<const std::byte> in)
 {
-	if (!stream_.tx)
+	if (!stream_.tx || modelDivertTx_)
 		return model_->write(file, in);
 	uint32_t record = std::max<uint32_t>(stream_.record, 1);
 	if (in.size() < record)
@@ -654,9 +659,10 @@ size_t DeviceCore::discardStream()
 	bool wasInDispatch = std::exchange(inDispatch_, true);
 	size_t dropped = 0;
 	for (auto &aw : windows_) {
-		if (!aw.window || !aw.loop)
+		if (!aw.window || !aw.streamRx)
 			continue;
-		pumpTx(aw);
+		if (aw.loop)
+			pumpTx(aw);
 		uint32_t bytes = rxFifoBytes(aw);
 		dropped += bytes;
 		aw.rxSkipped += bytes; /* dropped, not read: the head passes them uncounted */
@@ -665,6 +671,53 @@ size_t DeviceCore::discardStream()
 	}
 	inDispatch_ = wasInDispatch;
 	return dropped;
+}
+
+size_t DeviceCore::discardStreamTx()
+{
+	size_t dropped = 0;
+	for (auto &aw : windows_) {
+		if (!aw.window || !aw.streamTx)
+			continue;
+		uint32_t bytes = txFifoBytes(aw);
+		if (!bytes)
+			continue;
+		dropped += bytes;
+		storeRelease(aw.window->txFifo().head, aw.txHead += bytes);
+		aw.pendingIsr |= DEVEMU_ISR_STREAM;
+	}
+	return dropped;
+}
+
+size_t DeviceCore::streamTxPending() const
+{
+	size_t bytes = 0;
+	for (const auto &aw : windows_)
+		if (aw.window && aw.streamTx)
+			bytes += txFifoBytes(aw);
+	return bytes;
+}
+
+void DeviceCore::divertStream(bool rx, bool tx)
+{
+	if (rx == modelDivertRx_ && tx == modelDivertTx_)
+		return;
+	modelDivertRx_ = rx;
+	modelDivertTx_ = tx;
+	publishDivert();
+	/* Readiness of a diverted direction is the model's again: republished, as parked calls are
+	 * retried, when the core next runs (the model's notify(), or the end of its request). */
+	dirty_ = true;
+	shadowDirty_ = true;
+}
+
+void DeviceCore::streamPollingReads(bool on)
+{
+	if (on == pollingReads_)
+		return;
+	pollingReads_ = on;
+	publishDivert();
+	dirty_ = true; /* parked reads of an empty stream now end with 0 */
 }
 
 uint32_t DeviceCore::loopAdjust(const AttachedWindow &aw) const
@@ -684,6 +737,9 @@ void DeviceCore::publishLoopAdjust(AttachedWindow &aw)
 
 void DeviceCore::countRxHead(AttachedWindow &aw, uint32_t head)
 {
+	/* A head outside what we published is not counted (pumpRx reports it). */
+	if (head - aw.rxHeadSeen > aw.rxTail - aw.rxHeadSeen)
+		return;
 	uint32_t moved = head - aw.rxHeadSeen;
 	uint32_t skipped = std::min(moved, aw.rxSkipped);
 	aw.rxSkipped -= skipped;
@@ -706,6 +762,9 @@ bool DeviceCore::pumpRx(AttachedWindow &aw)
 	const uint32_t record = std::max<uint32_t>(stream_.record, 1);
 	uint32_t head = loadAcquire(f.head);
 	countRxHead(aw, head);
+	/* Diverted by the model: its reads come by request, from read(). */
+	if (modelDivertRx_)
+		return false;
 	for (;;) {
 		uint32_t fill = aw.rxTail - head;
 		if (fill > size) {
@@ -851,12 +910,13 @@ void DeviceCore::publishShadows()
 			uint32_t readable = model_->readable(*f);
 			uint32_t writable = model_->writable(*f);
 			/* A direction served from a stream FIFO has the driver's readiness, not the model's:
-			 * its bits stay out of the shadow, so bytes moving through wake no poller. */
-			if (aw.streamRx) {
+			 * its bits stay out of the shadow, so bytes moving through wake no poller. A
+			 * direction the model diverted has the model's. */
+			if (aw.streamRx && !modelDivertRx_) {
 				revents &= ~(POLLIN | POLLRDNORM);
 				readable = 0;
 			}
-			if (aw.streamTx) {
+			if (aw.streamTx && !modelDivertTx_) {
 				revents &= ~(POLLOUT | POLLWRNORM);
 				writable = 0;
 			}
@@ -914,27 +974,45 @@ void DeviceCore::setFault(const FaultSpec &fault)
 	std::erase_if(faults_, [&](const FaultSpec &f) { return f.op == fault.op; });
 	faults_.push_back(fault);
 	publishDivert();
+	if (!inDispatch_)
+		dispatch(); /* raises the interrupt that sends FIFO waiters to requests */
 }
 
 void DeviceCore::clearFaults()
 {
 	faults_.clear();
 	publishDivert();
+	if (!inDispatch_)
+		dispatch();
+}
+
+std::vector<FaultSpec>::iterator DeviceCore::findFault(DeviceStats::Op op)
+{
+	return std::find_if(faults_.begin(), faults_.end(), [op](const FaultSpec &f) { return f.op == op; });
 }
 
 void DeviceCore::publishDivert()
 {
-	auto armed = [this](DeviceStats::Op op) {
-		return std::any_of(faults_.begin(), faults_.end(), [op](const FaultSpec &f) { return f.op == op; });
-	};
-	uint32_t read = armed(DeviceStats::Read), write = armed(DeviceStats::Write);
+	uint32_t read = modelDivertRx_ || findFault(DeviceStats::Read) != faults_.end();
+	uint32_t write = modelDivertTx_ || findFault(DeviceStats::Write) != faults_.end();
 	for (auto &aw : windows_) {
 		if (!aw.window)
 			continue;
-		if (aw.streamRx)
-			storeRelease(aw.window->rxFifo().divert, read);
-		if (aw.streamTx)
-			storeRelease(aw.window->txFifo().divert, write);
+		/* A change wakes the callers blocked on the FIFO: they go on as requests. */
+		if (aw.streamRx && aw.rxDivert != read) {
+			storeRelease(aw.window->rxFifo().divert, aw.rxDivert = read);
+			aw.pendingIsr |= DEVEMU_ISR_STREAM;
+		}
+		if (aw.streamTx && aw.txDivert != write) {
+			storeRelease(aw.window->txFifo().divert, aw.txDivert = write);
+			aw.pendingIsr |= DEVEMU_ISR_STREAM;
+		}
+		/* Readers waiting on an empty FIFO end with 0 when polling reads begin. */
+		uint32_t nowait = pollingReads_ && !aw.loop;
+		if (aw.streamRx && aw.rxNoWait != nowait) {
+			storeRelease(aw.window->rxFifo().nowait, aw.rxNoWait = nowait);
+			aw.pendingIsr |= DEVEMU_ISR_STREAM;
+		}
 	}
 }
 
@@ -944,11 +1022,8 @@ const DeviceStats &DeviceCore::stats()
 		if (!aw.window)
 			continue;
 		/* Bytes the driver read since the last pass (pumpRx counts them the same way). */
-		if (aw.streamRx) {
-			uint32_t head = loadAcquire(aw.window->rxFifo().head);
-			if (head - aw.rxHeadSeen <= aw.rxTail - aw.rxHeadSeen)
-				countRxHead(aw, head);
-		}
+		if (aw.streamRx)
+			countRxHead(aw, loadAcquire(aw.window->rxFifo().head));
 		auto count = [this](DeviceStats::Op op, const devemu_fifo &f, uint32_t &seen) {
 			uint32_t calls = loadAcquire(f.calls);
 			uint32_t n = calls - std::exchange(seen, calls);
@@ -983,8 +1058,7 @@ bool DeviceCore::applyFault(unsigned index, devemu_sqe &sqe)
 {
 	if (sqe.opcode > DEVEMU_OP_POLL)
 		return false;
-	auto op = DeviceStats::opOf(sqe.opcode);
-	auto it = std::find_if(faults_.begin(), faults_.end(), [&](const FaultSpec &f) { return f.op == op; });
+	auto it = findFault(DeviceStats::opOf(sqe.opcode));
 	if (it == faults_.end())
 		return false;
 	FaultSpec fault = *it;

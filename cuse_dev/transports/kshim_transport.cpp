@@ -128,18 +128,22 @@ int KshimTransport::start(ReadyHandler onReady, EndHandler onEnd, std::string &e
 		StreamSpec stream = parts_.core.model()->stream();
 		uint32_t loop = stream.rx && stream.tx ? stream.loopCapacity : 0;
 		/*
-		 * A loop needs room in tx for its largest atomic write; served through CUSE as well, its
-		 * bytes would sit in our FIFOs out of the other node's reach.
+		 * A loop needs room in tx for its largest atomic write. Served through CUSE as well, a
+		 * stream's received bytes would sit in our FIFO out of the other node's reach, unless the
+		 * model makes them on demand (zero, rng).
 		 */
-		const char *why = !loop ? nullptr
-				  : parts_.node.shared ? "a loop served by two drivers"
+		const char *why = parts_.node.shared && stream.rx && !stream.onDemandRx
+					  ? "a byte stream served by two drivers"
 				  : loop > DEVEMU_MAX_FIFO_SIZE ? "a loop larger than the largest FIFO"
 								: nullptr;
+		uint32_t size = stream.fifoSize ? stream.fifoSize : kDefaultFifoSize;
+		if (!why && (!std::has_single_bit(size) || size < DEVEMU_MIN_FIFO_SIZE || size > DEVEMU_MAX_FIFO_SIZE))
+			why = "the model's FIFO size is not a power of two between 4 KiB and 4 MiB";
 		if (why) {
 			DEVEMU_LOG(Debug, parts_.node.name, "reads and writes by requests ({})", why);
 		} else {
-			add.rx_fifo_size = !stream.rx ? 0 : stream.constantRx ? kConstantRxFifoSize : kDefaultFifoSize;
-			add.tx_fifo_size = stream.tx ? std::max(kDefaultFifoSize, std::bit_ceil(loop)) : 0;
+			add.rx_fifo_size = !stream.rx ? 0 : stream.constantRx ? kConstantRxFifoSize : size;
+			add.tx_fifo_size = stream.tx ? std::max(size, std::bit_ceil(loop)) : 0;
 			add.stream_capacity = loop;
 		}
 	}

@@ -233,7 +233,7 @@ public:
 	std::unique_ptr<DeviceCore> core_;
 	LocalWindow local_; /* declared after core_: detached before the core goes */
 	Window &window_;
-	WindowDriver *driver_;
+	WindowDriver *driver_; /* a test may point it at another window's driver */
 };
 
 /* A file in a private temporary directory, removed with it. */

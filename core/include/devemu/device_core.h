@@ -129,6 +129,10 @@ public:
 	const std::string &name() const override { return name_; }
 	void setStatusWord(unsigned index, uint32_t value) override;
 	size_t discardStream() override;
+	size_t discardStreamTx() override;
+	size_t streamTxPending() const override;
+	void divertStream(bool rx, bool tx) override;
+	void streamPollingReads(bool on) override;
 
 private:
 	struct AttachedWindow {
@@ -152,6 +156,8 @@ private:
 		bool loop = false;
 		uint32_t adjust = 0;
 		uint32_t rxDiscard = 0; /* the rx.discard last published */
+		uint32_t rxDivert = 0, txDivert = 0; /* the divert words last published */
+		uint32_t rxNoWait = 0; /* the rx.nowait last published */
 	};
 	struct Request {
 		unsigned windowIndex;
@@ -189,10 +195,12 @@ private:
 	static uint32_t rxWatermark(const Window &w) { return w.rxFifoSize() / 2; }
 	/* Drain the transmit FIFO at once, or when half full for a model whose written bytes may wait. */
 	uint32_t txWatermark(const Window &w) const { return stream_.lazyTx ? w.txFifoSize() / 2 : 1; }
-	/* Tells the driver which FIFO directions an armed fault diverts to requests. */
+	/* The fault armed on an operation, or end(). */
+	std::vector<FaultSpec>::iterator findFault(DeviceStats::Op op);
+	/* Tells the driver which FIFO directions go to requests (an armed fault's, the model's), and rx.nowait. */
 	void publishDivert();
-	/* A loop's read by request: the receive FIFO's bytes first, then the model's. */
-	ssize_t loopRead(AttachedWindow &aw, OpenFile &file, std::span<std::byte> out);
+	/* A read by request on a window with a receive FIFO: the FIFO's bytes first, then (a loop) the model's. */
+	ssize_t streamRead(AttachedWindow &aw, OpenFile &file, std::span<std::byte> out);
 	/* The model's read and write, through produce()/consume() for a streaming model. */
 	ssize_t modelRead(OpenFile &file, std::span<std::byte> out);
 	ssize_t modelWrite(OpenFile &file, std::span<const std::byte> in);
@@ -214,6 +222,8 @@ private:
 	std::deque<std::pair<unsigned, devemu_sqe>> released_; /* delays that expired, to process */
 	std::vector<FaultSpec> faults_;
 	DeviceStats stats_;
+	bool modelDivertRx_ = false, modelDivertTx_ = false; /* divertStream() */
+	bool pollingReads_ = false; /* streamPollingReads() */
 
 	bool inDispatch_ = false;
 	bool spinning_ = false;

@@ -19,8 +19,12 @@ namespace devemu {
 class LocalWindow
 {
 public:
-	/* Throws std::system_error when the window cannot be created. */
-	LocalWindow(DeviceCore &core, const std::string &name, const WindowGeometry &geometry = {});
+	/*
+	 * Throws std::system_error when the window cannot be created. extraFeatures: offered beyond
+	 * what the driver supports (the unit tests offer DEVEMU_F_STREAM and play the FIFOs' driver side).
+	 */
+	LocalWindow(DeviceCore &core, const std::string &name, const WindowGeometry &geometry = {},
+		    uint64_t extraFeatures = 0);
 	~LocalWindow();
 	LocalWindow(const LocalWindow &) = delete;
 	LocalWindow &operator=(const LocalWindow &) = delete;

@@ -182,10 +182,33 @@ public:
 	/* Publishes a model-defined status word in the shadow registers (index < 12). */
 	virtual void setStatusWord(unsigned index, uint32_t value) = 0;
 	/*
-	 * A loop's clear: takes what waits in the transmit FIFOs into the model (consume()) and
-	 * drops what the receive FIFOs hold; returns the bytes dropped. The model then drops its own.
+	 * Drops what the receive FIFOs hold (a loop's clear, a tty's input flush); returns the bytes
+	 * dropped. A loop's transmit FIFOs are first taken into the model (consume()). The model then
+	 * drops its own.
 	 */
 	virtual size_t discardStream() { return 0; }
+	/* Drops what waits in the transmit FIFOs, not yet consume()d (a tty's output flush). */
+	virtual size_t discardStreamTx() { return 0; }
+	/* Bytes written into the transmit FIFOs and not yet consume()d (a tty's TIOCOUTQ, tcdrain). */
+	virtual size_t streamTxPending() const { return 0; }
+	/*
+	 * A streaming model whose state asks for its file's calls (a tty in canonical mode, a hung-up
+	 * file): while rx (tx) is diverted, reads (writes) go to read() (write()) with their file
+	 * instead of produce() (consume()), the kernel shim sends them as requests, and poll readiness
+	 * comes from the model. A diverted read gets what the receive FIFO still holds first, as
+	 * the pending bytes of n_tty's buffer when ICANON is switched on. Takes effect when the core
+	 * next runs (the model's notify(), or the end of the call it is in); default: neither.
+	 */
+	virtual void divertStream(bool rx, bool tx)
+	{
+		(void)rx;
+		(void)tx;
+	}
+	/*
+	 * Reads of an empty stream return 0 at once instead of waiting (a tty's polling read, VMIN 0 and
+	 * VTIME 0: pyserial's setting), in the kernel shim and on the request path alike. Not for loops.
+	 */
+	virtual void streamPollingReads(bool on) { (void)on; }
 };
 
 /*
@@ -205,6 +228,12 @@ struct StreamSpec {
 	/* produce() always gives the same bytes (zero): once every byte of the receive FIFO came from it,
 	 * the core publishes the ring's bytes again instead of asking for them anew. */
 	bool constantRx = false;
+	/* produce() makes bytes on demand and never runs dry (zero, rng): bytes held in one driver's
+	 * FIFO take nothing from another driver's readers, so the device streams with two drivers. */
+	bool onDemandRx = false;
+	/* The FIFOs' size in bytes (a power of two, 4 KiB .. 4 MiB), 0: the transport's default.
+	 * A tty keeps its FIFOs small: what waits in them is queued output and unread input. */
+	uint32_t fifoSize = 0;
 	/*
 	 * Non-zero: a loop, as a pipe is: what is written is read back in order, and at most this
 	 * many bytes are in flight (the model's buffered() plus the bytes in the FIFOs); a write of

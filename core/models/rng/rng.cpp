@@ -37,7 +37,7 @@ public:
 	}
 
 	/* Reads are a stream: the core keeps the receive FIFO topped up ahead of readers. */
-	StreamSpec stream() const override { return { .rx = true }; }
+	StreamSpec stream() const override { return { .rx = true, .onDemandRx = true }; }
 	size_t produce(std::span<std::byte> out) override
 	{
 		stream_->generate(out);

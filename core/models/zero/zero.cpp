@@ -13,7 +13,10 @@ class ZeroModel final : public Model
 public:
 	/* A stream both ways: reads are served from the receive FIFO, writes posted to the transmit FIFO;
 	 * the zeros in the ring stay zeros, so a refill writes nothing. */
-	StreamSpec stream() const override { return { .rx = true, .tx = true, .lazyTx = true, .constantRx = true }; }
+	StreamSpec stream() const override
+	{
+		return { .rx = true, .tx = true, .lazyTx = true, .constantRx = true, .onDemandRx = true };
+	}
 	size_t produce(std::span<std::byte> out) override
 	{
 		std::fill(out.begin(), out.end(), std::byte{ 0 });

@@ -216,14 +216,23 @@ struct devemu_ring {
  * that is ahead of its own and not past the tail, dropping the bytes between.
  *
  * Diverted: while the core sets divert on a FIFO (it does while a fault is
- * injected on that operation), the driver sends the calls that begin from
- * then on as READ/WRITE requests, as without the FIFO, and the core answers
- * them from the same stream: a loop's diverted read takes the bytes in rx
- * first (handing them back with rx.discard, see Loops) and holds rx.lock in
- * the driver meanwhile, so no FIFO read moves the head under it; a diverted
- * write goes in after what tx holds. The driver counts the calls it served
- * from each FIFO (calls) and the callers blocked on it (waiters) for the
- * core's statistics; the core trusts them with nothing but those numbers.
+ * injected on that operation, and while the model's state asks for the
+ * request path: a tty in canonical mode, a hung-up file), the driver sends
+ * the calls that begin from then on as READ/WRITE requests, as without the
+ * FIFO, and callers blocked on the FIFO go on as requests too (the core
+ * raises DEVEMU_ISR_STREAM when divert changes). The core answers them from
+ * the same stream: a diverted read takes the bytes in rx first (handing them
+ * back with rx.discard) and the driver holds its rx lock meanwhile, so no
+ * FIFO read moves the head under it; a diverted write goes in after what tx
+ * holds. While diverted, the shadow's readiness counts as well as the
+ * fill's: POLLIN/POLLOUT from either, FIONREAD = rx fill + the shadow's
+ * readable (a loop: its bytes in flight). The driver counts the calls it
+ * served from each FIFO (calls) and the callers blocked on it (waiters) for
+ * the core's statistics; the core trusts them with nothing but those numbers.
+ *
+ * rx.discard, outside loops too: a flush (tcflush) or a diverted read's
+ * taking is the core storing a new rx.discard; the driver moves its head to
+ * it as described under Loops.
  *
  * On detach (the daemon exits or dies), the bytes still in both FIFOs are
  * dropped with the window: the files of that epoch fail with -EIO from then
@@ -239,11 +248,12 @@ struct devemu_fifo {
 	__u32 record; /* core: the model's record size in bytes, 0 or 1: bytes */
 	__u32 capacity; /* rx, RO (window creator): a loop's bound on bytes in flight; 0: not a loop */
 	__u32 adjust; /* rx, core: a loop's held + rx tail - tx head (see Loops) */
-	__u32 discard; /* rx, core: a loop's clear: a new value drops the bytes before that index */
+	__u32 discard; /* rx, core: a new value drops the bytes before that index (a clear, a flush) */
 	__u32 divert; /* core: non-zero: send this direction's calls as READ/WRITE requests (see Diverted) */
 	__u32 calls; /* driver: read()/write() calls served from this FIFO, free-running (statistics) */
 	__u32 waiters; /* driver: callers blocked on this FIFO now */
-	__u8 pad2[28];
+	__u32 nowait; /* rx, core: non-zero: a read of an empty rx returns 0 at once (a tty's VMIN 0, VTIME 0) */
+	__u8 pad2[24];
 };
 #define DEVEMU_FIFO_CTRL_SIZE 256U /* rx control block at fifo_offset, tx at + this */
 #define DEVEMU_MIN_FIFO_SIZE 4096U
