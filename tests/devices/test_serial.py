@@ -10,6 +10,7 @@ import socket
 import struct
 import subprocess
 import termios
+import threading
 import time
 
 import pytest
@@ -129,6 +130,37 @@ def test_pyserial_loopback_round_trip(devemud, baud, request):
     i = info(d, name)
     assert i["baud"] == str(baud)
     assert (i["data"], i["parity"], i["stop"]) == ("8", "none", "1")
+
+
+def test_raw_bytes_stream_through_the_kernel_shims_fifos(devemud, transport):
+    """In raw mode (pyserial's VMIN 1, VTIME 0) the kernel shim serves reads and writes from its
+    stream FIFOs, in the kernel; TIOCOUTQ and tcdrain still see the bytes waiting there, and a
+    canonical read goes to the line discipline by request, one line at a time."""
+    d, name, node = serve(devemud)
+    with serial.Serial(node, 115200, timeout=3) as port:
+        payload = bytes(range(256)) * 16
+        assert port.write(payload) == len(payload)
+        assert port.out_waiting > 0  # 4 KiB at 115200 baud take 0.36 s to leave
+        port.flush()
+        assert port.out_waiting == 0
+        assert read_exactly(port, len(payload)) == payload
+        ops = d.stats(name)["operations"]
+        if transport == "kshim":
+            assert ops["read"]["in_kernel"] == ops["read"]["requests"] > 0, ops["read"]
+            assert ops["write"]["in_kernel"] == ops["write"]["requests"] > 0, ops["write"]
+        else:
+            assert ops["read"]["in_kernel"] == ops["write"]["in_kernel"] == 0
+        attrs = termios.tcgetattr(port.fd)
+        attrs[3] |= termios.ICANON
+        termios.tcsetattr(port.fd, termios.TCSANOW, attrs)
+        d.inject(name, "data", "a line\\nnext\\n")
+        r, _, _ = select.select([port.fd], [], [], 5)
+        assert r
+        assert os.read(port.fd, 100) == b"a line\n"
+        assert os.read(port.fd, 100) == b"next\n"
+        after = d.stats(name)["operations"]["read"]
+        assert after["in_kernel"] == ops["read"]["in_kernel"]  # by request, from the line discipline
+        assert after["requests"] == ops["read"]["requests"] + 2
 
 
 def test_pyserial_custom_speed_is_rounded_to_the_divisor(devemud):
@@ -263,6 +295,29 @@ def test_canonical_read_returns_one_line(devemud):
         assert os.read(fd, 100) == b"seconD line\n"
         d.inject(name, "data", "\\x04")
         assert os.read(fd, 100) == b""  # EOF at the start of a line
+    finally:
+        os.close(fd)
+
+
+def test_a_waiting_raw_read_follows_a_switch_to_canonical_mode(devemud):
+    """A read blocked on a raw port (on the kernel shim: in the kernel, on the empty receive FIFO)
+    answers as the line discipline says once another program turns ICANON on: it waits for the
+    whole line."""
+    d, name, node = serve(devemud)
+    stty("-F", node, "raw", "-echo")
+    fd = os.open(node, os.O_RDWR | os.O_NOCTTY)
+    try:
+        got = []
+        reader = threading.Thread(target=lambda: got.append(os.read(fd, 100)), daemon=True)
+        reader.start()
+        time.sleep(0.5)
+        stty("-F", node, "icanon")
+        d.inject(name, "data", "par")
+        time.sleep(0.5)
+        assert reader.is_alive() and not got, got  # no line yet
+        d.inject(name, "data", "tial\\n")
+        reader.join(10)
+        assert got == [b"partial\n"]
     finally:
         os.close(fd)
 

@@ -194,11 +194,24 @@ constexpr uint64_t kArg = 0x10000;
 
 struct Tty {
 	test::Harness h;
+	/* fifos: the file is opened through a second window with stream FIFOs, whose driver side
+	 * (the kernel shim's) the test plays: rxTake() and txPost(). */
+	std::optional<LocalWindow> fifoWindow;
 	test::FakeMemory mem;
 	int fh;
+	uint32_t rxHead = 0, txTail = 0;
 
-	explicit Tty(ModelOptions::Pairs opts = { { "pace", "none" } }) : h("serial", std::move(opts))
+	explicit Tty(ModelOptions::Pairs opts = { { "pace", "none" } }, bool fifos = false)
+		: h("serial", std::move(opts))
 	{
+		if (fifos) {
+			fifoWindow.emplace(
+				*h.core_, "fifo",
+				WindowGeometry{ DEVEMU_DEFAULT_QUEUE_DEPTH, DEVEMU_DEFAULT_SLOT_SIZE, 4096, 4096 },
+				DEVEMU_F_STREAM);
+			REQUIRE((fifoWindow->window().regs().features_accepted & DEVEMU_F_STREAM) != 0);
+			h.driver_ = &fifoWindow->driver();
+		}
 		fh = h.open();
 		REQUIRE(fh >= 0);
 		mem.regions[kArg].resize(256);
@@ -263,6 +276,35 @@ struct Tty {
 			at++;
 		auto start = at + key.size() + 1;
 		return all.substr(start, all.find(' ', start) - start);
+	}
+	Window &fifo() { return fifoWindow->window(); }
+	/* The driver side: what the receive FIFO holds, taken (the head moves past it). */
+	std::string rxTake()
+	{
+		Window &w = fifo();
+		auto data = w.rxFifoData();
+		/* A discard by the core (a flush, a diverted read) moves the head first. */
+		uint32_t discard = w.rxFifo().discard;
+		uint32_t tail = loadAcquire(w.rxFifo().tail);
+		if (discard - rxHead <= tail - rxHead)
+			rxHead = discard;
+		std::string out;
+		for (; rxHead != tail; rxHead++)
+			out += static_cast<char>(data[rxHead & (data.size() - 1)]);
+		storeRelease(w.rxFifo().head, rxHead);
+		h.core_->doorbell();
+		return out;
+	}
+	/* The driver side: a posted write into the transmit FIFO; ring says whether to wake the core. */
+	void txPost(const std::string &bytes, bool ring = true)
+	{
+		Window &w = fifo();
+		auto data = w.txFifoData();
+		for (char c : bytes)
+			data[txTail++ & (data.size() - 1)] = std::byte(c);
+		storeRelease(w.txFifo().tail, txTail);
+		if (ring)
+			h.core_->doorbell();
 	}
 	std::string readNow(uint32_t len = 256)
 	{
@@ -849,4 +891,117 @@ TEST_CASE("serial tty: a burst from the far end reaches a canonical, echoing rea
 	boost::system::error_code ec;
 	size_t n = client.read_some(asio::buffer(buf), ec);
 	CHECK(std::string(buf.data(), n) == "from-far-start\r\nx\r\n");
+}
+
+/* ---------------- through the kernel shim's stream FIFOs ---------------- */
+
+TEST_CASE("serial tty over stream FIFOs: raw reads and writes move through them, at the line's pace")
+{
+	Tty t({ { "pace", "none" } }, true);
+	/* Power-on termios is canonical: reads come by request, writes stream. */
+	CHECK(t.fifo().rxFifo().divert == 1);
+	CHECK(t.fifo().txFifo().divert == 0);
+	t.raw();
+	CHECK(t.fifo().rxFifo().divert == 0);
+	/* Written into the transmit FIFO, sent, looped back by the plug into the receive FIFO. */
+	t.txPost("hello\n");
+	t.settle();
+	CHECK(t.rxTake() == "hello\n"); /* raw: no ONLCR */
+	t.inject({ "data", "from far" });
+	t.settle();
+	CHECK(t.rxTake() == "from far");
+	/* The line keeps its pace: at 9600 baud 8N1 a character takes about a millisecond. */
+	Tty slow({ { "pace", "baud" } }, true);
+	slow.raw();
+	slow.txPost("0123456789");
+	slow.settle(std::chrono::milliseconds(4));
+	std::string early = slow.rxTake();
+	CHECK(early.size() < 8);
+	slow.settle(std::chrono::milliseconds(40));
+	CHECK(early + slow.rxTake() == "0123456789");
+}
+
+TEST_CASE("serial tty over stream FIFOs: canonical mode and VMIN/VTIME divert reads to the line discipline, "
+	  "pending FIFO bytes first")
+{
+	Tty t({ { "pace", "none" } }, true);
+	t.raw();
+	t.inject({ "data", "xy" });
+	t.settle();
+	termios a = t.attrs();
+	a.c_lflag |= ICANON;
+	REQUIRE(t.set(TCSETS, a) == 0);
+	CHECK(t.fifo().rxFifo().divert == 1);
+	/* What waited in the receive FIFO is one pending read, as n_tty makes buffered raw input one line. */
+	CHECK(t.readNow() == "xy");
+	CHECK(t.fifo().rxFifo().discard == t.fifo().rxFifo().tail); /* the driver drops what the core took */
+	t.inject({ "data", "one\ntwo\n" });
+	t.settle();
+	CHECK(t.rxTake() == ""); /* nothing streamed while canonical */
+	CHECK(t.readNow() == "one\n");
+	/* Readiness of a diverted direction is the model's: a completed line sets POLLIN in the shadow. */
+	CHECK((seqlockRead(t.fifo().fileShadow(static_cast<uint32_t>(t.fh))).revents & POLLIN) != 0);
+	CHECK(t.readNow() == "two\n");
+	t.raw(0, 5); /* VMIN 0, VTIME 5: a read waits half a second for a first byte */
+	CHECK(t.fifo().rxFifo().divert == 1);
+	t.raw(2, 0); /* VMIN 2: a read waits for two bytes */
+	CHECK(t.fifo().rxFifo().divert == 1);
+	t.raw(0, 0); /* pyserial's polling read: what is there, 0 at once when empty, in the kernel too */
+	CHECK(t.fifo().rxFifo().divert == 0);
+	CHECK(t.fifo().rxFifo().nowait == 1);
+	CHECK(t.readNow() == "");
+	auto blocking = t.h.read(static_cast<uint32_t>(t.fh), 16);
+	CHECK(blocking->done);
+	CHECK(blocking->result == 0);
+	t.raw(1, 0);
+	CHECK(t.fifo().rxFifo().divert == 0);
+	CHECK(t.fifo().rxFifo().nowait == 0);
+	t.inject({ "data", "z" });
+	t.settle();
+	/* Streaming again: readiness is the driver's (the FIFO's fill), not in the shadow. */
+	CHECK((seqlockRead(t.fifo().fileShadow(static_cast<uint32_t>(t.fh))).revents & POLLIN) == 0);
+	CHECK(t.rxTake() == "z");
+}
+
+TEST_CASE("serial tty over stream FIFOs: TIOCOUTQ and tcflush count and drop what waits in the FIFOs")
+{
+	Tty t({ { "pace", "baud" } }, true); /* 9600 baud: written bytes wait */
+	t.raw();
+	t.txPost(std::string(4096, 'a'));
+	t.txPost(std::string(1000, 'b'), false); /* posted, the core not woken: still in the FIFO */
+	int outq = 0;
+	REQUIRE(t.get(TIOCOUTQ, outq) == 0);
+	CHECK(outq > 4096); /* the 4 KiB transmit buffer and the FIFO's bytes beyond it */
+	CHECK(outq <= 5096);
+	REQUIRE(t.value(TCFLSH, TCOFLUSH) == 0);
+	REQUIRE(t.get(TIOCOUTQ, outq) == 0);
+	CHECK(outq == 0);
+	CHECK(t.fifo().txFifo().head == t.fifo().txFifo().tail);
+
+	Tty r({ { "pace", "none" } }, true);
+	r.raw();
+	r.inject({ "data", "stale" });
+	r.settle();
+	REQUIRE(r.value(TCFLSH, TCIFLUSH) == 0);
+	CHECK(r.rxTake() == ""); /* the driver dropped them at the core's discard */
+}
+
+TEST_CASE("serial tty over stream FIFOs: a hang-up diverts both directions until its files are closed")
+{
+	Tty t({ { "pace", "none" } }, true);
+	t.raw();
+	termios a = t.attrs();
+	a.c_cflag &= ~CLOCAL;
+	REQUIRE(t.set(TCSETS, a) == 0);
+	int second = t.h.open();
+	t.inject({ "modem", "dcd=0" });
+	CHECK(t.fifo().rxFifo().divert == 1);
+	CHECK(t.fifo().txFifo().divert == 1);
+	CHECK(t.readNow() == "");
+	CHECK(t.h.write(t.fh, test::bytes("x"))->result == -EIO);
+	t.h.release(static_cast<uint32_t>(second));
+	CHECK(t.fifo().txFifo().divert == 1); /* the first file is still hung up */
+	t.h.release(static_cast<uint32_t>(t.fh));
+	CHECK(t.fifo().rxFifo().divert == 0);
+	CHECK(t.fifo().txFifo().divert == 0);
 }

@@ -163,6 +163,7 @@ void SerialModel::eraser(uint8_t c)
 
 void SerialModel::flushInput()
 {
+	ctx_.discardStream(); /* unread bytes already in the receive FIFO */
 	in_.clear();
 	delims_.clear();
 	committed_ = 0;
@@ -173,6 +174,7 @@ void SerialModel::flushInput()
 
 void SerialModel::flushOutput()
 {
+	ctx_.discardStreamTx(); /* written bytes still in the transmit FIFO */
 	xmit_.clear();
 	notify(POLLOUT);
 }
@@ -376,6 +378,7 @@ void SerialModel::hangup()
 {
 	for (auto *f : files_)
 		f->hungUp = true;
+	updateDivert();
 	flushInput();
 	flushOutput();
 	if (termios_.c_cflag & HUPCL)
@@ -490,6 +493,42 @@ ssize_t SerialModel::write(OpenFile &f, std::span<const std::byte> in)
 		notify();
 	}
 	return done ? static_cast<ssize_t>(done) : -EAGAIN;
+}
+
+/* The raw read (VMIN 1, VTIME 0) of whatever is there, for the receive FIFO. */
+size_t SerialModel::produce(std::span<std::byte> out)
+{
+	size_t n = std::min(in_.size(), out.size());
+	if (!n)
+		return 0;
+	std::copy_n(in_.begin(), n, reinterpret_cast<uint8_t *>(out.data()));
+	in_.erase(in_.begin(), in_.begin() + static_cast<ptrdiff_t>(n));
+	committed_ = in_.size();
+	checkThrottle();
+	notify();
+	return n;
+}
+
+/* Written bytes from the transmit FIFO, through output processing, as far as the buffer has room. */
+size_t SerialModel::consume(std::span<const std::byte> in)
+{
+	size_t done = 0;
+	while (done < in.size() && outputChar(static_cast<uint8_t>(in[done]), false))
+		done++;
+	if (done) {
+		startTx();
+		notify();
+	}
+	return done;
+}
+
+void SerialModel::updateDivert()
+{
+	bool hungUp = std::any_of(files_.begin(), files_.end(), [](const SerialFile *f) { return f->hungUp; });
+	/* VMIN 1: what is there, else wait; VMIN 0 (VTIME 0): what is there, else 0 at once. */
+	bool fifoRead = !canonical() && cc(VMIN) <= 1 && cc(VTIME) == 0;
+	ctx_.divertStream(!fifoRead || hungUp, hungUp);
+	ctx_.streamPollingReads(cc(VMIN) == 0);
 }
 
 uint32_t SerialModel::poll(const OpenFile &f)

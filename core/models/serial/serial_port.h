@@ -104,10 +104,20 @@ public:
 		if (--opens_ == 0)
 			shutdown();
 		quiet_ = false;
+		updateDivert(); /* the last hung-up file may be gone */
 	}
 
 	ssize_t read(OpenFile &f, std::span<std::byte> out) override;
 	ssize_t write(OpenFile &f, std::span<const std::byte> in) override;
+	/*
+	 * The line's bytes stream through the kernel shim's FIFOs (4 KiB each: what waits there is
+	 * queued output and unread input) while the line discipline reads as a FIFO does: raw
+	 * (non-canonical, VTIME 0, VMIN 1 or VMIN 0's polling reads) and no hung-up file. Otherwise
+	 * the direction is diverted to read()/write() (updateDivert). termios stays on the request path.
+	 */
+	StreamSpec stream() const override { return { .rx = true, .tx = true, .fifoSize = 4096 }; }
+	size_t produce(std::span<std::byte> out) override;
+	size_t consume(std::span<const std::byte> in) override;
 	IoctlResult ioctl(OpenFile &f, IoctlCall &call) override;
 	uint32_t poll(const OpenFile &f) override;
 	uint32_t readable(const OpenFile &) override { return static_cast<uint32_t>(inq()); }
@@ -143,7 +153,12 @@ private:
 	void setBreak(bool on);
 	void reportLine();
 	void setFarLines(uint8_t mask, uint8_t value);
-	bool drained() const { return xmit_.empty() && !xchar_ && !uart_.transmitting() && uart_.txCount() == 0; }
+	/* Everything written has left the transmitter: the FIFO's bytes, the buffer's, the chip's. */
+	bool drained() const
+	{
+		return xmit_.empty() && !xchar_ && !uart_.transmitting() && uart_.txCount() == 0 &&
+		       ctx_.streamTxPending() == 0;
+	}
 	bool txStopped() const { return flowStopped_ || hwStopped_; }
 
 	/* line: one character time per step */
@@ -168,6 +183,8 @@ private:
 	size_t inq() const;
 	bool inputAvailable(bool forPoll) const;
 	bool canonical() const { return termios_.c_lflag & ICANON; }
+	/* Tells the core which stream directions need the file's calls now (see stream()). */
+	void updateDivert();
 	uint8_t cc(int index) const { return termios_.c_cc[index]; }
 	bool isCc(uint8_t c, int index) const { return cc(index) != 0 && c == cc(index); }
 

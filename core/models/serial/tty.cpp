@@ -45,6 +45,7 @@ termios2 SerialModel::initialTermios()
 /* The far end: a pty to open, a socket to listen on, or a Python object. */
 int SerialModel::start(std::string &error)
 {
+	updateDivert(); /* canonical at power-on: reads by request until a program sets raw mode */
 	far_ = openFarEnd(ctx_.strand(), config_.far, ctx_.name(), error);
 	if (!error.empty())
 		return -EIO;
@@ -101,6 +102,7 @@ void SerialModel::applyTermios(const termios2 &requested)
 			delims_.emplace_back(in_.size() - 1, false);
 		}
 	}
+	updateDivert();
 	notify(POLLIN | POLLOUT);
 }
 
@@ -217,7 +219,7 @@ IoctlResult SerialModel::ioctlImpl(OpenFile &f, IoctlCall &call)
 	case TIOCINQ:
 		return call.replyArg(static_cast<int>(inq()));
 	case TIOCOUTQ:
-		return call.replyArg(static_cast<int>(xmit_.size()));
+		return call.replyArg(static_cast<int>(xmit_.size() + ctx_.streamTxPending()));
 	case TCFLSH:
 		switch (value) {
 		case TCIFLUSH:
