@@ -111,10 +111,10 @@ unsigned DeviceCore::attachWindow(Window &window, InterruptHandler interrupt)
 		aw.adjust = loopAdjust(aw);
 		storeRelease(window.rxFifo().adjust, aw.adjust);
 	}
-	if (streamRx)
+	if (streamRx) {
 		aw.rxDiscard = window.rxFifo().discard;
-	if (streamRx)
 		aw.rxCallsSeen = window.rxFifo().calls;
+	}
 	if (streamTx)
 		aw.txCallsSeen = window.txFifo().calls;
 	windows_.push_back(std::move(aw));

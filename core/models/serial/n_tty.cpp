@@ -467,11 +467,7 @@ ssize_t SerialModel::read(OpenFile &f, std::span<std::byte> out)
 				return -EAGAIN;
 			}
 		}
-		n = std::min(avail, out.size());
-		for (size_t i = 0; i < n; i++)
-			out[i] = std::byte(in_[i]);
-		in_.erase(in_.begin(), in_.begin() + static_cast<ptrdiff_t>(n));
-		committed_ = in_.size();
+		n = takeRaw(out);
 	}
 	checkThrottle();
 	notify(); /* readiness changed: republish the poll shadow (the kernel shim answers poll from it) */
@@ -482,28 +478,26 @@ ssize_t SerialModel::write(OpenFile &f, std::span<const std::byte> in)
 {
 	if (f.stateAs<SerialFile>().hungUp)
 		return -EIO;
-	size_t done = 0;
-	for (auto b : in) {
-		if (!outputChar(static_cast<uint8_t>(b), false))
-			break;
-		done++;
-	}
-	if (done) {
-		startTx();
-		notify();
-	}
+	size_t done = consume(in);
 	return done ? static_cast<ssize_t>(done) : -EAGAIN;
+}
+
+/* Non-canonical: takes what the input buffer holds, up to out's size. */
+size_t SerialModel::takeRaw(std::span<std::byte> out)
+{
+	size_t n = std::min(in_.size(), out.size());
+	std::copy_n(in_.begin(), n, reinterpret_cast<uint8_t *>(out.data()));
+	in_.erase(in_.begin(), in_.begin() + static_cast<ptrdiff_t>(n));
+	committed_ = in_.size();
+	return n;
 }
 
 /* The raw read (VMIN 1, VTIME 0) of whatever is there, for the receive FIFO. */
 size_t SerialModel::produce(std::span<std::byte> out)
 {
-	size_t n = std::min(in_.size(), out.size());
+	size_t n = takeRaw(out);
 	if (!n)
 		return 0;
-	std::copy_n(in_.begin(), n, reinterpret_cast<uint8_t *>(out.data()));
-	in_.erase(in_.begin(), in_.begin() + static_cast<ptrdiff_t>(n));
-	committed_ = in_.size();
 	checkThrottle();
 	notify();
 	return n;

@@ -181,6 +181,7 @@ private:
 	void checkThrottle();
 	void hangup();
 	size_t inq() const;
+	size_t takeRaw(std::span<std::byte> out);
 	bool inputAvailable(bool forPoll) const;
 	bool canonical() const { return termios_.c_lflag & ICANON; }
 	/* Tells the core which stream directions need the file's calls now (see stream()). */
