@@ -18,6 +18,9 @@
  *   regs.data_offset        slot_size*depth data slots; slot N belongs to tag N
  *   regs.fifo_offset        4 KiB + rx + tx stream FIFOs (DEVEMU_F_STREAM only): two struct
  *                                           devemu_fifo, then rx_fifo_size and tx_fifo_size bytes
+ *   regs.file_fifo_offset   256*n (paged)   per-file receive FIFOs (DEVEMU_F_FILE_STREAM only):
+ *                           + n*size        n = file_fifo_count struct devemu_fifo, then n rings
+ *                                           of file_fifo_size bytes, ring N belongs to fh N
  *
  * Roles: the *driver* produces submission entries (SQEs) and consumes
  * completion entries (CQEs); the *core* does the opposite. A tag names one
@@ -93,6 +96,7 @@
 #define DEVEMU_F_NEED_KICK (1ULL << 3) /* doorbell suppression */
 #define DEVEMU_F_STREAM (1ULL << 4) /* device-wide stream FIFOs: read/write served by the driver */
 #define DEVEMU_F_CALLER_CAPS (1ULL << 5) /* every request reports its caller's capabilities (sqe.caps) */
+#define DEVEMU_F_FILE_STREAM (1ULL << 6) /* per-file receive FIFOs: each open file's read() served by the driver */
 
 /* regs.isr bits: why the core raised the interrupt; the others are reserved */
 #define DEVEMU_ISR_CQ (1U << 0) /* completions posted */
@@ -122,7 +126,10 @@ struct devemu_regs {
 	__u32 rx_fifo_size; /* 0xa0 RO receive FIFO bytes (0: none), power of 2 */
 	__u32 tx_fifo_size; /* 0xa4 RO transmit FIFO bytes (0: none), power of 2 */
 	__u64 fifo_offset; /* 0xa8 RO the FIFO control page (0 when both sizes are 0) */
-	__u8 reserved[DEVEMU_WINDOW_PAGE - 0xb0];
+	__u32 file_fifo_count; /* 0xb0 RO files (fh < count) with their own receive FIFO (0: none) */
+	__u32 file_fifo_size; /* 0xb4 RO bytes in each per-file receive FIFO, power of 2 */
+	__u64 file_fifo_offset; /* 0xb8 RO the per-file FIFO control blocks (0 when count is 0) */
+	__u8 reserved[DEVEMU_WINDOW_PAGE - 0xc0];
 };
 
 /*
@@ -237,6 +244,30 @@ struct devemu_ring {
  * On detach (the daemon exits or dies), the bytes still in both FIFOs are
  * dropped with the window: the files of that epoch fail with -EIO from then
  * on, as for every request.
+ *
+ * Per-file receive FIFOs (DEVEMU_F_FILE_STREAM): for a model whose every
+ * open file has its own queue (evdev's clients), the window holds
+ * file_fifo_count receive FIFOs of file_fifo_size bytes, FIFO N for the file
+ * whose OPEN returned fh N (files with fh >= count have none and read by
+ * request). Each is an rx FIFO as above, on its own: the core produces what
+ * that file may read (tail), the driver serves that file's read() from it
+ * (head): whole records, an empty FIFO blocks (O_NONBLOCK: -EAGAIN), a signal
+ * gives -EINTR; kick, watermark, record, discard, divert, calls and waiters
+ * mean what they mean for rx; capacity, adjust and nowait are unused (0).
+ * Such a file never reads from the device-wide rx FIFO. Its readiness: POLLIN
+ * and FIONREAD from its FIFO's fill, the rest (and, while diverted, POLLIN
+ * too) from the file's shadow, as for a diverted rx.
+ * - Records are in the native (64-bit) layout: a compat (32-bit) caller's
+ *   read goes as a READ request.
+ * - The core takes back: while a READ or IOCTL request of a file with a FIFO
+ *   is in flight, the driver holds that FIFO's lock (no read moves its head),
+ *   so the core may take the bytes the FIFO holds back into the model (a
+ *   request sees the file's whole queue: an ioctl that flushes it, a compat
+ *   read) and hand them back with discard; the driver acts on discard before
+ *   it lets the lock go.
+ * - The core drops the bytes of a file that was released before it answers
+ *   an OPEN that reuses its fh (discard = its tail), so a new file starts
+ *   empty.
  */
 struct devemu_fifo {
 	__u32 head; /* consumer index */
@@ -258,6 +289,8 @@ struct devemu_fifo {
 #define DEVEMU_FIFO_CTRL_SIZE 256U /* rx control block at fifo_offset, tx at + this */
 #define DEVEMU_MIN_FIFO_SIZE 4096U
 #define DEVEMU_MAX_FIFO_SIZE (4U << 20)
+#define DEVEMU_MAX_FILE_FIFOS 256U /* file_fifo_count at most */
+#define DEVEMU_MAX_FILE_FIFO_SIZE (64U << 10) /* file_fifo_size at most */
 
 /*
  * The opcodes, one list that every side expands: this enum, the core's
@@ -372,6 +405,23 @@ static inline __u64 devemu_window_stream_size(__u32 depth, __u32 slot_size, __u3
 		return devemu_window_size(depth, slot_size);
 	return devemu_window_fifo_offset(depth, slot_size) + DEVEMU_WINDOW_PAGE + rx_size + tx_size;
 }
+/* The per-file receive FIFOs follow: count control blocks (rounded up to a page), then count rings. */
+static inline __u64 devemu_window_file_fifo_offset(__u32 depth, __u32 slot_size, __u32 rx_size, __u32 tx_size)
+{
+	return devemu_page_align(devemu_window_stream_size(depth, slot_size, rx_size, tx_size));
+}
+static inline __u64 devemu_window_file_fifo_data(__u32 count)
+{
+	return devemu_page_align((__u64)count * DEVEMU_FIFO_CTRL_SIZE);
+}
+static inline __u64 devemu_window_total_size(__u32 depth, __u32 slot_size, __u32 rx_size, __u32 tx_size,
+					     __u32 file_count, __u32 file_size)
+{
+	if (!file_count)
+		return devemu_window_stream_size(depth, slot_size, rx_size, tx_size);
+	return devemu_window_file_fifo_offset(depth, slot_size, rx_size, tx_size) +
+	       devemu_window_file_fifo_data(file_count) + (__u64)file_count * file_size;
+}
 
 #define DEVEMU_IOCTL_MAX_IOV 256U
 struct devemu_iovec {
@@ -419,7 +469,7 @@ struct devemu_counters {
 /* Feature bits the module offers in regs.features_offered. */
 #define DEVEMU_KSHIM_FEATURES \
 	(DEVEMU_F_SHADOW_POLL | DEVEMU_F_IOCTL_RETRY | DEVEMU_F_CANCEL | DEVEMU_F_NEED_KICK | DEVEMU_F_STREAM | \
-	 DEVEMU_F_CALLER_CAPS)
+	 DEVEMU_F_CALLER_CAPS | DEVEMU_F_FILE_STREAM)
 
 struct devemu_kshim_add {
 	char name[DEVEMU_DEVICE_NAME_MAX]; /* /dev/NAME: [A-Za-z0-9_.-], NUL-terminated */
@@ -444,7 +494,15 @@ struct devemu_kshim_add {
 	 * bytes; needs both sizes, and at most tx_fifo_size.
 	 */
 	__u32 stream_capacity;
-	__u32 reserved[5]; /* must be 0 */
+	/*
+	 * Per-file receive FIFOs (DEVEMU_F_FILE_STREAM accepted): count 0, or
+	 * 1 to DEVEMU_MAX_FILE_FIFOS files with fh < count, each with a FIFO of
+	 * file_fifo_size bytes, a power of 2 from DEVEMU_MIN_FIFO_SIZE to
+	 * DEVEMU_MAX_FILE_FIFO_SIZE.
+	 */
+	__u32 file_fifo_count;
+	__u32 file_fifo_size;
+	__u32 reserved[3]; /* must be 0 */
 };
 
 /*
