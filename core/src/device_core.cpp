@@ -77,6 +77,9 @@ unsigned DeviceCore::attachWindow(Window &window, InterruptHandler interrupt)
 	bool streamTx = stream_.tx && window.txFifoSize() && (r.features_offered & DEVEMU_F_STREAM);
 	if (streamRx || streamTx)
 		accept |= DEVEMU_F_STREAM;
+	bool fileStreams = stream_.fileRecord && window.fileFifoCount() && (r.features_offered & DEVEMU_F_FILE_STREAM);
+	if (fileStreams)
+		accept |= DEVEMU_F_FILE_STREAM;
 	r.features_accepted = r.features_offered & accept;
 	std::atomic_ref<uint32_t>(r.status).fetch_or(DEVEMU_STATUS_ACKNOWLEDGE | DEVEMU_STATUS_DRIVER_OK);
 	std::atomic_ref<uint32_t>(window.sq().flags).fetch_or(DEVEMU_RING_NEED_KICK);
@@ -117,6 +120,8 @@ unsigned DeviceCore::attachWindow(Window &window, InterruptHandler interrupt)
 	}
 	if (streamTx)
 		aw.txCallsSeen = window.txFifo().calls;
+	if (fileStreams)
+		attachFileFifos(aw);
 	windows_.push_back(std::move(aw));
 	publishDivert();
 	return static_cast<unsigned>(windows_.size() - 1);
@@ -232,9 +237,12 @@ void DeviceCore::dispatch()
 		for (unsigned i = 0; i < windows_.size(); i++)
 			consume(i);
 		runWakeups();
-		for (auto &aw : windows_)
+		for (auto &aw : windows_) {
 			if (aw.window && (aw.streamRx || aw.streamTx))
 				pumpStreams(aw);
+			if (aw.window && !aw.fileFifos.empty())
+				pumpFileStreams(aw);
+		}
 		publishShadows();
 		for (auto &aw : windows_) {
 			if (!aw.pendingIsr || !aw.window)
@@ -359,6 +367,7 @@ void DeviceCore::process(unsigned index, const devemu_sqe &submitted, bool fault
 			return complete(index, sqe, ret);
 		aw.files[fh] = std::move(f);
 		aw.openCount++;
+		openFileFifo(aw, fh);
 		stats_.opens++;
 		/* A fresh file starts with a clean shadow entry; publishShadows fills it. */
 		seqlockWrite(window.fileShadow(fh),
@@ -423,6 +432,9 @@ bool DeviceCore::attempt(Request &req)
 	/* The file may be shared by a 32-bit and a 64-bit process: each request says which one calls. */
 	f.compat = sqe.flags & DEVEMU_SQE_F_COMPAT;
 	setCaller(f, sqe);
+	/* The driver holds the file's FIFO meanwhile: the model sees the file's whole queue. */
+	if (sqe.opcode == DEVEMU_OP_READ || sqe.opcode == DEVEMU_OP_IOCTL)
+		takeBackFileFifo(aw, f);
 
 	switch (sqe.opcode) {
 	case DEVEMU_OP_READ: {
@@ -473,9 +485,12 @@ bool DeviceCore::coreIoctl(IoctlCall &call, unsigned windowIndex, OpenFile &file
 	switch (call.cmd()) {
 	case DEVEMU_IOC_COUNTERS: {
 		/* Bytes posted to or read from the stream FIFOs since the last look count too. */
-		for (auto &aw : windows_)
+		for (auto &aw : windows_) {
 			if (aw.window && (aw.streamRx || aw.streamTx))
 				pumpStreams(aw);
+			if (aw.window)
+				countFileFifoCalls(aw);
+		}
 		devemu_counters c{};
 		c.bytes_in = stats_.bytesIn;
 		c.bytes_out = stats_.bytesOut;
@@ -920,6 +935,10 @@ void DeviceCore::publishShadows()
 				revents &= ~(POLLOUT | POLLWRNORM);
 				writable = 0;
 			}
+			if (fileFifoServes(aw, f->fh)) {
+				revents &= ~(POLLIN | POLLRDNORM);
+				readable = 0;
+			}
 			devemu_shadow_file &s = aw.window->fileShadow(f->fh);
 			if (s.revents == revents && s.readable == readable && s.writable == writable &&
 			    !(pulse & revents))
@@ -1013,6 +1032,8 @@ void DeviceCore::publishDivert()
 			storeRelease(aw.window->rxFifo().nowait, aw.rxNoWait = nowait);
 			aw.pendingIsr |= DEVEMU_ISR_STREAM;
 		}
+		for (uint32_t fh = 0; fh < aw.fileFifos.size(); fh++)
+			publishFileDivert(aw, fh);
 	}
 }
 
@@ -1034,6 +1055,7 @@ const DeviceStats &DeviceCore::stats()
 			count(DeviceStats::Read, aw.window->rxFifo(), aw.rxCallsSeen);
 		if (aw.streamTx)
 			count(DeviceStats::Write, aw.window->txFifo(), aw.txCallsSeen);
+		countFileFifoCalls(aw);
 	}
 	return stats_;
 }
@@ -1050,6 +1072,7 @@ size_t DeviceCore::waitingCalls() const
 			n += std::min(loadAcquire(aw.window->rxFifo().waiters), kMaxWaiters);
 		if (aw.streamTx)
 			n += std::min(loadAcquire(aw.window->txFifo().waiters), kMaxWaiters);
+		n += fileFifoWaiters(aw);
 	}
 	return n;
 }

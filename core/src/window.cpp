@@ -18,6 +18,13 @@ bool fifoSizeValid(uint32_t v)
 {
 	return !v || (isPowerOfTwo(v) && v >= DEVEMU_MIN_FIFO_SIZE && v <= DEVEMU_MAX_FIFO_SIZE);
 }
+bool fileFifosValid(uint32_t count, uint32_t size)
+{
+	if (!count)
+		return !size;
+	return count <= DEVEMU_MAX_FILE_FIFOS && isPowerOfTwo(size) && size >= DEVEMU_MIN_FIFO_SIZE &&
+	       size <= DEVEMU_MAX_FILE_FIFO_SIZE;
+}
 } // namespace
 
 WindowLayout WindowLayout::of(const WindowGeometry &g)
@@ -27,7 +34,11 @@ WindowLayout WindowLayout::of(const WindowGeometry &g)
 	l.cqOffset = devemu_window_cq_offset(g.queueDepth);
 	l.dataOffset = devemu_window_data_offset(g.queueDepth);
 	l.fifoOffset = g.rxFifoSize || g.txFifoSize ? devemu_window_fifo_offset(g.queueDepth, g.slotSize) : 0;
-	l.size = devemu_window_stream_size(g.queueDepth, g.slotSize, g.rxFifoSize, g.txFifoSize);
+	l.fileFifoOffset = g.fileFifoCount ? devemu_window_file_fifo_offset(g.queueDepth, g.slotSize, g.rxFifoSize,
+									     g.txFifoSize)
+					   : 0;
+	l.size = devemu_window_total_size(g.queueDepth, g.slotSize, g.rxFifoSize, g.txFifoSize, g.fileFifoCount,
+					  g.fileFifoSize);
 	return l;
 }
 
@@ -77,7 +88,7 @@ int Window::create(const WindowGeometry &g, std::string_view name, uint32_t devi
 {
 	if (!isPowerOfTwo(g.queueDepth) || g.queueDepth > DEVEMU_MAX_QUEUE_DEPTH || g.slotSize < DEVEMU_WINDOW_PAGE ||
 	    g.slotSize > DEVEMU_MAX_SLOT_SIZE || name.size() >= DEVEMU_DEVICE_NAME_MAX || !fifoSizeValid(g.rxFifoSize) ||
-	    !fifoSizeValid(g.txFifoSize))
+	    !fifoSizeValid(g.txFifoSize) || !fileFifosValid(g.fileFifoCount, g.fileFifoSize))
 		return -EINVAL;
 	WindowLayout l = WindowLayout::of(g);
 	std::string memfdName = "devemu-window-" + std::string(name);
@@ -104,6 +115,9 @@ int Window::create(const WindowGeometry &g, std::string_view name, uint32_t devi
 	r.rx_fifo_size = g.rxFifoSize;
 	r.tx_fifo_size = g.txFifoSize;
 	r.fifo_offset = l.fifoOffset;
+	r.file_fifo_count = g.fileFifoCount;
+	r.file_fifo_size = g.fileFifoSize;
+	r.file_fifo_offset = l.fileFifoOffset;
 	r.attach_epoch = 1;
 	std::memcpy(r.name, name.data(), name.size());
 	w.setLayout(g, l);
@@ -124,13 +138,14 @@ int Window::attach(UniqueFD fd, Window &out)
 	munmap(p, sizeof(regs));
 	if (regs.magic != DEVEMU_MAGIC || regs.abi_version != DEVEMU_ABI_VERSION)
 		return -EPROTO;
-	WindowGeometry g{ regs.queue_depth, regs.slot_size, regs.rx_fifo_size, regs.tx_fifo_size };
+	WindowGeometry g{ regs.queue_depth,	regs.slot_size,	      regs.rx_fifo_size,
+			  regs.tx_fifo_size,	regs.file_fifo_count, regs.file_fifo_size };
 	if (!isPowerOfTwo(g.queueDepth) || g.queueDepth > DEVEMU_MAX_QUEUE_DEPTH || g.slotSize > DEVEMU_MAX_SLOT_SIZE ||
-	    !fifoSizeValid(g.rxFifoSize) || !fifoSizeValid(g.txFifoSize))
+	    !fifoSizeValid(g.rxFifoSize) || !fifoSizeValid(g.txFifoSize) || !fileFifosValid(g.fileFifoCount, g.fileFifoSize))
 		return -EPROTO;
 	WindowLayout l = WindowLayout::of(g);
 	if (regs.sq_offset != l.sqOffset || regs.cq_offset != l.cqOffset || regs.data_offset != l.dataOffset ||
-	    regs.fifo_offset != l.fifoOffset || regs.window_size != l.size)
+	    regs.fifo_offset != l.fifoOffset || regs.file_fifo_offset != l.fileFifoOffset || regs.window_size != l.size)
 		return -EPROTO;
 	Window w;
 	int ret = w.map(std::move(fd), l.size);

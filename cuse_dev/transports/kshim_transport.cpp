@@ -146,6 +146,19 @@ int KshimTransport::start(ReadyHandler onReady, EndHandler onEnd, std::string &e
 			add.tx_fifo_size = stream.tx ? std::max(size, std::bit_ceil(loop)) : 0;
 			add.stream_capacity = loop;
 		}
+		/* A queue per open file (evdev): each of the first files gets a receive FIFO of its own. */
+		if (stream.fileRecord) {
+			uint32_t fileSize = std::max(stream.fileFifoSize, DEVEMU_MIN_FIFO_SIZE);
+			if (std::has_single_bit(fileSize) && fileSize <= DEVEMU_MAX_FILE_FIFO_SIZE &&
+			    stream.fileRecord <= fileSize) {
+				add.file_fifo_count = kFileFifoCount;
+				add.file_fifo_size = fileSize;
+			} else {
+				DEVEMU_LOG(Warning, parts_.node.name,
+					   "reads by requests (per-file FIFO of {} bytes: not a power of two up to 64 KiB)",
+					   fileSize);
+			}
+		}
 	}
 
 	int channel = ioctl(control_.get(), DEVEMU_KSHIM_IOC_ADD, &add);

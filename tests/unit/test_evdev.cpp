@@ -693,3 +693,181 @@ TEST_CASE("evdev: a 32-bit caller writes and reads 16-byte events; readable byte
 	CHECK(in.events(native) == std::vector<Ev>{ { EV_KEY, KEY_A, 1 }, kSyn });
 	CHECK(in.ioctl(native, EVIOCSFF, 48) == -ENOSYS);
 }
+
+namespace {
+
+/*
+ * evdev behind a window with per-file receive FIFOs, whose driver side (the kernel shim's) the test plays:
+ * take() reads a file's FIFO as the module does; requests (ioctls, compat and diverted reads) go through the
+ * window's driver as the module sends them, holding the file's FIFO.
+ */
+struct ShimInput : Input {
+	explicit ShimInput(std::initializer_list<std::pair<std::string, std::string>> options = {}) : Input(options)
+	{
+		fifoWindow.emplace(*h.core_, "fifo",
+				   WindowGeometry{ DEVEMU_DEFAULT_QUEUE_DEPTH, DEVEMU_DEFAULT_SLOT_SIZE, 0, 0, 4, 4096 },
+				   DEVEMU_F_FILE_STREAM);
+		REQUIRE((window().regs().features_accepted & DEVEMU_F_FILE_STREAM) != 0);
+		h.driver_ = &fifoWindow->driver();
+	}
+	Window &window() { return fifoWindow->window(); }
+	devemu_fifo &fifo(uint32_t fh) { return window().fileFifo(fh); }
+	/* The driver side: the head with the core's discard applied, as the module acts on it. */
+	uint32_t head(uint32_t fh)
+	{
+		uint32_t head = fifo(fh).head, discard = fifo(fh).discard, tail = loadAcquire(fifo(fh).tail);
+		if (discard - head <= tail - head)
+			head = discard;
+		return head;
+	}
+	/* Whole events a read() of the file gets from its FIFO now (the head moves past them). */
+	std::vector<Ev> take(uint32_t fh, std::vector<input_event> *raw = nullptr)
+	{
+		auto data = window().fileFifoData(fh);
+		uint32_t at = head(fh), tail = loadAcquire(fifo(fh).tail);
+		REQUIRE((tail - at) % sizeof(input_event) == 0);
+		std::vector<Ev> out;
+		for (; at != tail; at += sizeof(input_event)) {
+			input_event e;
+			for (size_t i = 0; i < sizeof(e); i++)
+				reinterpret_cast<std::byte *>(&e)[i] = data[(at + i) & (data.size() - 1)];
+			out.push_back({ e.type, e.code, e.value });
+			if (raw)
+				raw->push_back(e);
+		}
+		storeRelease(fifo(fh).head, at);
+		h.core_->doorbell();
+		return out;
+	}
+	std::optional<LocalWindow> fifoWindow;
+};
+
+} // namespace
+
+TEST_CASE("evdev on per-file FIFOs: each file's complete packets go to its own FIFO as 24-byte records, across the wrap")
+{
+	ShimInput in({ { "scan", "off" } });
+	uint32_t a = in.open(), b = in.open();
+	CHECK(in.window().fileFifoCount() == 4);
+	CHECK(in.fifo(a).record == 24);
+	in.inject({ "tap", "KEY_A" });
+	in.inject({ "key", "KEY_B", "1" }); /* a packet not yet complete stays in the model */
+	std::vector<input_event> raw;
+	CHECK(in.take(a, &raw) == std::vector<Ev>{ { EV_KEY, KEY_A, 1 }, kSyn, { EV_KEY, KEY_A, 0 }, kSyn });
+	CHECK(raw[0].input_event_sec > 1'600'000'000);
+	CHECK(in.take(a).empty());
+	in.inject({ "syn" });
+	CHECK(in.take(a) == std::vector<Ev>{ { EV_KEY, KEY_B, 1 }, kSyn });
+	/* b has its own FIFO and queue: everything since its open, untouched by a's reads. */
+	CHECK(in.take(b).size() == 6);
+	/* The kernel shim answers poll and FIONREAD for these reads from the fill: the shadow leaves them out. */
+	in.inject({ "tap", "KEY_C" });
+	CHECK((seqlockRead(in.window().fileShadow(a)).revents & POLLIN) == 0);
+	CHECK(seqlockRead(in.window().fileShadow(a)).readable == 0);
+	CHECK(loadAcquire(in.fifo(a).tail) - in.fifo(a).head == 4 * 24);
+	in.take(a);
+	/* 4096 is no multiple of 24: records straddle the ring's end and come out whole. */
+	for (int round = 0; round < 60; round++) {
+		in.inject({ "tap", "KEY_D" });
+		REQUIRE(in.take(a) == std::vector<Ev>{ { EV_KEY, KEY_D, 1 }, kSyn, { EV_KEY, KEY_D, 0 }, kSyn });
+	}
+	CHECK(in.fifo(a).head > 4096);
+	/* Bytes the driver read count as read. */
+	CHECK(in.h.core_->stats().bytesOut >= 61 * 4 * 24);
+}
+
+TEST_CASE("evdev on per-file FIFOs: a request of the file takes its FIFO back first, so ioctls and compat reads see the whole queue")
+{
+	ShimInput in({ { "scan", "off" } });
+	uint32_t a = in.open();
+	in.inject({ "key", "KEY_LEFTSHIFT", "1" });
+	in.inject({ "syn" });
+	in.inject({ "key", "KEY_Q", "1" });
+	in.inject({ "event", "EV_LED", "LED_CAPSL", "1" });
+	in.inject({ "syn" });
+	CHECK(loadAcquire(in.fifo(a).tail) - in.fifo(a).head == 5 * 24);
+	/* EVIOCGKEY drops the file's queued key events: those in the FIFO too (handed back with discard). */
+	std::vector<std::byte> out;
+	CHECK(in.ioctl(a, EVIOCGKEY(KEY_MAX), KEY_MAX, &out) == 96);
+	CHECK(bit(out, KEY_Q));
+	CHECK(in.fifo(a).discard == in.fifo(a).tail - 3 * 24); /* taken back, then the rest produced again */
+	CHECK(in.take(a) == std::vector<Ev>{ kSyn, { EV_LED, LED_CAPSL, 1 }, kSyn });
+	/* A 32-bit reader's read comes by request: the events in the FIFO reach it in 16-byte form. */
+	in.inject({ "tap", "KEY_A" });
+	CHECK(loadAcquire(in.fifo(a).tail) - in.head(a) == 4 * 24);
+	in.h.setCompat(true);
+	auto r = in.h.read(a, 64, true);
+	CHECK(r->result == 64);
+	in.h.setCompat(false);
+	CHECK(in.take(a).empty());
+	/* A request that finds nothing in either place parks, and the next packet ends it by request. */
+	auto parked = in.h.read(a, 240);
+	CHECK_FALSE(parked->done);
+	in.inject({ "tap", "KEY_B" });
+	REQUIRE(parked->done);
+	CHECK(parked->result == 4 * 24);
+	CHECK(in.take(a).empty());
+}
+
+TEST_CASE("evdev on per-file FIFOs: a full queue counts the FIFO's events and drops them behind SYN_DROPPED")
+{
+	ShimInput in({ { "queue", "8" }, { "scan", "off" } });
+	uint32_t a = in.open();
+	in.inject({ "tap", "KEY_A" }); /* 4 events, in the FIFO */
+	in.inject({ "tap", "KEY_B" }); /* the 8th event of queue + FIFO overflows */
+	CHECK(in.take(a) == std::vector<Ev>{ { EV_SYN, SYN_DROPPED, 0 }, kSyn });
+	CHECK(in.h.core_->model()->dropped() == 7);
+	in.inject({ "tap", "KEY_C" });
+	CHECK(in.take(a) == std::vector<Ev>{ { EV_KEY, KEY_C, 1 }, kSyn, { EV_KEY, KEY_C, 0 }, kSyn });
+}
+
+TEST_CASE("evdev on per-file FIFOs: a revoked file is diverted to requests; a reused fh starts empty; files past the count read by request")
+{
+	ShimInput in({ { "scan", "off" } });
+	uint32_t a = in.open(), b = in.open();
+	in.inject({ "tap", "KEY_A" });
+	CHECK(in.fifo(a).divert == 0);
+	CHECK(in.ioctlValue(a, EVIOCREVOKE, 0) == 0);
+	CHECK(in.fifo(a).divert == 1);
+	CHECK(in.h.read(a, 24, true)->result == -ENODEV);
+	CHECK((seqlockRead(in.window().fileShadow(a)).revents & POLLHUP) != 0);
+	/* b's events wait in its FIFO when it closes; the next file on its fh does not see them. */
+	in.h.release(b);
+	uint32_t c = in.open();
+	CHECK(c == b);
+	CHECK(in.fifo(c).divert == 0);
+	CHECK(in.take(c).empty());
+	in.inject({ "tap", "KEY_B" });
+	CHECK(in.take(c).size() == 4);
+	/* fh 2 and 3 have FIFOs, fh 4 does not: its events wait in the model for a read request. */
+	in.open();
+	in.open();
+	uint32_t e = in.open();
+	CHECK(e == 4);
+	in.inject({ "tap", "KEY_C" });
+	CHECK((seqlockRead(in.window().fileShadow(e)).revents & POLLIN) != 0);
+	CHECK(in.events(e).size() == 4);
+}
+
+TEST_CASE("evdev on per-file FIFOs: hostile driver indices move nothing outside the FIFO, and its counts only numbers")
+{
+	ShimInput in({ { "scan", "off" } });
+	uint32_t a = in.open();
+	in.inject({ "tap", "KEY_A" });
+	uint32_t tail = loadAcquire(in.fifo(a).tail);
+	/* A head past the tail: the core stops filling that FIFO rather than trust it. */
+	storeRelease(in.fifo(a).head, tail + 100000);
+	in.inject({ "tap", "KEY_B" });
+	CHECK(loadAcquire(in.fifo(a).tail) == tail);
+	/* Back in range: the events that waited in the model follow. */
+	storeRelease(in.fifo(a).head, tail);
+	in.h.core_->doorbell();
+	in.inject({ "syn" });
+	CHECK(in.take(a).size() == 4);
+	/* The driver's call and waiter counts reach the statistics, clamped. */
+	auto before = in.h.core_->stats().inKernel[DeviceStats::Read];
+	storeRelease(in.fifo(a).calls, in.fifo(a).calls + 3);
+	CHECK(in.h.core_->stats().inKernel[DeviceStats::Read] == before + 3);
+	storeRelease(in.fifo(a).waiters, 0xffffffffu);
+	CHECK(in.h.core_->waitingCalls() == (1U << 20));
+}

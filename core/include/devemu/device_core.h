@@ -133,8 +133,21 @@ public:
 	size_t streamTxPending() const override;
 	void divertStream(bool rx, bool tx) override;
 	void streamPollingReads(bool on) override;
+	size_t fileStreamBytes(const OpenFile &f) const override;
+	size_t discardFileStream(OpenFile &f) override;
+	void divertFileStream(OpenFile &f, bool on) override;
 
 private:
+	/* The core's side of one per-file receive FIFO (uapi: Per-file receive FIFOs), by fh. */
+	struct FileFifo {
+		uint32_t tail = 0; /* the core's index */
+		uint32_t headSeen = 0; /* the driver's head at the last look: bytes read, for the counters */
+		uint32_t skipped = 0; /* bytes the head passes that were not read (taken back, dropped) */
+		uint32_t discard = 0; /* the discard last published */
+		uint32_t callsSeen = 0; /* the driver's call count, counted in */
+		uint32_t divert = 0; /* the divert word last published */
+		bool modelDivert = false; /* divertFileStream() */
+	};
 	struct AttachedWindow {
 		Window *window = nullptr; /* null once removed */
 		InterruptHandler interrupt;
@@ -158,6 +171,8 @@ private:
 		uint32_t rxDiscard = 0; /* the rx.discard last published */
 		uint32_t rxDivert = 0, txDivert = 0; /* the divert words last published */
 		uint32_t rxNoWait = 0; /* the rx.nowait last published */
+		/* Per-file receive FIFOs in use on this window (DEVEMU_F_FILE_STREAM accepted); empty: none. */
+		std::vector<FileFifo> fileFifos;
 	};
 	struct Request {
 		unsigned windowIndex;
@@ -205,6 +220,29 @@ private:
 	ssize_t modelRead(OpenFile &file, std::span<std::byte> out);
 	ssize_t modelWrite(OpenFile &file, std::span<const std::byte> in);
 	void publishShadows();
+
+	/* Per-file receive FIFOs (file_streams.cpp). */
+	void attachFileFifos(AttachedWindow &aw);
+	/* A new file on fh: whatever the FIFO still holds from the fh's last file is dropped. */
+	void openFileFifo(AttachedWindow &aw, uint32_t fh);
+	/* Before a read() or ioctl() of the file: its FIFO's records back to the head of its queue. */
+	void takeBackFileFifo(AttachedWindow &aw, OpenFile &file);
+	/* Moves each open file's records into its FIFO, then asks for kicks at the watermark. */
+	void pumpFileStreams(AttachedWindow &aw);
+	/* Fills one file's FIFO; returns true when it is left full with the model having more. */
+	bool pumpFileFifo(AttachedWindow &aw, OpenFile &file);
+	void countFileHead(FileFifo &ff, uint32_t head);
+	/* The driver's head of a file's FIFO with a discard it has not acted on yet applied. */
+	uint32_t fileFifoHead(const AttachedWindow &aw, uint32_t fh) const;
+	/* Whether the file's reads are served from its FIFO (it has one, and it is not diverted). */
+	bool fileFifoServes(const AttachedWindow &aw, uint32_t fh) const;
+	void publishFileDivert(AttachedWindow &aw, uint32_t fh);
+	void countFileFifoCalls(AttachedWindow &aw);
+	size_t fileFifoWaiters(const AttachedWindow &aw) const;
+	/* The window and FIFO of an open file, or nulls. */
+	std::pair<AttachedWindow *, FileFifo *> findFileFifo(const OpenFile &file);
+	std::pair<const AttachedWindow *, const FileFifo *> findFileFifo(const OpenFile &file) const;
+
 	void protocolError(const devemu_sqe &sqe, const char *what);
 
 	Strand strand_;

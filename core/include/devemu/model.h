@@ -209,6 +209,30 @@ public:
 	 * VTIME 0: pyserial's setting), in the kernel shim and on the request path alike. Not for loops.
 	 */
 	virtual void streamPollingReads(bool on) { (void)on; }
+	/*
+	 * A model with a queue per open file (StreamSpec::fileRecord, evdev): the bytes the file's own
+	 * receive FIFO holds now, produceFile()d and not yet read (part of the file's queue).
+	 */
+	virtual size_t fileStreamBytes(const OpenFile &f) const
+	{
+		(void)f;
+		return 0;
+	}
+	/* Drops what the file's receive FIFO holds (a full queue's SYN_DROPPED); returns the bytes dropped. */
+	virtual size_t discardFileStream(OpenFile &f)
+	{
+		(void)f;
+		return 0;
+	}
+	/*
+	 * While on, the file's reads go to read() by request (a revoked evdev file, which reads
+	 * ENODEV), and its poll readiness comes from poll() alone. Off when the file opens.
+	 */
+	virtual void divertFileStream(OpenFile &f, bool on)
+	{
+		(void)f;
+		(void)on;
+	}
 };
 
 /*
@@ -241,6 +265,16 @@ struct StreamSpec {
 	 * right after a write sees it and FIONREAD and poll() count what is on its way.
 	 */
 	uint32_t loopCapacity = 0;
+	/*
+	 * Non-zero: every open file has a queue of its own (evdev's clients) of records this many bytes
+	 * long, in the native (64-bit) layout. The core moves them into the file's own receive FIFO where
+	 * the driver has one (the kernel shim then serves the file's read() without a request) with
+	 * produceFile(), and hands them back with unproduceFile() before any read() or ioctl() of the
+	 * file, so that those always see the file's whole queue. Independent of rx/tx above.
+	 */
+	uint32_t fileRecord = 0;
+	/* The per-file FIFOs' size (a power of two, 4 KiB .. 64 KiB); 0: 4 KiB. */
+	uint32_t fileFifoSize = 0;
 };
 
 /*
@@ -294,6 +328,22 @@ public:
 	}
 	/* tx: takes written bytes (whole records); returns the count taken, less when full now. */
 	virtual size_t consume(std::span<const std::byte> in) { return in.size(); }
+	/*
+	 * StreamSpec::fileRecord: the file's next records into out (whole records it may read now, oldest
+	 * first); returns the bytes, 0 when it has none. They leave the file's queue for its FIFO.
+	 */
+	virtual size_t produceFile(OpenFile &f, std::span<std::byte> out)
+	{
+		(void)f;
+		(void)out;
+		return 0;
+	}
+	/* Records produceFile() gave that the file has not read, oldest first: they go back to the head of its queue. */
+	virtual void unproduceFile(OpenFile &f, std::span<const std::byte> records)
+	{
+		(void)f;
+		(void)records;
+	}
 	/* A loop's bytes taken by consume() (or injected) and not yet produce()d. */
 	virtual size_t buffered() const { return 0; }
 	/* Current poll mask (POLLIN, POLLOUT, POLLPRI, POLLERR, POLLHUP) of an open file. */

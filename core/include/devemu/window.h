@@ -30,16 +30,23 @@ static_assert(DEVEMU_SQE_F_ALL <= UINT16_MAX, "sqe.flags is 16 bits wide");
 
 static_assert(sizeof(devemu_fifo) == 192);
 static_assert(offsetof(devemu_regs, fifo_offset) == 0xa8);
+static_assert(offsetof(devemu_regs, file_fifo_offset) == 0xb8);
 
 struct WindowGeometry {
 	uint32_t queueDepth = DEVEMU_DEFAULT_QUEUE_DEPTH;
 	uint32_t slotSize = DEVEMU_DEFAULT_SLOT_SIZE;
 	uint32_t rxFifoSize = 0; /* stream FIFOs: 0, or a power of 2 in [DEVEMU_MIN_FIFO_SIZE, DEVEMU_MAX_FIFO_SIZE] */
 	uint32_t txFifoSize = 0;
+	/* Per-file receive FIFOs: count 0 (none) to DEVEMU_MAX_FILE_FIFOS, each of fileFifoSize bytes (a power of 2
+	 * in [DEVEMU_MIN_FIFO_SIZE, DEVEMU_MAX_FILE_FIFO_SIZE]). */
+	uint32_t fileFifoCount = 0;
+	uint32_t fileFifoSize = 0;
 };
 
 /* The default stream FIFO size the daemon asks for. */
 constexpr uint32_t kDefaultFifoSize = 256 * 1024;
+/* Files (the first to open, fh below it) with a receive FIFO of their own, for a model with a queue per file. */
+constexpr uint32_t kFileFifoCount = 32;
 /* The receive FIFO of a model whose bytes never change (StreamSpec::constantRx): a refill writes
  * nothing, so a larger ring costs only its memory and halves the daemon's wake-ups twice over. */
 constexpr uint32_t kConstantRxFifoSize = 1024 * 1024;
@@ -50,6 +57,7 @@ struct WindowLayout {
 	uint64_t cqOffset;
 	uint64_t dataOffset;
 	uint64_t fifoOffset; /* 0 without stream FIFOs */
+	uint64_t fileFifoOffset; /* 0 without per-file FIFOs */
 	uint64_t size;
 	static WindowLayout of(const WindowGeometry &geometry);
 };
@@ -133,6 +141,21 @@ public:
 			 geometry_.txFifoSize };
 	}
 
+	/* Per-file receive FIFOs (count 0: none): FIFO fh serves the file with that handle. */
+	uint32_t fileFifoCount() const { return geometry_.fileFifoCount; }
+	uint32_t fileFifoSize() const { return geometry_.fileFifoSize; }
+	devemu_fifo &fileFifo(uint32_t fh) const
+	{
+		return *reinterpret_cast<devemu_fifo *>(base_ + layout_.fileFifoOffset + uint64_t(fh) * DEVEMU_FIFO_CTRL_SIZE);
+	}
+	std::span<std::byte> fileFifoData(uint32_t fh) const
+	{
+		return { reinterpret_cast<std::byte *>(base_ + layout_.fileFifoOffset +
+						       devemu_window_file_fifo_data(geometry_.fileFifoCount) +
+						       uint64_t(fh) * geometry_.fileFifoSize),
+			 geometry_.fileFifoSize };
+	}
+
 private:
 	int map(UniqueFD fd, size_t size);
 	void setLayout(const WindowGeometry &geometry, const WindowLayout &layout);
@@ -140,7 +163,7 @@ private:
 	UniqueFD fd_;
 	uint8_t *base_ = nullptr;
 	size_t size_ = 0;
-	WindowGeometry geometry_{ 0, 0, 0, 0 };
+	WindowGeometry geometry_{ 0, 0, 0, 0, 0, 0 };
 	WindowLayout layout_{};
 };
 

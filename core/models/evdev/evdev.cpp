@@ -10,6 +10,7 @@
 #include "devemu/log.h"
 #include "devemu/model_registry.h"
 #include "devemu/number_text.h"
+#include "devemu/uapi/devemu.h"
 
 #include <fmt/core.h>
 
@@ -19,6 +20,8 @@
 
 #include <algorithm>
 #include <array>
+#include <bit>
+#include <cstring>
 #include <cerrno>
 #include <deque>
 #include <string>
@@ -98,6 +101,8 @@ constexpr uint32_t withoutSize(uint32_t cmd)
 
 /* One open file: its own queue of events (struct evdev_client). */
 struct Client final : FileState {
+	OpenFile *file = nullptr;
+	/* Events not yet moved to the file's own receive FIFO (the core's produceFile()). */
 	std::deque<Event> queue;
 	size_t packetEnd = 0; /* events at the front up to the last SYN_REPORT: what read() may return */
 	clockid_t clock = CLOCK_REALTIME;
@@ -156,6 +161,7 @@ public:
 	int open(OpenFile &f) override
 	{
 		auto c = std::make_unique<Client>();
+		c->file = &f;
 		clients_.push_back(c.get());
 		f.state = std::move(c);
 		return 0;
@@ -193,6 +199,44 @@ public:
 		}
 		c.packetEnd -= n;
 		return static_cast<ssize_t>(n * size);
+	}
+
+	/*
+	 * The queue of each open file moves into a receive FIFO of its own where the driver has one
+	 * (the kernel shim serves read() from it): whole events of complete packets, in the 64-bit
+	 * layout (a 32-bit reader's read comes by request, to read()).
+	 */
+	StreamSpec stream() const override
+	{
+		StreamSpec spec;
+		spec.fileRecord = kEventSize;
+		spec.fileFifoSize = std::clamp<uint32_t>(std::bit_ceil(static_cast<uint32_t>(queueSize_ * kEventSize)),
+							 DEVEMU_MIN_FIFO_SIZE, DEVEMU_MAX_FILE_FIFO_SIZE);
+		return spec;
+	}
+
+	size_t produceFile(OpenFile &f, std::span<std::byte> out) override
+	{
+		auto &c = client(f);
+		if (c.revoked)
+			return 0;
+		size_t n = std::min(out.size() / kEventSize, c.packetEnd);
+		for (size_t i = 0; i < n; i++) {
+			std::memcpy(out.data() + i * kEventSize, &c.queue.front(), kEventSize);
+			c.queue.pop_front();
+		}
+		c.packetEnd -= n;
+		return n * kEventSize;
+	}
+
+	void unproduceFile(OpenFile &f, std::span<const std::byte> records) override
+	{
+		auto &c = client(f);
+		size_t n = records.size() / kEventSize;
+		std::vector<Event> back(n);
+		std::memcpy(back.data(), records.data(), n * kEventSize);
+		c.queue.insert(c.queue.begin(), back.begin(), back.end());
+		c.packetEnd += n; /* they were of complete packets */
 	}
 
 	/* Events written are injected into the device, as if it had produced them (input_inject_event). */
@@ -253,6 +297,7 @@ public:
 			if (arg)
 				return IoctlResult::error(-EINVAL);
 			c.revoked = true;
+			ctx_.divertFileStream(f, true); /* its reads: ENODEV, by request */
 			ungrab(c);
 			ctx_.notify(POLLHUP); /* blocked readers return ENODEV */
 			return call.done(0);
@@ -421,12 +466,16 @@ private:
 		return !c.masks[type].empty() && !maskTest(c.masks[type], code);
 	}
 
+	/* The events of a file's queue, with those waiting in its receive FIFO. */
+	size_t queued(const Client &c) const { return c.queue.size() + ctx_.fileStreamBytes(*c.file) / kEventSize; }
+
 	/* __pass_event(): a full queue drops everything but the newest event, behind a SYN_DROPPED. */
 	void passEvent(Client &c, const Event &e)
 	{
 		c.queue.push_back(e);
-		if (c.queue.size() >= queueSize_) {
-			dropped_ += c.queue.size() - 1;
+		if (size_t n = queued(c); n >= queueSize_) {
+			dropped_ += n - 1;
+			ctx_.discardFileStream(*c.file);
 			c.queue.clear();
 			c.queue.push_back({ e.sec, e.usec, EV_SYN, SYN_DROPPED, 0 });
 			c.queue.push_back(e);
@@ -441,7 +490,8 @@ private:
 	{
 		int64_t ns = clockNs(c.clock);
 		c.queue.push_back({ ns / kNsPerSec, ns % kNsPerSec / 1000, EV_SYN, SYN_DROPPED, 0 });
-		if (c.queue.size() >= queueSize_) {
+		if (queued(c) >= queueSize_) {
+			ctx_.discardFileStream(*c.file);
 			c.queue.erase(c.queue.begin(), c.queue.end() - 1);
 			c.packetEnd = 0;
 		}
