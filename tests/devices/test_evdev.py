@@ -384,3 +384,50 @@ def test_clock_id_switches_the_timestamps(devemud):
         assert abs(stamps[0] - now) < 5, (stamps[0], now)
     finally:
         os.close(fd)
+
+
+def test_each_files_queue_is_read_in_the_kernel_on_the_shim(devemud, transport):
+    """On the kernel shim every open file's events wait in a receive FIFO of its own in the window:
+    reads, poll and a blocked reader's wake-up happen in the kernel, each file keeps its own queue
+    (a reader that falls behind overflows alone, with SYN_DROPPED), and an ioctl that flushes the
+    queue (EVIOCGKEY) still drops the events waiting in the FIFO."""
+    d, name, node = serve(devemud, "queue=8,scan=off,repeat=off")
+    syn = (EV_SYN, SYN_REPORT, 0)
+
+    def tapped(key):
+        return [(EV_KEY, key, 1), syn, (EV_KEY, key, 0), syn]
+
+    fast = os.open(node, os.O_RDONLY | os.O_NONBLOCK)
+    slow = os.open(node, os.O_RDONLY | os.O_NONBLOCK)
+    blocking = os.open(node, os.O_RDONLY)
+    try:
+        got = []
+        reader = threading.Thread(target=lambda: got.append(read_events(blocking, EVENT.size * 4)[0]), daemon=True)
+        reader.start()
+        time.sleep(0.3)
+        for key, code in (("KEY_A", KEY_A), ("KEY_B", KEY_B), ("KEY_C", KEY_C)):
+            d.inject(name, "tap", key)
+            assert wait_readable(fast, 10)
+            time.sleep(0.05)
+            assert drain(fast) == tapped(code)
+        reader.join(timeout=20)
+        assert got == [tapped(KEY_A)]
+        # 12 events for a queue of 8: the slow file lost A and B behind SYN_DROPPED, the fast one nothing.
+        assert wait_readable(slow, 10)
+        assert drain(slow) == [(EV_SYN, SYN_DROPPED, 0), syn] + tapped(KEY_C)
+        ops = d.stats(name)["operations"]["read"]
+        if transport == "kshim":
+            assert ops["in_kernel"] == ops["requests"] > 0, ops
+        else:
+            assert ops["in_kernel"] == 0, ops
+        # A held key's events wait in the FIFO; EVIOCGKEY shows the key and drops them (the report stays).
+        d.inject(name, "key", "KEY_A", "1")
+        d.inject(name, "syn")
+        assert wait_readable(fast, 10)
+        assert KEY_A in bits(fcntl.ioctl(fast, EVIOCGKEY(96), bytes(96)))
+        assert drain(fast) == [syn]
+        assert drain(slow) == [(EV_KEY, KEY_A, 1), syn]
+    finally:
+        os.close(fast)
+        os.close(slow)
+        os.close(blocking)
