@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // Fuzz target: the core consuming what a hostile driver puts in a device window (entries, ring indices, slot data,
-// stream FIFO indices and words, loops included).
+// stream FIFO indices and words, loops included, per-file receive FIFOs).
 #include "devemu/device_core.h"
 #include "devemu/log.h"
 #include "devemu/model_registry.h"
@@ -24,6 +24,7 @@ struct FuzzModel {
 	ModelOptions::Pairs options;
 	bool fifos = false; /* a window with 4 KiB stream FIFOs, DEVEMU_F_STREAM offered */
 	uint32_t loop = 0; /* the FIFOs are a loop of this capacity (rx.capacity, as the shim sets it) */
+	bool fileFifos = false; /* 4 per-file receive FIFOs of 4 KiB, DEVEMU_F_FILE_STREAM offered */
 };
 
 /* Models whose start() acquires nothing outside the process. */
@@ -38,6 +39,7 @@ const FuzzModel kModels[] = {
 	{ "zero", {}, true },
 	{ "rng", { { "seed", "7" } }, true },
 	{ "loopback", { { "capacity", "256" } }, true, 256 },
+	{ "evdev", { { "type", "keyboard" }, { "queue", "8" } }, false, 0, true },
 };
 
 /* What the driver does next, one byte each. */
@@ -53,6 +55,7 @@ enum Action : uint8_t {
 	MoveTxTail, /* the driver's transmit FIFO producer index set to anything, then the doorbell */
 	FillTx, /* bytes into the transmit FIFO's data */
 	ScribbleFifoWords, /* record, watermark or kick of either FIFO set to anything, then the doorbell */
+	ScribbleFileFifo, /* a per-file FIFO's head, calls, waiters, record or kick set to anything, then the doorbell */
 	Actions,
 };
 
@@ -75,8 +78,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	Window window;
 	/* A small ring and slot: the edges are a few entries and bytes away. */
 	uint32_t fifo = fm.fifos ? DEVEMU_MIN_FIFO_SIZE : 0;
-	if (Window::create(WindowGeometry{ 8, DEVEMU_WINDOW_PAGE, fifo, fifo }, "fuzz", 1, window) < 0)
+	uint32_t files = fm.fileFifos ? 4 : 0;
+	if (Window::create(WindowGeometry{ 8, DEVEMU_WINDOW_PAGE, fifo, fifo, files, files ? DEVEMU_MIN_FIFO_SIZE : 0 },
+			   "fuzz", 1, window) < 0)
 		abort();
+	if (fm.fileFifos)
+		window.regs().features_offered |= DEVEMU_F_FILE_STREAM | DEVEMU_F_NEED_KICK;
 	if (fm.fifos) {
 		window.regs().features_offered |= DEVEMU_F_STREAM | DEVEMU_F_NEED_KICK;
 		window.rxFifo().capacity = fm.loop;
@@ -163,6 +170,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				default:
 					storeRelease(f.record, value);
 				}
+				core.doorbell();
+				break;
+			}
+			case ScribbleFileFifo: {
+				uint8_t action = in.take<uint8_t>();
+				uint32_t value = in.take<uint32_t>();
+				if (!fm.fileFifos)
+					break;
+				devemu_fifo &f = window.fileFifo(action % files);
+				uint32_t *words[] = { &f.head, &f.calls, &f.waiters, &f.record, &f.kick };
+				storeRelease(*words[action / files % std::size(words)], value);
 				core.doorbell();
 				break;
 			}
