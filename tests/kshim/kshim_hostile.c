@@ -336,9 +336,9 @@ static void ffifo(struct devemu_sqe *sqe)
 		}
 		break;
 	case DEVEMU_OP_IOCTL:
-		if (sqe->ioctl_cmd == KSHIM_TEST_IOC_PUSH && (sqe->ioctl_arg >> 16) < FFIFO_COUNT) {
-			ks_complete(&k, sqe, (int32_t)ffifo_push((uint32_t)(sqe->ioctl_arg >> 16),
-								 (uint32_t)(sqe->ioctl_arg & 0xffff)), 0, 0);
+		fh = (uint32_t)(sqe->ioctl_arg >> 16) == 0xffff ? sqe->fh : (uint32_t)(sqe->ioctl_arg >> 16);
+		if (sqe->ioctl_cmd == KSHIM_TEST_IOC_PUSH && fh < FFIFO_COUNT) {
+			ks_complete(&k, sqe, (int32_t)ffifo_push(fh, (uint32_t)(sqe->ioctl_arg & 0xffff)), 0, 0);
 		} else if (sqe->ioctl_cmd == KSHIM_TEST_IOC_TAKE && f) {
 			/* The module holds the file's FIFO lock: its head stands still; hand everything back. */
 			n = ks_load(&f->tail) - ks_load(&f->head);

@@ -22,7 +22,7 @@ struct kshim_test_rev {
 /*
  * kshim_hostile's per-file FIFO modes (ffifo*): records of KSHIM_TEST_RECORD bytes, "fF rNNNNNN" padded with
  * '.' and ended by '\n' (F the fh, N the file's record count so far).
- * PUSH: arg (fh << 16) | n: n records into fh's FIFO (the result: how many fit).
+ * PUSH: arg (fh << 16) | n: n records into fh's FIFO (the result: how many fit); fh 0xffff: the caller's.
  * TAKE: the core takes back the caller's file's FIFO (discard = its tail); the result: the bytes taken.
  * DIVERT: arg 0 or 1: divert the caller's file's FIFO to READ requests, or not.
  */
