@@ -86,6 +86,7 @@ struct kshim_fifo {
 	u8 *data;			/* in the window */
 	u32 size;			/* 0: this direction is on the request path */
 	u32 index;			/* the module's: rx head, tx tail (under lock) */
+	u32 discard;			/* rx: ctl->discard last acted on (lock) */
 	struct mutex lock;		/* one caller moves bytes at a time */
 	wait_queue_head_t wait;		/* callers blocked on empty rx / full tx */
 	u32 calls;			/* read()/write() calls served from the FIFO (lock) */
@@ -123,7 +124,12 @@ struct kshim_channel {
 	struct kshim_fifo rx;		/* core produces, read() consumes */
 	struct kshim_fifo tx;		/* write() produces, core consumes */
 	u32 loop_capacity;		/* a loop's bound on bytes in flight (0: none) */
-	u32 rx_discard;			/* rx.discard last acted on (rx.lock) */
+	/*
+	 * Per-file receive FIFOs (DEVEMU_F_FILE_STREAM): file_rx[N] is read
+	 * by the file whose OPEN returned fh N, for N < file_fifo_count.
+	 */
+	struct kshim_fifo *file_rx;
+	u32 file_fifo_count;
 	u32 irq_adjust, irq_discard;	/* rx.adjust, rx.discard at the last interrupt (kdev->lock) */
 
 	struct eventfd_ctx *doorbell;
@@ -157,6 +163,18 @@ struct kshim_file {
 	u32 fh;
 	u32 epoch;
 };
+
+/*
+ * The receive FIFO a file reads from: its own (fh < file_fifo_count), else the
+ * device-wide one if there is one, else NULL (reads go as requests).
+ */
+static inline struct kshim_fifo *kshim_file_rx(struct kshim_channel *ch,
+					       const struct kshim_file *kf)
+{
+	if (kf->fh < ch->file_fifo_count)
+		return &ch->file_rx[kf->fh];
+	return ch->rx.size ? &ch->rx : NULL;
+}
 
 /* Readiness bits a client poll can report from the daemon's revents. */
 #define KSHIM_POLL_MASK (EPOLLIN | EPOLLPRI | EPOLLOUT | EPOLLERR | \

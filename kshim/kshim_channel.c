@@ -41,20 +41,25 @@ struct kshim_layout {
 	u64 cq;
 	u64 data;
 	u64 fifo;	/* 0: no stream FIFOs */
+	u64 file_fifo;	/* 0: no per-file FIFOs */
 	u64 size;
 };
 
 /* The layout of a geometry, exactly as the core computes and checks it. */
 static void kshim_layout_of(u32 depth, u32 slot_size, u32 rx_size,
-			    u32 tx_size, struct kshim_layout *l)
+			    u32 tx_size, u32 file_count, u32 file_size,
+			    struct kshim_layout *l)
 {
 	l->sq = devemu_window_sq_offset();
 	l->cq = devemu_window_cq_offset(depth);
 	l->data = devemu_window_data_offset(depth);
 	l->fifo = rx_size || tx_size ?
 		  devemu_window_fifo_offset(depth, slot_size) : 0;
-	l->size = devemu_window_stream_size(depth, slot_size, rx_size,
-					    tx_size);
+	l->file_fifo = file_count ?
+		       devemu_window_file_fifo_offset(depth, slot_size,
+						      rx_size, tx_size) : 0;
+	l->size = devemu_window_total_size(depth, slot_size, rx_size, tx_size,
+					   file_count, file_size);
 }
 
 static void kshim_eventfd_signal(struct eventfd_ctx *ctx)
@@ -321,6 +326,23 @@ void kshim_release_file(struct kshim_channel *ch, struct kshim_file *kf)
 }
 
 /*
+ * Wakes the callers blocked on the per-file FIFOs (at most
+ * DEVEMU_MAX_FILE_FIFOS): all of them on detach, else the interruptible
+ * waiters, which look at their FIFO again.
+ */
+static void kshim_wake_file_fifos(struct kshim_channel *ch, bool all)
+{
+	u32 i;
+
+	for (i = 0; i < ch->file_fifo_count; i++) {
+		if (all)
+			wake_up_all(&ch->file_rx[i].wait);
+		else
+			wake_up_interruptible(&ch->file_rx[i].wait);
+	}
+}
+
+/*
  * Detaches the channel: NOSRV. Every request in flight completes with err at
  * once (abandoned ones free their tags), closed files waiting to be released
  * are dropped, and everybody waiting is woken. Idempotent; spinlock-only, so
@@ -363,6 +385,7 @@ void kshim_detach_locked(struct kshim_channel *ch, int err)
 	wake_up_all(&ch->tag_wq);
 	wake_up_all(&ch->rx.wait);
 	wake_up_all(&ch->tx.wait);
+	kshim_wake_file_fifos(ch, true);
 	wake_up_interruptible_poll(&ch->hup_wq, EPOLLHUP | EPOLLERR);
 	kshim_wake_files_locked(kdev, NULL);
 }
@@ -468,7 +491,9 @@ static void kshim_interrupt(struct kshim_channel *ch)
 	const struct devemu_cqe *e;
 	struct devemu_cqe cqe;
 	unsigned long flags;
+	u32 adjust, discard;
 	bool kick = false;
+	bool wake = true;
 	u32 isr = 0;
 	u32 tail;
 
@@ -500,20 +525,26 @@ static void kshim_interrupt(struct kshim_channel *ch)
 	if (isr & DEVEMU_ISR_STREAM) {
 		wake_up_interruptible(&ch->rx.wait);
 		wake_up_interruptible(&ch->tx.wait);
+		kshim_wake_file_fifos(ch, false);
 		/*
 		 * FIFO readiness is not in the shadow: wake every file's
 		 * pollers. A loop's readiness moves with the callers' own
 		 * reads and writes (they wake the pollers) and with adjust
 		 * and discard only, so an edge-triggered poller sees one event
-		 * per arrival.
+		 * per arrival. Per-file FIFOs are no loops: they always wake.
+		 * Without a loop rx may not exist (a channel with per-file
+		 * FIFOs only, or a daemon raising the bit for nothing).
 		 */
-		if (!ch->loop_capacity ||
-		    READ_ONCE(ch->rx.ctl->adjust) != ch->irq_adjust ||
-		    READ_ONCE(ch->rx.ctl->discard) != ch->irq_discard) {
-			ch->irq_adjust = READ_ONCE(ch->rx.ctl->adjust);
-			ch->irq_discard = READ_ONCE(ch->rx.ctl->discard);
-			kshim_wake_stream_files_locked(kdev, ch);
+		if (ch->loop_capacity) {
+			adjust = READ_ONCE(ch->rx.ctl->adjust);
+			discard = READ_ONCE(ch->rx.ctl->discard);
+			wake = ch->file_fifo_count || adjust != ch->irq_adjust ||
+			       discard != ch->irq_discard;
+			ch->irq_adjust = adjust;
+			ch->irq_discard = discard;
 		}
+		if (wake)
+			kshim_wake_stream_files_locked(kdev, ch);
 	} else if (isr & DEVEMU_ISR_SHADOW) {
 		kshim_wake_files_locked(kdev, ch);
 	}
@@ -571,6 +602,8 @@ static void kshim_window_init(struct kshim_channel *ch, const char *name,
 			      const struct kshim_layout *l)
 {
 	struct devemu_regs *regs = ch->window;
+	struct kshim_fifo *f;
+	u32 i;
 
 	BUILD_BUG_ON(sizeof(struct devemu_regs) != DEVEMU_WINDOW_PAGE);
 	BUILD_BUG_ON(sizeof(struct devemu_shadow) != DEVEMU_WINDOW_PAGE);
@@ -598,6 +631,15 @@ static void kshim_window_init(struct kshim_channel *ch, const char *name,
 		ch->tx.data = ch->rx.data + ch->rx.size;
 		ch->rx.ctl->capacity = ch->loop_capacity;
 	}
+	/* Control block N, then (page-aligned) ring N, for fh N. */
+	for (i = 0; i < ch->file_fifo_count; i++) {
+		f = &ch->file_rx[i];
+		f->ctl = ch->window + l->file_fifo +
+			 (size_t)i * DEVEMU_FIFO_CTRL_SIZE;
+		f->data = ch->window + l->file_fifo +
+			  devemu_window_file_fifo_data(ch->file_fifo_count) +
+			  (size_t)i * f->size;
+	}
 
 	/* Not shared yet: plain stores. */
 	regs->magic = DEVEMU_MAGIC;
@@ -613,6 +655,9 @@ static void kshim_window_init(struct kshim_channel *ch, const char *name,
 	regs->rx_fifo_size = ch->rx.size;
 	regs->tx_fifo_size = ch->tx.size;
 	regs->fifo_offset = l->fifo;
+	regs->file_fifo_count = ch->file_fifo_count;
+	regs->file_fifo_size = ch->file_fifo_count ? ch->file_rx[0].size : 0;
+	regs->file_fifo_offset = l->file_fifo;
 	regs->features_offered = DEVEMU_KSHIM_FEATURES;
 	regs->attach_epoch = ch->epoch;
 	strscpy(regs->name, name, sizeof(regs->name));
@@ -631,7 +676,9 @@ struct kshim_channel *kshim_channel_create(struct kshim_device *kdev,
 	struct kshim_layout l;
 	struct kshim_channel *ch;
 	struct file *irq_file;
+	u32 file_size = 0;
 	int ret;
+	u32 i;
 
 	ch = kzalloc(sizeof(*ch), GFP_KERNEL);
 	if (!ch)
@@ -656,6 +703,22 @@ struct kshim_channel *kshim_channel_create(struct kshim_device *kdev,
 		ch->tx.size = add->tx_fifo_size;
 		ch->loop_capacity = add->stream_capacity;
 	}
+	if ((ch->features & DEVEMU_F_FILE_STREAM) && add->file_fifo_count) {
+		ch->file_rx = kcalloc(add->file_fifo_count,
+				      sizeof(*ch->file_rx), GFP_KERNEL);
+		if (!ch->file_rx) {
+			kfree(ch);
+			return ERR_PTR(-ENOMEM);
+		}
+		ch->file_fifo_count = add->file_fifo_count;
+		file_size = add->file_fifo_size;
+		for (i = 0; i < ch->file_fifo_count; i++) {
+			mutex_init(&ch->file_rx[i].lock);
+			init_waitqueue_head(&ch->file_rx[i].wait);
+			spin_lock_init(&ch->file_rx[i].waiters_lock);
+			ch->file_rx[i].size = file_size;
+		}
+	}
 
 	ch->doorbell = eventfd_ctx_fdget(add->doorbell_fd);
 	if (IS_ERR(ch->doorbell)) {
@@ -677,7 +740,7 @@ struct kshim_channel *kshim_channel_create(struct kshim_device *kdev,
 		goto err_put_irq;
 
 	kshim_layout_of(ch->depth, ch->slot_size, ch->rx.size, ch->tx.size,
-			&l);
+			ch->file_fifo_count, file_size, &l);
 	ch->window = vmalloc_user(l.size);
 	if (!ch->window) {
 		ret = -ENOMEM;
@@ -708,6 +771,7 @@ err_fput_irq:
 err_put_doorbell:
 	eventfd_ctx_put(ch->doorbell);
 err_free:
+	kfree(ch->file_rx);
 	kfree(ch);
 	return ERR_PTR(ret);
 }
@@ -721,6 +785,7 @@ static void kshim_channel_free(struct kref *ref)
 	eventfd_ctx_put(ch->doorbell);
 	put_pid_ns(ch->pid_ns);
 	put_device(&ch->kdev->dev);
+	kfree(ch->file_rx);
 	kfree(ch);
 }
 

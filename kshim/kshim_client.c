@@ -313,30 +313,28 @@ static size_t kshim_fifo_copy(struct kshim_fifo *f, u32 index, void __user *ubuf
 }
 
 /*
- * The receive FIFO's head as a caller sees it: a discard by the core (a new
- * rx.discard: a flush, or bytes a diverted read took) moves it forward to the
- * discard index, when that lies between the head and the tail. Without the
- * lock, for readiness.
+ * A receive FIFO's head as a caller sees it (the device-wide one or a
+ * file's): a discard by the core (a new discard: a flush, or bytes a request
+ * took back) moves it forward to the discard index, when that lies between
+ * the head and the tail. Without the lock, for readiness.
  */
-static u32 kshim_rx_head(struct kshim_channel *ch)
+static u32 kshim_rx_head(struct kshim_fifo *f)
 {
-	struct kshim_fifo *f = &ch->rx;
 	u32 index = READ_ONCE(f->index);
 	u32 discard = READ_ONCE(f->ctl->discard);
 
-	if (discard != READ_ONCE(ch->rx_discard) &&
+	if (discard != READ_ONCE(f->discard) &&
 	    discard - index <= smp_load_acquire(&f->ctl->tail) - index)
 		return discard;
 	return index;
 }
 
-/* Acts on the core's discard: drops the bytes before its index. Under rx.lock. */
-static void kshim_rx_discard(struct kshim_channel *ch)
+/* Acts on the core's discard: drops the bytes before its index. Under f->lock. */
+static void kshim_rx_discard(struct kshim_fifo *f)
 {
-	struct kshim_fifo *f = &ch->rx;
-	u32 head = kshim_rx_head(ch);
+	u32 head = kshim_rx_head(f);
 
-	WRITE_ONCE(ch->rx_discard, READ_ONCE(f->ctl->discard));
+	WRITE_ONCE(f->discard, READ_ONCE(f->ctl->discard));
 	if (head != f->index) {
 		smp_store_release(&f->ctl->head, head);
 		WRITE_ONCE(f->index, head);
@@ -350,7 +348,7 @@ static void kshim_rx_discard(struct kshim_channel *ch)
  */
 static u32 kshim_loop_fill(struct kshim_channel *ch)
 {
-	s32 fill = (s32)(READ_ONCE(ch->tx.index) - kshim_rx_head(ch) +
+	s32 fill = (s32)(READ_ONCE(ch->tx.index) - kshim_rx_head(&ch->rx) +
 			 READ_ONCE(ch->rx.ctl->adjust));
 
 	return clamp_t(s32, fill, 0, ch->loop_capacity);
@@ -367,37 +365,46 @@ static u32 kshim_fifo_room(struct kshim_channel *ch, u32 fill)
 }
 
 /*
- * The rx fill a read of count bytes waits for: a record; in a loop, every
+ * A loop's capacity if f is its receive FIFO, else 0: the loop logic (bytes
+ * in flight, adjust, the writers' room) is the device-wide rx's alone.
+ */
+static u32 kshim_rx_loop(struct kshim_channel *ch, struct kshim_fifo *f)
+{
+	return f == &ch->rx ? ch->loop_capacity : 0;
+}
+
+/*
+ * The fill a read of count bytes from f waits for: a record; in a loop, every
  * byte in flight up to count (as much as rx holds), so that a read right
  * after a write returns what a pipe's would.
  */
-static u32 kshim_read_want(struct kshim_channel *ch, size_t count, u32 record)
+static u32 kshim_read_want(struct kshim_channel *ch, struct kshim_fifo *f,
+			   size_t count, u32 record)
 {
 	u32 want;
 
-	if (!ch->loop_capacity)
+	if (!kshim_rx_loop(ch, f))
 		return record;
 	want = min_t(size_t, count, min(kshim_loop_fill(ch), ch->rx.size));
 	want -= want % record;
 	return max(want, record);
 }
 
-/* Whether a caller waiting to read count bytes may go on. */
-static bool kshim_fifo_readable(struct kshim_channel *ch, size_t count,
-				u32 record, bool nonblock)
+/* Whether a caller waiting to read count bytes from f may go on. */
+static bool kshim_fifo_readable(struct kshim_channel *ch, struct kshim_fifo *f,
+				size_t count, u32 record, bool nonblock)
 {
-	struct kshim_fifo *f = &ch->rx;
 	u32 fill;
 
 	if (READ_ONCE(ch->dead) || kshim_fifo_diverted(f) ||
-	    READ_ONCE(f->ctl->nowait))
+	    (f == &ch->rx && READ_ONCE(f->ctl->nowait)))
 		return true;
-	/* O_NONBLOCK waits only for bytes in flight; they may be gone. */
-	if (nonblock && kshim_loop_fill(ch) < record)
+	/* O_NONBLOCK waits only for a loop's bytes in flight; they may be gone. */
+	if (nonblock && (!kshim_rx_loop(ch, f) || kshim_loop_fill(ch) < record))
 		return true;
-	fill = READ_ONCE(f->ctl->tail) - kshim_rx_head(ch);
+	fill = READ_ONCE(f->ctl->tail) - kshim_rx_head(f);
 	/* Out of range counts as ready: the caller then finds the error. */
-	return fill > f->size || fill >= kshim_read_want(ch, count, record);
+	return fill > f->size || fill >= kshim_read_want(ch, f, count, record);
 }
 
 /* Whether a caller waiting for room for need bytes may go on. */
@@ -413,18 +420,20 @@ static bool kshim_fifo_writable(struct kshim_channel *ch, u32 need)
 }
 
 /*
- * read() from the receive FIFO: whole records, straight from the window, no
- * request. Blocks in the kernel while it is empty (the core's interrupt wakes
- * the caller); O_NONBLOCK gives -EAGAIN; a signal -EINTR, with nothing to
- * cancel. A loop's read first waits for the bytes in flight (up to count) to
- * reach rx, even O_NONBLOCK, and gives back their room to writers. When the
- * core diverts reads meanwhile: KSHIM_FIFO_DIVERTED, nothing read.
+ * read() from a receive FIFO (the device-wide one, or the file's own): whole
+ * records, straight from the window, no request. Blocks in the kernel while
+ * it is empty (the core's interrupt wakes the caller); O_NONBLOCK gives
+ * -EAGAIN; a signal -EINTR, with nothing to cancel. A loop's read first waits
+ * for the bytes in flight (up to count) to reach rx, even O_NONBLOCK, and
+ * gives back their room to writers. When the core diverts reads meanwhile:
+ * KSHIM_FIFO_DIVERTED, nothing read.
  */
-static ssize_t kshim_fifo_read(struct kshim_channel *ch, struct file *file,
-			       char __user *buf, size_t count)
+static ssize_t kshim_fifo_read(struct kshim_channel *ch, struct kshim_fifo *f,
+			       struct file *file, char __user *buf,
+			       size_t count)
 {
-	struct kshim_fifo *f = &ch->rx;
 	u32 record = kshim_fifo_record(f);
+	u32 loop = kshim_rx_loop(ch, f);
 	bool nonblock = file->f_flags & O_NONBLOCK;
 	bool was_full = false;
 	long fill;
@@ -444,16 +453,19 @@ static ssize_t kshim_fifo_read(struct kshim_channel *ch, struct file *file,
 			mutex_unlock(&f->lock);
 			return KSHIM_FIFO_DIVERTED;
 		}
-		kshim_rx_discard(ch);
+		kshim_rx_discard(f);
 		fill = kshim_fifo_fill(ch, f, true);
 		if (fill < 0) {
 			mutex_unlock(&f->lock);
 			return fill;
 		}
-		if (fill >= kshim_read_want(ch, count, record))
+		if (fill >= kshim_read_want(ch, f, count, record))
 			break;
-		/* A polling read (uapi: nowait; not a loop's) takes what is there: nothing. */
-		if (!ch->loop_capacity && READ_ONCE(f->ctl->nowait)) {
+		/*
+		 * A polling read (uapi: nowait; the device-wide rx's, not a
+		 * loop's) takes what is there: nothing.
+		 */
+		if (f == &ch->rx && !loop && READ_ONCE(f->ctl->nowait)) {
 			kshim_fifo_count_call(f);
 			mutex_unlock(&f->lock);
 			kshim_fifo_kick(ch, f, fill, true);
@@ -463,12 +475,12 @@ static ssize_t kshim_fifo_read(struct kshim_channel *ch, struct file *file,
 		/* Empty (fill 0 is below every watermark): ask for a refill. */
 		kshim_fifo_kick(ch, f, fill, true);
 		/* O_NONBLOCK: -EAGAIN unless a loop has bytes on their way to rx. */
-		if (nonblock && (!ch->loop_capacity ||
-				 kshim_loop_fill(ch) < record))
+		if (nonblock && (!loop || kshim_loop_fill(ch) < record))
 			return -EAGAIN;
 		kshim_fifo_count_waiter(f, 1);
 		ret = wait_event_interruptible(f->wait,
-					       kshim_fifo_readable(ch, count, record,
+					       kshim_fifo_readable(ch, f, count,
+								   record,
 								   nonblock));
 		kshim_fifo_count_waiter(f, -1);
 		if (ret)
@@ -480,15 +492,15 @@ static ssize_t kshim_fifo_read(struct kshim_channel *ch, struct file *file,
 		mutex_unlock(&f->lock);
 		return -EFAULT;
 	}
-	if (ch->loop_capacity)
-		was_full = ch->loop_capacity - kshim_loop_fill(ch) < record;
+	if (loop)
+		was_full = loop - kshim_loop_fill(ch) < record;
 	/* The bytes are read before the core may overwrite them. */
 	smp_store_release(&f->ctl->head, f->index + n);
 	WRITE_ONCE(f->index, f->index + n);
 	kshim_fifo_count_call(f);
 	mutex_unlock(&f->lock);
 	kshim_fifo_kick(ch, f, fill - n, true);
-	if (ch->loop_capacity) {
+	if (loop) {
 		/* A loop's room is ours to give: wake writers, and pollers on POLLOUT. */
 		wake_up_interruptible(&ch->tx.wait);
 		if (was_full)
@@ -586,14 +598,47 @@ static ssize_t kshim_fifo_write(struct kshim_channel *ch, struct file *file,
 	return done ? done : ret;
 }
 
+/*
+ * After a request that held a receive FIFO's lock (a diverted read, a
+ * per-file FIFO's read or ioctl): the head moves past what the core took
+ * back, then the lock goes; a loop's room is the writers'. Wakes the FIFO's
+ * readers and the pollers.
+ */
+static void kshim_rx_unlock(struct kshim_channel *ch, struct kshim_fifo *f,
+			    struct kshim_file *kf)
+{
+	kshim_rx_discard(f);
+	mutex_unlock(&f->lock);
+	if (f == &ch->rx) {
+		if (ch->loop_capacity)
+			wake_up_interruptible(&ch->tx.wait);
+		kshim_wake_stream_files(ch);
+	} else {
+		wake_up_interruptible(&f->wait);
+		wake_up_interruptible_poll(&kf->poll_wq, KSHIM_POLL_MASK);
+	}
+}
+
+/*
+ * Whether a read goes to the file's receive FIFO f: it has one, not diverted,
+ * and the caller reads records in their native layout (a per-file FIFO's
+ * records are 64-bit structures: a compat caller's read goes as a request).
+ */
+static bool kshim_read_serves(struct kshim_channel *ch, struct kshim_fifo *f)
+{
+	if (!f || !kshim_fifo_serves(f))
+		return false;
+	return f == &ch->rx || !in_compat_syscall();
+}
+
 /* One READ of at most a slot. */
 static ssize_t kshim_read(struct file *file, char __user *buf, size_t count,
 			  loff_t *ppos)
 {
 	struct kshim_file *kf = file->private_data;
 	struct kshim_channel *ch;
+	struct kshim_fifo *f;
 	struct kshim_req req;
-	bool diverted;
 	ssize_t ret;
 	u32 tag, len;
 
@@ -602,17 +647,18 @@ static ssize_t kshim_read(struct file *file, char __user *buf, size_t count,
 	ch = kshim_file_channel(kf);
 	if (IS_ERR(ch))
 		return PTR_ERR(ch);
-	if (kshim_fifo_serves(&ch->rx)) {
-		ret = kshim_fifo_read(ch, file, buf, count);
+	f = kshim_file_rx(ch, kf);
+	if (kshim_read_serves(ch, f)) {
+		ret = kshim_fifo_read(ch, f, file, buf, count);
 		if (ret != KSHIM_FIFO_DIVERTED)
 			goto out_put_channel;
 	}
 	/*
-	 * A diverted read (uapi: Diverted): the core hands it the bytes in rx
+	 * A read by request with a receive FIFO (uapi: Diverted; a per-file
+	 * FIFO's takes back): the core may hand it the bytes the FIFO holds
 	 * first, so no FIFO read may move the head meanwhile.
 	 */
-	diverted = ch->rx.size;
-	if (diverted && mutex_lock_interruptible(&ch->rx.lock)) {
+	if (f && mutex_lock_interruptible(&f->lock)) {
 		ret = -EINTR;
 		goto out_put_channel;
 	}
@@ -638,14 +684,8 @@ static ssize_t kshim_read(struct file *file, char __user *buf, size_t count,
 	}
 	kshim_tag_put(ch, tag);
 out_unlock:
-	if (diverted) {
-		/* The head moves past what the core took; a loop's room is the writers'. */
-		kshim_rx_discard(ch);
-		mutex_unlock(&ch->rx.lock);
-		if (ch->loop_capacity)
-			wake_up_interruptible(&ch->tx.wait);
-		kshim_wake_stream_files(ch);
-	}
+	if (f)
+		kshim_rx_unlock(ch, f, kf);
 out_put_channel:
 	kshim_channel_put(ch);
 	return ret;
@@ -744,40 +784,41 @@ static __poll_t kshim_poll_call(struct kshim_channel *ch, struct kshim_file *kf,
 }
 
 /* The fill of a FIFO for poll/FIONREAD: a snapshot, out of range as 0. */
-static u32 kshim_fifo_peek(struct kshim_channel *ch, struct kshim_fifo *f,
-			   bool rx)
+static u32 kshim_fifo_peek(struct kshim_fifo *f, bool rx)
 {
 	u32 fill;
 
 	if (rx)
-		fill = READ_ONCE(f->ctl->tail) - kshim_rx_head(ch);
+		fill = READ_ONCE(f->ctl->tail) - kshim_rx_head(f);
 	else
 		fill = READ_ONCE(f->index) - READ_ONCE(f->ctl->head);
 	return fill <= f->size ? fill : 0;
 }
 
 /*
- * Readiness of the directions served by FIFOs comes from their fill; while
- * the core diverts a direction, also from the shadow (the core puts the
- * model's readiness there when the model diverted it).
+ * Readiness of the directions served by FIFOs (rx: the file's receive FIFO,
+ * its own or the device-wide one) comes from their fill; while the core
+ * diverts a direction, also from the shadow (the core puts the model's
+ * readiness there when the model diverted it).
  */
-static __poll_t kshim_fifo_poll(struct kshim_channel *ch, __poll_t mask)
+static __poll_t kshim_fifo_poll(struct kshim_channel *ch, struct kshim_fifo *rx,
+				__poll_t mask)
 {
-	u32 loop = ch->loop_capacity ? kshim_loop_fill(ch) : 0;
+	u32 loop = kshim_rx_loop(ch, rx) ? kshim_loop_fill(ch) : 0;
 	struct kshim_fifo *f;
 
-	if (ch->rx.size) {
-		f = &ch->rx;
+	if (rx) {
+		f = rx;
 		if (!kshim_fifo_diverted(f))
 			mask &= ~(EPOLLIN | EPOLLRDNORM);
-		if (max(loop, kshim_fifo_peek(ch, f, true)) >= kshim_fifo_record(f))
+		if (max(loop, kshim_fifo_peek(f, true)) >= kshim_fifo_record(f))
 			mask |= EPOLLIN | EPOLLRDNORM;
 	}
 	if (ch->tx.size) {
 		f = &ch->tx;
 		if (!kshim_fifo_diverted(f))
 			mask &= ~(EPOLLOUT | EPOLLWRNORM);
-		if (kshim_fifo_room(ch, kshim_fifo_peek(ch, f, false)) >=
+		if (kshim_fifo_room(ch, kshim_fifo_peek(f, false)) >=
 		    kshim_fifo_record(f))
 			mask |= EPOLLOUT | EPOLLWRNORM;
 	}
@@ -788,6 +829,7 @@ static __poll_t kshim_poll(struct file *file, poll_table *pt)
 {
 	struct kshim_file *kf = file->private_data;
 	struct kshim_channel *ch;
+	struct kshim_fifo *rx;
 	__poll_t mask;
 
 	poll_wait(file, &kf->poll_wq, pt);
@@ -798,8 +840,9 @@ static __poll_t kshim_poll(struct file *file, poll_table *pt)
 		mask = kshim_shadow_read(ch, kf->fh, NULL);
 	else
 		mask = kshim_poll_call(ch, kf, file, pt);
-	if (ch->rx.size || ch->tx.size)
-		mask = kshim_fifo_poll(ch, mask);
+	rx = kshim_file_rx(ch, kf);
+	if (rx || ch->tx.size)
+		mask = kshim_fifo_poll(ch, rx, mask);
 	kshim_channel_put(ch);
 	return mask;
 }
@@ -984,13 +1027,38 @@ static long kshim_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 {
 	struct kshim_file *kf = file->private_data;
 	struct kshim_channel *ch;
+	struct kshim_fifo *f;
 	u32 readable;
 	long ret;
 
 	ch = kshim_file_channel(kf);
 	if (IS_ERR(ch))
 		return PTR_ERR(ch);
-	if (cmd == FIONREAD && ch->rx.size) {
+	f = kf->fh < ch->file_fifo_count ? &ch->file_rx[kf->fh] : NULL;
+	if (cmd == FIONREAD && f) {
+		/*
+		 * Its FIFO's bytes, and the model's (the core zeroes those
+		 * while it serves the file from the FIFO).
+		 */
+		readable = 0;
+		if (ch->features & DEVEMU_F_SHADOW_POLL)
+			kshim_shadow_read(ch, kf->fh, &readable);
+		readable = kshim_fifo_peek(f, true) +
+			   min_t(u32, readable, INT_MAX);
+		ret = put_user(min_t(u32, readable, INT_MAX),
+			       (int __user *)arg);
+	} else if (f) {
+		/*
+		 * The core may take the file's queue back (uapi: per-file
+		 * FIFOs): no read moves the head until the discard is acted on.
+		 */
+		if (mutex_lock_interruptible(&f->lock)) {
+			ret = -EINTR;
+		} else {
+			ret = kshim_ioctl_call(ch, kf, file, cmd, arg);
+			kshim_rx_unlock(ch, f, kf);
+		}
+	} else if (cmd == FIONREAD && ch->rx.size) {
 		/*
 		 * A loop's bytes in flight are readable as a pipe's are; else
 		 * rx's bytes, and while diverted the model's (in the shadow).
@@ -1001,7 +1069,7 @@ static long kshim_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		    (ch->features & DEVEMU_F_SHADOW_POLL))
 			kshim_shadow_read(ch, kf->fh, &model);
 		readable = ch->loop_capacity ? kshim_loop_fill(ch) :
-			   kshim_fifo_peek(ch, &ch->rx, true) +
+			   kshim_fifo_peek(&ch->rx, true) +
 			   min_t(u32, model, INT_MAX);
 		ret = put_user(min_t(u32, readable, INT_MAX),
 			       (int __user *)arg);

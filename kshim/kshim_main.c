@@ -303,6 +303,16 @@ static unsigned int kshim_user_devices(kuid_t owner)
 }
 
 /*
+ * The bytes of a window a user device's bound counts: the data slots, and the
+ * per-file FIFOs (256 of 64 KiB would be as much as the bound itself).
+ */
+static u64 kshim_user_window(const struct devemu_kshim_add *add)
+{
+	return (u64)add->queue_depth * add->slot_size +
+	       (u64)add->file_fifo_count * add->file_fifo_size;
+}
+
+/*
  * What a user device may be (see DEVEMU_KSHIM_ADD_USER): the caller's node,
  * its group one of the caller's, nothing for others, a bounded window.
  */
@@ -311,8 +321,7 @@ static int kshim_check_user(const struct devemu_kshim_add *add)
 	if (!uid_eq(make_kuid(current_user_ns(), add->uid), current_euid()) ||
 	    !in_group_p(make_kgid(current_user_ns(), add->gid)) ||
 	    (add->mode & 0007) ||
-	    (u64)add->queue_depth * add->slot_size >
-		    DEVEMU_KSHIM_USER_WINDOW_MAX)
+	    kshim_user_window(add) > DEVEMU_KSHIM_USER_WINDOW_MAX)
 		return -EPERM;
 	return 0;
 }
@@ -369,6 +378,17 @@ static int kshim_check_add(struct devemu_kshim_add *add, bool attach)
 		return -EINVAL;
 	if (!kshim_fifo_size_valid(add->rx_fifo_size) ||
 	    !kshim_fifo_size_valid(add->tx_fifo_size))
+		return -EINVAL;
+	/* Per-file FIFOs: a bounded count, each of a bounded power-of-2 size. */
+	if (add->file_fifo_count &&
+	    !(add->features & DEVEMU_F_FILE_STREAM))
+		return -EINVAL;
+	if (add->file_fifo_count > DEVEMU_MAX_FILE_FIFOS ||
+	    (!add->file_fifo_count && add->file_fifo_size) ||
+	    (add->file_fifo_count &&
+	     (!add->file_fifo_size ||
+	      !kshim_fifo_size_valid(add->file_fifo_size) ||
+	      add->file_fifo_size > DEVEMU_MAX_FILE_FIFO_SIZE)))
 		return -EINVAL;
 	/* A loop needs both FIFOs, and room in tx for its largest atomic write. */
 	if (add->stream_capacity &&
@@ -512,7 +532,7 @@ static long kshim_attach(struct devemu_kshim_add __user *uarg, bool admin)
 	kdev = kshim_find(add.name, user);
 	/* The window of the new channel is bounded as at ADD. */
 	if (kdev && kdev->user && !admin &&
-	    (u64)add.queue_depth * add.slot_size > DEVEMU_KSHIM_USER_WINDOW_MAX) {
+	    kshim_user_window(&add) > DEVEMU_KSHIM_USER_WINDOW_MAX) {
 		ret = -EPERM;
 		goto out_unlock;
 	}

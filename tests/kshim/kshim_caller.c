@@ -11,9 +11,14 @@
  *     32-bit caller and on none of a 64-bit one (KSHIM_TEST_IOC_CALLER: what
  *     kshim_echo saw);
  *   - the model's status words in sysfs (bytes queued, open files).
+ * With --file-fifo, against kshim_hostile ffifo (per-file FIFOs of 24-byte
+ * records): a 64-bit caller reads its file's records from the FIFO (two in
+ * one read), a 32-bit caller's read goes as a READ request, whose answer is
+ * the first record, taken back from the FIFO (one left for FIONREAD).
  *
- * Usage: kshim_caller NAME (the node is /dev/NAME, served by kshim_echo with
- * every feature). Prints one line per check; exit 0: all passed.
+ * Usage: kshim_caller [--file-fifo] NAME (the node is /dev/NAME, served by
+ * kshim_echo with every feature). Prints one line per check; exit 0: all
+ * passed.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -34,6 +39,28 @@ static void check(int ok, const char *what)
 	printf("%s %s: %s\n", ok ? "ok" : "FAIL", who, what);
 	if (!ok)
 		failures++;
+}
+
+/* The per-file FIFO checks (--file-fifo). */
+static int file_fifo(int fd)
+{
+	char buf[100];
+	int fionread = -1;
+	ssize_t n;
+
+	check(ioctl(fd, KSHIM_TEST_IOC_PUSH, 0xffff0002UL) == 2, "two records pushed into the file's FIFO");
+	check(ioctl(fd, FIONREAD, &fionread) == 0 && fionread == 2 * KSHIM_TEST_RECORD, "FIONREAD: two records");
+	n = read(fd, buf, sizeof(buf));
+	if (sizeof(void *) == 4) {
+		check(n == KSHIM_TEST_RECORD && !memcmp(buf, "f", 1),
+		      "a 32-bit read goes as a request: one record, taken back from the FIFO");
+		check(ioctl(fd, FIONREAD, &fionread) == 0 && fionread == KSHIM_TEST_RECORD,
+		      "FIONREAD: the record the request did not take");
+	} else {
+		check(n == 2 * KSHIM_TEST_RECORD, "a 64-bit read takes both records from the FIFO");
+	}
+	close(fd);
+	return failures ? 1 : 0;
 }
 
 /* The first two status words of /sys/class/devemu/NAME/status_words. */
@@ -63,10 +90,13 @@ int main(int argc, char **argv)
 	uint32_t nread = 0, seen = 0;
 	int fd, fionread = 0;
 
-	if (argc != 2) {
-		fprintf(stderr, "usage: kshim_caller NAME\n");
+	int ffifo = argc == 3 && !strcmp(argv[1], "--file-fifo");
+
+	if (argc != 2 && !ffifo) {
+		fprintf(stderr, "usage: kshim_caller [--file-fifo] NAME\n");
 		return 2;
 	}
+	argv += ffifo;
 	who = compat ? "32-bit caller" : "64-bit caller";
 	snprintf(node, sizeof(node), "/dev/%s", argv[1]);
 	fd = open(node, O_RDWR | O_CLOEXEC);
@@ -75,6 +105,8 @@ int main(int argc, char **argv)
 		return 1;
 	}
 
+	if (ffifo)
+		return file_fifo(fd);
 	check(write(fd, "hello", 5) == 5, "write 5 bytes");
 	check(ioctl(fd, DEVEMU_IOC_NREAD, &nread) == 0 && nread == 5, "DEVEMU_IOC_NREAD (size-encoded) says 5");
 	check(ioctl(fd, FIONREAD, &fionread) == 0 && fionread == 5, "FIONREAD (from the shadow) says 5");

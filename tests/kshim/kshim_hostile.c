@@ -38,6 +38,16 @@
  *            "0123" with discard 4, the next ones "45" with discard 5000 (past
  *            the tail); the second OPEN ends the divert and prints "calls N
  *            waiters N", the receive FIFO's counts the module published
+ *   ffifo    per-file receive FIFOs (3 of 4 KiB, no device-wide ones), an honest
+ *            core: OPEN answers fh 0, 1, 2, ...; records of 24 bytes; the
+ *            test's ioctls (kshim_test.h) push records into a file's FIFO,
+ *            take a file's FIFO back (discard = tail) and divert it; a READ
+ *            request of a file with a FIFO takes its first record (discard),
+ *            any other READ is answered "byreq"
+ *   ffifo-tail the same; the first OPEN moves fh 0's tail 1 GiB ahead (its
+ *            reader gets EIO, the channel is detached)
+ *   ffifo-die the same; the second OPEN fills fh 0's and fh 1's FIFOs with
+ *            records, then exits with them unread (EIO, no warning)
  *
  * Usage: kshim_hostile MODE NAME. Prints "ready" once serving.
  */
@@ -45,6 +55,10 @@
 #include <stdbool.h>
 
 #include "kshim_server.h"
+#include "kshim_test.h"
+
+#define FFIFO_COUNT 3U
+#define FFIFO_SIZE 4096U
 
 static struct ks k;
 static const char *mode;
@@ -249,6 +263,101 @@ static void fifo(struct devemu_sqe *sqe)
 	ks_interrupt(&k);
 }
 
+/* Copies n bytes into (to_ring) or out of fh's per-file ring at index, wrapping. */
+static void ffifo_copy(uint32_t fh, uint32_t index, uint8_t *buf, uint32_t n, bool to_ring)
+{
+	uint8_t *ring = ks_file_data(&k, fh);
+
+	for (uint32_t i = 0; i < n; i++) {
+		uint8_t *b = &ring[(index + i) & (k.file_size - 1)];
+
+		if (to_ring)
+			*b = buf[i];
+		else
+			buf[i] = *b;
+	}
+}
+
+/* Publishes up to n records in fh's FIFO (as many as fit); returns how many. */
+static uint32_t ffifo_push(uint32_t fh, uint32_t n)
+{
+	static uint32_t seq[FFIFO_COUNT];
+	struct devemu_fifo *f = ks_file_ctl(&k, fh);
+	uint32_t tail = f->tail, done;
+	char rec[KSHIM_TEST_RECORD + 1];
+
+	for (done = 0; done < n && tail - ks_load(&f->head) + KSHIM_TEST_RECORD <= k.file_size; done++) {
+		int len = snprintf(rec, sizeof(rec), "f%u r%06u", fh, seq[fh]++);
+
+		memset(rec + len, '.', KSHIM_TEST_RECORD - (size_t)len);
+		rec[KSHIM_TEST_RECORD - 1] = '\n';
+		ffifo_copy(fh, tail, (uint8_t *)rec, KSHIM_TEST_RECORD, true);
+		tail += KSHIM_TEST_RECORD;
+	}
+	ks_store(&f->tail, tail); /* the records before the tail that publishes them */
+	k.isr |= DEVEMU_ISR_STREAM;
+	return done;
+}
+
+static void ffifo(struct devemu_sqe *sqe)
+{
+	struct devemu_fifo *f = sqe->fh < FFIFO_COUNT ? ks_file_ctl(&k, sqe->fh) : NULL;
+	uint32_t fh, n;
+
+	switch (sqe->opcode) {
+	case DEVEMU_OP_CANCEL:
+		return;
+	case DEVEMU_OP_OPEN:
+		fh = n_open++;
+		ks_complete(&k, sqe, (int32_t)fh, 0, 0);
+		if (!strcmp(mode, "ffifo-tail") && fh == 0) {
+			ks_store(&ks_file_ctl(&k, 0)->tail, 1u << 30);
+			k.isr |= DEVEMU_ISR_STREAM;
+		} else if (!strcmp(mode, "ffifo-die") && fh == 1) {
+			ffifo_push(0, 1000);
+			ffifo_push(1, 1000);
+			ks_interrupt(&k);
+			printf("filled\n");
+			fflush(stdout);
+			_exit(3);
+		}
+		break;
+	case DEVEMU_OP_READ:
+		/* The core takes the first record back from the FIFO and hands it over (the module holds its lock). */
+		n = f ? ks_load(&f->tail) - ks_load(&f->head) : 0;
+		if (n >= KSHIM_TEST_RECORD && sqe->len >= KSHIM_TEST_RECORD) {
+			ffifo_copy(sqe->fh, f->head, ks_slot(&k, sqe->tag), KSHIM_TEST_RECORD, false);
+			ks_store(&f->discard, f->head + KSHIM_TEST_RECORD);
+			ks_complete(&k, sqe, (int32_t)KSHIM_TEST_RECORD, 0, 0);
+		} else {
+			n = sqe->len < 5 ? sqe->len : 5;
+			memcpy(ks_slot(&k, sqe->tag), "byreq", n);
+			ks_complete(&k, sqe, (int32_t)n, 0, 0);
+		}
+		break;
+	case DEVEMU_OP_IOCTL:
+		fh = (uint32_t)(sqe->ioctl_arg >> 16) == 0xffff ? sqe->fh : (uint32_t)(sqe->ioctl_arg >> 16);
+		if (sqe->ioctl_cmd == KSHIM_TEST_IOC_PUSH && fh < FFIFO_COUNT) {
+			ks_complete(&k, sqe, (int32_t)ffifo_push(fh, (uint32_t)(sqe->ioctl_arg & 0xffff)), 0, 0);
+		} else if (sqe->ioctl_cmd == KSHIM_TEST_IOC_TAKE && f) {
+			/* The module holds the file's FIFO lock: its head stands still; hand everything back. */
+			n = ks_load(&f->tail) - ks_load(&f->head);
+			ks_store(&f->discard, ks_load(&f->tail));
+			ks_complete(&k, sqe, (int32_t)n, 0, 0);
+		} else if (sqe->ioctl_cmd == KSHIM_TEST_IOC_DIVERT && f) {
+			ks_store(&f->divert, sqe->ioctl_arg ? 1 : 0);
+			k.isr |= DEVEMU_ISR_STREAM;
+			ks_complete(&k, sqe, 0, 0, 0);
+		} else {
+			ks_complete(&k, sqe, -ENOTTY, 0, 0);
+		}
+		break;
+	default:
+		ks_complete(&k, sqe, 0, 0, 0);
+	}
+	ks_interrupt(&k);
+}
+
 /* Prints "hup-seen" once the channel polls POLLHUP and the window says NOSRV (what selftest.py waits for). */
 static void wait_detached(void)
 {
@@ -270,12 +379,15 @@ int main(int argc, char **argv)
 	int ret;
 
 	if (argc != 3) {
-		fprintf(stderr, "usage: kshim_hostile garbage|tail|stall|hup|die|flood|fifo|fifo-tx|fifo-die|fifo-loop|fifo-divert NAME\n");
+		fprintf(stderr, "usage: kshim_hostile garbage|tail|stall|hup|die|flood|fifo|fifo-tx|fifo-die|fifo-loop|fifo-divert|ffifo|ffifo-tail|ffifo-die NAME\n");
 		return 2;
 	}
 	mode = argv[1];
 	signal(SIGPIPE, SIG_IGN);
-	if (!strncmp(mode, "fifo", 4))
+	if (!strncmp(mode, "ffifo", 5))
+		ret = ks_connect_files(&k, argv[2], 0, 8, 4096, DEVEMU_KSHIM_FEATURES, 0666, 0, 0, 0, FFIFO_COUNT,
+				       FFIFO_SIZE);
+	else if (!strncmp(mode, "fifo", 4))
 		ret = ks_connect_fifo(&k, argv[2], 0, 8, 4096, DEVEMU_KSHIM_FEATURES, 0666, 4096, 4096,
 				      strcmp(mode, "fifo-loop") && strcmp(mode, "fifo-divert") ? 0 : 100);
 	else
@@ -289,6 +401,8 @@ int main(int argc, char **argv)
 			k.files[fh].seq = 1; /* an update forever in progress */
 			k.files[fh].revents = k.files[fh].readable = k.files[fh].writable = 0xffffffffu;
 		}
+	for (uint32_t fh = 0; fh < k.file_count; fh++)
+		ks_file_ctl(&k, fh)->record = KSHIM_TEST_RECORD;
 	printf("ready\n");
 	fflush(stdout);
 
@@ -304,7 +418,9 @@ int main(int argc, char **argv)
 			}
 			continue;
 		}
-		if (!strncmp(mode, "fifo", 4)) {
+		if (!strncmp(mode, "ffifo", 5)) {
+			ffifo(&sqe);
+		} else if (!strncmp(mode, "fifo", 4)) {
 			fifo(&sqe);
 		} else if (!strcmp(mode, "garbage")) {
 			garbage(&sqe);

@@ -35,6 +35,8 @@ struct ks {
 	struct devemu_fifo *rx, *tx; /* NULL without stream FIFOs */
 	uint8_t *rx_data, *tx_data;
 	uint32_t rx_size, tx_size;
+	uint8_t *file_fifo; /* the per-file FIFOs' control blocks (NULL: none) */
+	uint32_t file_count, file_size;
 	uint32_t depth, slot, epoch;
 	uint32_t sq_head, cq_tail;
 	uint32_t isr; /* bits to raise with the next interrupt */
@@ -50,9 +52,13 @@ static inline void ks_store(uint32_t *p, uint32_t v)
 	__atomic_store_n(p, v, __ATOMIC_RELEASE);
 }
 
-/* ADD (or ATTACH) NAME with stream FIFOs of rx and tx bytes (0: none) and map its window. Returns 0 or -errno. */
-static inline int ks_connect_fifo(struct ks *k, const char *name, int attach, uint32_t depth, uint32_t slot,
-				  uint64_t features, uint32_t mode, uint32_t rx, uint32_t tx, uint32_t loop)
+/*
+ * ADD (or ATTACH) NAME with stream FIFOs of rx and tx bytes (0: none) and fcount per-file FIFOs of fsize bytes,
+ * and map its window. Returns 0 or -errno.
+ */
+static inline int ks_connect_files(struct ks *k, const char *name, int attach, uint32_t depth, uint32_t slot,
+				   uint64_t features, uint32_t mode, uint32_t rx, uint32_t tx, uint32_t loop,
+				   uint32_t fcount, uint32_t fsize)
 {
 	struct devemu_kshim_add a;
 	struct devemu_regs regs;
@@ -69,6 +75,8 @@ static inline int ks_connect_fifo(struct ks *k, const char *name, int attach, ui
 	a.rx_fifo_size = rx;
 	a.tx_fifo_size = tx;
 	a.stream_capacity = loop;
+	a.file_fifo_count = fcount;
+	a.file_fifo_size = fsize;
 	k->doorbell = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	k->irq = eventfd(0, EFD_CLOEXEC);
 	a.doorbell_fd = k->doorbell;
@@ -93,10 +101,13 @@ static inline int ks_connect_fifo(struct ks *k, const char *name, int attach, ui
 	slot = regs.slot_size;
 	cq = devemu_window_cq_offset(depth);
 	data = devemu_window_data_offset(depth);
-	size = devemu_window_stream_size(depth, slot, regs.rx_fifo_size, regs.tx_fifo_size);
+	size = devemu_window_total_size(depth, slot, regs.rx_fifo_size, regs.tx_fifo_size, regs.file_fifo_count,
+					regs.file_fifo_size);
 	if (regs.magic != DEVEMU_MAGIC || regs.abi_version != DEVEMU_ABI_VERSION || !depth || (depth & (depth - 1)) ||
 	    depth > DEVEMU_MAX_QUEUE_DEPTH || regs.sq_offset != devemu_window_sq_offset() || regs.cq_offset != cq ||
 	    regs.data_offset != data || regs.window_size != size || regs.rx_fifo_size != rx || regs.tx_fifo_size != tx || regs.max_files != DEVEMU_MAX_FILES ||
+	    regs.file_fifo_count != fcount || regs.file_fifo_size != fsize ||
+	    regs.file_fifo_offset != (fcount ? devemu_window_file_fifo_offset(depth, slot, rx, tx) : 0) ||
 	    regs.features_offered != DEVEMU_KSHIM_FEATURES || strncmp(regs.name, name, sizeof(regs.name)) ||
 	    regs.status != 0) {
 		fprintf(stderr, "window registers do not match the layout\n");
@@ -125,9 +136,31 @@ static inline int ks_connect_fifo(struct ks *k, const char *name, int attach, ui
 		k->rx_size = rx;
 		k->tx_size = tx;
 	}
+	if (fcount) {
+		k->file_fifo = k->win + regs.file_fifo_offset;
+		k->file_count = fcount;
+		k->file_size = fsize;
+	}
 	k->regs->features_accepted = features;
 	__atomic_or_fetch(&k->regs->status, DEVEMU_STATUS_ACKNOWLEDGE | DEVEMU_STATUS_DRIVER_OK, __ATOMIC_SEQ_CST);
 	return 0;
+}
+
+static inline int ks_connect_fifo(struct ks *k, const char *name, int attach, uint32_t depth, uint32_t slot,
+				  uint64_t features, uint32_t mode, uint32_t rx, uint32_t tx, uint32_t loop)
+{
+	return ks_connect_files(k, name, attach, depth, slot, features, mode, rx, tx, loop, 0, 0);
+}
+
+/* The control block of fh's per-file FIFO, and its ring. */
+static inline struct devemu_fifo *ks_file_ctl(struct ks *k, uint32_t fh)
+{
+	return (struct devemu_fifo *)(k->file_fifo + (uint64_t)fh * DEVEMU_FIFO_CTRL_SIZE);
+}
+
+static inline uint8_t *ks_file_data(struct ks *k, uint32_t fh)
+{
+	return k->file_fifo + devemu_window_file_fifo_data(k->file_count) + (uint64_t)fh * k->file_size;
 }
 
 static inline int ks_connect(struct ks *k, const char *name, int attach, uint32_t depth, uint32_t slot,

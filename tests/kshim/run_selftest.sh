@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: MIT
 # run_selftest.sh [KO [BUILD]]: the devemu_kshim.ko self-tests, as root on a throw-away kernel (tests/vm/run):
 # insmod KO, the pytest suite tests/kshim (against kshim_echo and kshim_hostile, and a chaos run with devemud
-# if it is built), kshim_caller and kshim_caller32 (64- and 32-bit clients) against kshim_echo, rmmod refused
+# if it is built), kshim_caller and kshim_caller32 (64- and 32-bit clients) against kshim_echo and, with
+# --file-fifo, against kshim_hostile ffifo (per-file FIFOs), rmmod refused
 # while a daemon is attached or a client file is open and clean once they are gone, no window left in /proc/vmallocinfo, no warning in the kernel log. Exit 0: all passed.
 #   KO      default: build/kshim/devemu_kshim.ko
 #   BUILD   the meson build directory (kshim_echo, kshim_hostile, kshim_caller[32] in BUILD/tests/kshim, else
@@ -64,6 +65,17 @@ done
 kill "$echo_pid"
 wait "$echo_pid" 2>/dev/null
 [[ -e /dev/kst-caller ]] && fail "/dev/kst-caller left after kshim_echo -r ended"
+
+echo "== 64-bit and 32-bit callers on per-file FIFOs (kshim_caller --file-fifo) against kshim_hostile ffifo"
+"$bin/kshim_hostile" ffifo kst-callerff >/dev/null 2>&1 &
+hostile_pid=$!
+for _ in $(seq 100); do [[ -e /dev/kst-callerff ]] && break; sleep 0.05; done
+for p in kshim_caller kshim_caller32; do
+	[[ -x $bin/$p ]] && { "$bin/$p" --file-fifo kst-callerff || fail "$p --file-fifo"; }
+done
+kill "$hostile_pid"
+wait "$hostile_pid" 2>/dev/null
+# kst-callerff stays, daemon-less: rmmod below removes it.
 
 echo "== rmmod with a daemon attached, then with a client file open on a device whose daemon is gone"
 "$bin/kshim_echo" kst-rmmod >/dev/null 2>&1 &

@@ -177,13 +177,14 @@ class Kshim:
     # -- control ioctls ---------------------------------------------------------------------
 
     def add_arg(self, name, mode=0o600, uid=0, gid=0, depth=0, slot=0, doorbell=-1, irq=-1, flags=0, features=None,
-                rx=0, tx=0, capacity=0, reserved=None):
+                rx=0, tx=0, capacity=0, file_fifo_count=0, file_fifo_size=0, reserved=None):
         """A struct devemu_kshim_add (all the module's features unless told otherwise)."""
         return self.add_struct.pack(name=name, mode=mode, uid=uid, gid=gid, queue_depth=depth, slot_size=slot,
                                     doorbell_fd=doorbell, irq_fd=irq, flags=flags,
                                     features=self.abi.DEVEMU_KSHIM_FEATURES if features is None else features,
                                     rx_fifo_size=rx, tx_fifo_size=tx, stream_capacity=capacity,
-                                    reserved=reserved or (0,) * 5)
+                                    file_fifo_count=file_fifo_count, file_fifo_size=file_fifo_size,
+                                    reserved=reserved or (0,) * 3)
 
     def name_arg(self, name):
         """The REMOVE argument: the name in DEVEMU_DEVICE_NAME_MAX bytes."""
@@ -392,7 +393,7 @@ def test_control_validation(kshim, abi):
             ("slot 1000", k.add_arg("kst-v", slot=1000, **ok), errno.EINVAL),
             ("slot 2M", k.add_arg("kst-v", slot=2 * abi.DEVEMU_MAX_SLOT_SIZE, **ok), errno.EINVAL),
             ("flags", k.add_arg("kst-v", flags=2, **ok), errno.EINVAL),
-            ("reserved", k.add_arg("kst-v", reserved=(0, 0, 0, 0, 1), **ok), errno.EINVAL),
+            ("reserved", k.add_arg("kst-v", reserved=(0, 0, 1), **ok), errno.EINVAL),
             ("loop without FIFOs", k.add_arg("kst-v", capacity=4096, **ok), errno.EINVAL),
             ("loop without rx", k.add_arg("kst-v", tx=4096, capacity=4096, **ok), errno.EINVAL),
             ("loop larger than tx", k.add_arg("kst-v", rx=4096, tx=4096, capacity=4097, **ok), errno.EINVAL),
@@ -401,6 +402,19 @@ def test_control_validation(kshim, abi):
             ("tx FIFO 8M", k.add_arg("kst-v", tx=2 * abi.DEVEMU_MAX_FIFO_SIZE, **ok), errno.EINVAL),
             ("FIFO without the stream feature",
              k.add_arg("kst-v", rx=4096, features=abi.DEVEMU_KSHIM_FEATURES & ~abi.DEVEMU_F_STREAM, **ok),
+             errno.EINVAL),
+            ("per-file FIFOs without the feature",
+             k.add_arg("kst-v", file_fifo_count=2, file_fifo_size=4096,
+                       features=abi.DEVEMU_KSHIM_FEATURES & ~abi.DEVEMU_F_FILE_STREAM, **ok), errno.EINVAL),
+            ("per-file FIFO count 257",
+             k.add_arg("kst-v", file_fifo_count=abi.DEVEMU_MAX_FILE_FIFOS + 1, file_fifo_size=4096, **ok),
+             errno.EINVAL),
+            ("per-file FIFO size without a count", k.add_arg("kst-v", file_fifo_size=4096, **ok), errno.EINVAL),
+            ("per-file FIFO count without a size", k.add_arg("kst-v", file_fifo_count=1, **ok), errno.EINVAL),
+            ("per-file FIFO 5000", k.add_arg("kst-v", file_fifo_count=1, file_fifo_size=5000, **ok), errno.EINVAL),
+            ("per-file FIFO 2K", k.add_arg("kst-v", file_fifo_count=1, file_fifo_size=2048, **ok), errno.EINVAL),
+            ("per-file FIFO 128K",
+             k.add_arg("kst-v", file_fifo_count=1, file_fifo_size=2 * abi.DEVEMU_MAX_FILE_FIFO_SIZE, **ok),
              errno.EINVAL),
             ("features", k.add_arg("kst-v", features=1 << 10, **ok), errno.EINVAL),
             ("mode", k.add_arg("kst-v", mode=0o4666, **ok), errno.EINVAL),
@@ -547,10 +561,12 @@ def test_user_devices(kshim, abi):
             ("add", mine(alice, "kst-u", gid=0)),              # a group it is not in
             ("add", mine(alice, "kst-u", mode=0o604)),         # access for others
             ("add", mine(alice, "kst-u", depth=256, slot=1 << 20)),   # a 256 MiB window
+            ("add", mine(alice, "kst-u", depth=16, slot=1 << 20,  # 16 MiB of slots and a per-file FIFO
+                         file_fifo_count=1, file_fifo_size=4096)),
             ("add", mine(alice, "kst-u", mode=0o660)),         # fine
             ("add", mine(alice, "kst-u")),                     # its own name twice
         ])
-        assert res == [errno.EPERM] * 5 + [0, errno.EEXIST], f"alice's ADDs: {res}"
+        assert res == [errno.EPERM] * 6 + [0, errno.EEXIST], f"alice's ADDs: {res}"
         st_node = os.stat(f"/dev/{abi.DEVEMU_KSHIM_USER_DIR}/{alice}/kst-u")
         assert (st_node.st_uid, st_node.st_gid, st_node.st_mode & 0o777) == (alice, alice, 0o660)
         assert not os.path.exists("/dev/kst-u"), "a user device's node landed in /dev"
@@ -1400,4 +1416,139 @@ def test_hostile_fifo_die(kshim):
         expect_errno(lambda: os.read(fd, 100), errno.EIO, "read of a dead daemon's FIFO")
     finally:
         os.close(fd)
+    k.remove(name)
+
+
+def file_record(abi, fh, seq):
+    """kshim_hostile's seq-th record for fh in its per-file FIFO modes (tests/kshim/kshim_test.h)."""
+    return (f"f{fh} r{seq:06d}".ljust(abi.KSHIM_TEST_RECORD - 1, ".") + "\n").encode()
+
+
+def test_file_fifos(kshim, abi):
+    """Per-file receive FIFOs (DEVEMU_F_FILE_STREAM, 3 FIFOs, records of 24 bytes): each file reads only
+    its own records, whole ones, from the window; empty blocks (woken by the daemon's interrupt), gives
+    EAGAIN or EINTR; poll and FIONREAD follow the fill; a diverted file reads by request, the core taking
+    the first record back; an ioctl during which the core takes the queue back leaves nothing to read
+    twice; a file with fh >= count reads by request; a detach wakes a blocked reader with EIO."""
+    k = kshim
+    name, path = "kst-ffifo", "/dev/kst-ffifo"
+    rec = lambda fh, seq: file_record(abi, fh, seq)  # noqa: E731
+    s = k.hostile("ffifo", name)
+
+    def push(fd, fh, n):
+        return fcntl.ioctl(fd, abi.KSHIM_TEST_IOC_PUSH, (fh << 16) | n)
+
+    fds = []
+    try:
+        fd0 = os.open(path, os.O_RDWR)
+        fds.append(fd0)
+        fd1 = os.open(path, os.O_RDWR)
+        fds.append(fd1)
+        assert (push(fd0, 0, 2), push(fd0, 1, 1)) == (2, 1), "records pushed"
+        assert (fionread(fd0), fionread(fd1)) == (48, 24), "FIONREAD: each file's own FIFO fill"
+        p = select.poll()
+        p.register(fd0, select.POLLIN)
+        assert p.poll(0) == [(fd0, select.POLLIN)], "POLLIN with records queued"
+        expect_errno(lambda: os.read(fd0, abi.KSHIM_TEST_RECORD - 1), errno.EINVAL, "read below the record")
+        assert os.read(fd1, 50) == rec(1, 0), "fh 1 reads its own record only"
+        assert os.read(fd0, 50) == rec(0, 0) + rec(0, 1), "read(50): two whole records"
+        assert p.poll(0) == [], "POLLIN with the FIFO empty"
+        os.set_blocking(fd1, False)
+        expect_errno(lambda: os.read(fd1, 100), errno.EAGAIN, "O_NONBLOCK read of an empty FIFO")
+        assert fionread(fd1) == 0
+
+        # A blocked read, woken by the interrupt that publishes its record (pushed through another file).
+        c = k.child(lambda: ("read", os.read(fd0, 100)))
+        c.wait_blocked([READ])
+        push(fd1, 0, 1)
+        assert c.result(10) == ("read", rec(0, 2)), "the blocked reader after the push"
+        assert raw_call_interrupted("read", fd0, None, 100) == ("read", -1, errno.EINTR), "a signal in the wait"
+
+        # Diverted: a read goes as a READ request; the core takes the first record back (discard).
+        push(fd1, 0, 2)
+        before = k.requests(name)["read"]
+        fcntl.ioctl(fd0, abi.KSHIM_TEST_IOC_DIVERT, 1)
+        assert os.read(fd0, 100) == rec(0, 3), "a diverted read: the record the core took back"
+        assert k.requests(name)["read"] == before + 1, "a diverted read is a request"
+        fcntl.ioctl(fd0, abi.KSHIM_TEST_IOC_DIVERT, 0)
+        assert os.read(fd0, 100) == rec(0, 4), "after the divert, from the FIFO, no duplicate"
+        assert k.requests(name)["read"] == before + 1, "a FIFO read is no request"
+
+        # An ioctl while the core takes the file's queue back: nothing left to read twice.
+        assert push(fd0, 1, 3) == 3
+        assert fionread(fd1) == 72
+        assert fcntl.ioctl(fd1, abi.KSHIM_TEST_IOC_TAKE) == 72, "the bytes the core took back"
+        assert fionread(fd1) == 0, "FIONREAD after the take-back"
+        expect_errno(lambda: os.read(fd1, 100), errno.EAGAIN, "read after the take-back")
+        push(fd0, 1, 1)
+        assert os.read(fd1, 100) == rec(1, 4), "the next record, none of those taken back"
+
+        # fh 2 has the last FIFO; fh 3 none: its reads are requests, whatever the FIFOs hold.
+        fd2 = os.open(path, os.O_RDWR | os.O_NONBLOCK)
+        fds.append(fd2)
+        fd3 = os.open(path, os.O_RDWR | os.O_NONBLOCK)
+        fds.append(fd3)
+        push(fd0, 2, 1)
+        before = k.requests(name)["read"]
+        assert os.read(fd3, 100) == b"byreq", "a file without a FIFO reads by request"
+        assert k.requests(name)["read"] == before + 1
+        assert (fionread(fd2), fionread(fd3)) == (24, 0), "fh 2's FIFO untouched by fh 3's read"
+        assert os.read(fd2, 100) == rec(2, 0)
+
+        # The daemon goes away: a reader blocked on its FIFO gets EIO.
+        os.set_blocking(fd1, True)
+        c = k.child(lambda: ("read", os.read(fd1, 100)))
+        c.wait_blocked([READ])
+        s.kill()
+        assert c.result(10) == ("error", "EIO"), "a reader blocked on a per-file FIFO at detach"
+        assert k.sysfs(name, "state") == "nosrv"
+        assert k.counter(name, "protocol_errors") == 0, "an honest daemon broke the protocol"
+    finally:
+        for fd in fds:
+            os.close(fd)
+        if s.p.poll() is None:
+            s.kill()
+    k.remove(name)
+
+
+def test_hostile_file_fifo_tail(kshim):
+    """A per-file FIFO's tail 1 GiB ahead: poll and FIONREAD see nothing, the read detaches (EIO)."""
+    k = kshim
+    name, path = "kst-ffifotail", "/dev/kst-ffifotail"
+    s = k.hostile("ffifo-tail", name)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_NONBLOCK)
+        try:
+            assert fionread(fd) == 0, "FIONREAD of a FIFO whose tail is out of range"
+            p = select.poll()
+            p.register(fd, select.POLLIN)
+            assert p.poll(0) == [], "POLLIN from a FIFO whose tail is out of range"
+            expect_errno(lambda: os.read(fd, 100), errno.EIO, "read after a runaway per-file tail")
+        finally:
+            os.close(fd)
+        assert k.sysfs(name, "state") == "nosrv", "state after a runaway per-file tail"
+        assert k.counter(name, "protocol_errors") >= 1, "the runaway tail was not counted"
+    finally:
+        s.kill()
+    k.remove(name)
+
+
+def test_hostile_file_fifo_die(kshim):
+    """A daemon that dies with records in two files' FIFOs: they are dropped, both readers get EIO."""
+    k = kshim
+    name, path = "kst-ffifodie", "/dev/kst-ffifodie"
+    s = k.hostile("ffifo-die", name)
+    fd0 = os.open(path, os.O_RDONLY)
+    try:
+        fd1 = os.open(path, os.O_RDONLY)
+        try:
+            assert s.readline(10) == "filled"
+            assert s.wait(10) == 3, "kshim_hostile ffifo-die exit status"
+            wait_for(lambda: k.sysfs(name, "state") == "nosrv", 10, "detach after the daemon died")
+            for fd in (fd0, fd1):
+                expect_errno(lambda: os.read(fd, 100), errno.EIO, "read of a dead daemon's per-file FIFO")
+        finally:
+            os.close(fd1)
+    finally:
+        os.close(fd0)
     k.remove(name)

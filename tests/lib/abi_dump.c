@@ -106,6 +106,10 @@ int main(int argc, char **argv)
 	CONST(DEVEMU_SQE_F_CAPS);
 	CONST(DEVEMU_MIN_FIFO_SIZE);
 	CONST(DEVEMU_MAX_FIFO_SIZE);
+	CONST(DEVEMU_F_FILE_STREAM);
+	CONST(DEVEMU_MAX_FILE_FIFOS);
+	CONST(DEVEMU_MAX_FILE_FIFO_SIZE);
+	CONST(KSHIM_TEST_RECORD);
 	CONST(KSHIM_TEST_REV_MAX);
 	CONST(DEVEMU_KSHIM_ADD_USER);
 	CONST(DEVEMU_KSHIM_USER_WINDOW_MAX);
@@ -120,6 +124,9 @@ int main(int argc, char **argv)
 	CONST(DEVEMU_KSHIM_IOC_ATTACH);
 	CONST(DEVEMU_KSHIM_IOC_REMOVE);
 	CONST(KSHIM_TEST_IOC_REVERSE);
+	CONST(KSHIM_TEST_IOC_PUSH);
+	CONST(KSHIM_TEST_IOC_TAKE);
+	CONST(KSHIM_TEST_IOC_DIVERT);
 	CONST(KSHIM_TEST_IOC_CALLER);
 	printf("\n  },");
 
@@ -144,6 +151,9 @@ int main(int argc, char **argv)
 	FIELD(devemu_regs, rx_fifo_size);
 	FIELD(devemu_regs, tx_fifo_size);
 	FIELD(devemu_regs, fifo_offset);
+	FIELD(devemu_regs, file_fifo_count);
+	FIELD(devemu_regs, file_fifo_size);
+	FIELD(devemu_regs, file_fifo_offset);
 	end_struct();
 	begin_struct("devemu_ring", sizeof(struct devemu_ring));
 	FIELD(devemu_ring, head);
@@ -170,6 +180,8 @@ int main(int argc, char **argv)
 	FIELD(devemu_kshim_add, rx_fifo_size);
 	FIELD(devemu_kshim_add, tx_fifo_size);
 	FIELD(devemu_kshim_add, stream_capacity);
+	FIELD(devemu_kshim_add, file_fifo_count);
+	FIELD(devemu_kshim_add, file_fifo_size);
 	FIELD(devemu_kshim_add, reserved);
 	end_struct();
 	begin_struct("kshim_test_rev", sizeof(struct kshim_test_rev));
