@@ -796,6 +796,21 @@ static u32 kshim_fifo_peek(struct kshim_fifo *f, bool rx)
 }
 
 /*
+ * A per-file FIFO's bytes as the caller counts them: a 32-bit caller's
+ * records are compat_record bytes each (uapi: Per-file receive FIFOs), its
+ * reads go by request in that layout. Both sizes only scale a count here.
+ */
+static u32 kshim_fifo_caller_bytes(struct kshim_fifo *f, u32 fill)
+{
+	u32 record = kshim_fifo_record(f);
+	u32 compat = clamp_t(u32, READ_ONCE(f->ctl->compat_record), 0, record);
+
+	if (!in_compat_syscall() || !compat)
+		return fill;
+	return fill / record * compat;
+}
+
+/*
  * Readiness of the directions served by FIFOs (rx: the file's receive FIFO,
  * its own or the device-wide one) comes from their fill; while the core
  * diverts a direction, also from the shadow (the core puts the model's
@@ -1043,7 +1058,7 @@ static long kshim_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		readable = 0;
 		if (ch->features & DEVEMU_F_SHADOW_POLL)
 			kshim_shadow_read(ch, kf->fh, &readable);
-		readable = kshim_fifo_peek(f, true) +
+		readable = kshim_fifo_caller_bytes(f, kshim_fifo_peek(f, true)) +
 			   min_t(u32, readable, INT_MAX);
 		ret = put_user(min_t(u32, readable, INT_MAX),
 			       (int __user *)arg);

@@ -27,6 +27,7 @@ void DeviceCore::attachFileFifos(AttachedWindow &aw)
 		ff.callsSeen = f.calls;
 		ff.divert = f.divert;
 		f.record = record;
+		f.compat_record = stream_.fileRecordCompat;
 		f.watermark = w.fileFifoSize() / 2;
 	}
 }

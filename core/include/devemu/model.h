@@ -273,6 +273,8 @@ struct StreamSpec {
 	 * file, so that those always see the file's whole queue. Independent of rx/tx above.
 	 */
 	uint32_t fileRecord = 0;
+	/* A record's size for a 32-bit caller, 0: the same (evdev: 16); the kernel shim's FIONREAD counts in it. */
+	uint32_t fileRecordCompat = 0;
 	/* The per-file FIFOs' size (a power of two, 4 KiB .. 64 KiB); 0: 4 KiB. */
 	uint32_t fileFifoSize = 0;
 };

@@ -210,6 +210,7 @@ public:
 	{
 		StreamSpec spec;
 		spec.fileRecord = kEventSize;
+		spec.fileRecordCompat = sizeof(Event32);
 		spec.fileFifoSize = std::clamp<uint32_t>(std::bit_ceil(static_cast<uint32_t>(queueSize_ * kEventSize)),
 							 DEVEMU_MIN_FIFO_SIZE, DEVEMU_MAX_FILE_FIFO_SIZE);
 		return spec;

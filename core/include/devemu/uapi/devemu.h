@@ -258,7 +258,8 @@ struct devemu_ring {
  * and FIONREAD from its FIFO's fill, the rest (and, while diverted, POLLIN
  * too) from the file's shadow, as for a diverted rx.
  * - Records are in the native (64-bit) layout: a compat (32-bit) caller's
- *   read goes as a READ request.
+ *   read goes as a READ request, and its FIONREAD counts the FIFO's records
+ *   at compat_record bytes each (evdev: 16 for 24).
  * - The core takes back: while a READ or IOCTL request of a file with a FIFO
  *   is in flight, the driver holds that FIFO's lock (no read moves its head),
  *   so the core may take the bytes the FIFO holds back into the model (a
@@ -284,7 +285,8 @@ struct devemu_fifo {
 	__u32 calls; /* driver: read()/write() calls served from this FIFO, free-running (statistics) */
 	__u32 waiters; /* driver: callers blocked on this FIFO now */
 	__u32 nowait; /* rx, core: non-zero: a read of an empty rx returns 0 at once (a tty's VMIN 0, VTIME 0) */
-	__u8 pad2[24];
+	__u32 compat_record; /* per-file rx, core: a record's size for a 32-bit caller (0: record), for its FIONREAD */
+	__u8 pad2[20];
 };
 #define DEVEMU_FIFO_CTRL_SIZE 256U /* rx control block at fifo_offset, tx at + this */
 #define DEVEMU_MIN_FIFO_SIZE 4096U
