@@ -28,7 +28,8 @@ std::string SerialModel::info() const
 	return fmt::format(
 		"far={} peer={} dtr={} rts={} out1={} out2={} loop={} cts={} dsr={} dcd={} ri={} baud={} divisor={} "
 		"data={} parity={} stop={} break={} ier={:#04x} iir={:#04x} fcr={:#04x} lcr={:#04x} mcr={:#04x} "
-		"lsr={:#04x} msr={:#04x} inq={} outq={} opens={} rx={} tx={} sent={} overrun={} buf_overrun={} lost={}",
+		"lsr={:#04x} msr={:#04x} inq={} outq={} opens={} rx={} tx={} sent={} overrun={} buf_overrun={} lost={} "
+		"tx_dropped={}",
 		far, far_ ? (far_->peerConnected() ? "connected" : "none") : "loopback", (out & UART_MCR_DTR) ? 1 : 0,
 		(out & UART_MCR_RTS) ? 1 : 0, (out & UART_MCR_OUT1) ? 1 : 0, (out & UART_MCR_OUT2) ? 1 : 0,
 		uart_.loop() ? 1 : 0, (m & UART_MSR_CTS) ? 1 : 0, (m & UART_MSR_DSR) ? 1 : 0,
@@ -36,7 +37,7 @@ std::string SerialModel::info() const
 		uart_.wordLength(), parity, (l & UART_LCR_STOP) ? 2 : 1, uart_.breakOn() ? 1 : 0, uart_.ierValue(),
 		uart_.peek(UART_IIR), uart_.fcrValue(), l, uart_.mcrValue(), uart_.peek(UART_LSR), m, inq(),
 		xmit_.size(), opens_, icount_.rx, icount_.tx, farSent_, icount_.overrun, icount_.buf_overrun,
-		far_ ? far_->lost() : 0);
+		far_ ? far_->lost() : 0, uart_.txDropped());
 }
 
 int SerialModel::inject(const std::vector<std::string> &args, std::string &reply)

@@ -200,7 +200,13 @@ void SerialModel::service()
 		if (lsrv & (UART_LSR_DR | UART_LSR_BI))
 			lsrv = rxChars(lsrv);
 		modemStatus();
-		if ((lsrv & UART_LSR_THRE) && (ier_ & UART_IER_THRI))
+		/*
+		 * THRE as of now, not as rxChars found it: n_tty's input processing runs inside rxChars
+		 * here (in the kernel later, from the flip buffer's work) and may have started
+		 * transmission meanwhile (a START received, an echo), and a character written to a
+		 * full FIFO is lost.
+		 */
+		if ((uart_.peek(UART_LSR) & UART_LSR_THRE) && (ier_ & UART_IER_THRI))
 			txChars();
 	}
 }
