@@ -118,8 +118,8 @@ bool DeviceCore::pumpFileFifo(AttachedWindow &aw, OpenFile &file)
 		/* The driver's own head, not a discard it has yet to act on: it may still be copying from there. */
 		uint32_t fill = ff.tail - head;
 		if (fill > size) {
-			DEVEMU_LOG(Error, name_, "receive FIFO of file {}: head {} out of range (tail {})", file.fh, head,
-				   ff.tail);
+			DEVEMU_LOG(Error, name_, "receive FIFO of file {}: head {} out of range (tail {})", file.fh,
+				   head, ff.tail);
 			return false;
 		}
 		uint32_t space = size - fill;

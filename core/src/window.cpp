@@ -34,9 +34,9 @@ WindowLayout WindowLayout::of(const WindowGeometry &g)
 	l.cqOffset = devemu_window_cq_offset(g.queueDepth);
 	l.dataOffset = devemu_window_data_offset(g.queueDepth);
 	l.fifoOffset = g.rxFifoSize || g.txFifoSize ? devemu_window_fifo_offset(g.queueDepth, g.slotSize) : 0;
-	l.fileFifoOffset = g.fileFifoCount ? devemu_window_file_fifo_offset(g.queueDepth, g.slotSize, g.rxFifoSize,
-									     g.txFifoSize)
-					   : 0;
+	l.fileFifoOffset =
+		g.fileFifoCount ? devemu_window_file_fifo_offset(g.queueDepth, g.slotSize, g.rxFifoSize, g.txFifoSize)
+				: 0;
 	l.size = devemu_window_total_size(g.queueDepth, g.slotSize, g.rxFifoSize, g.txFifoSize, g.fileFifoCount,
 					  g.fileFifoSize);
 	return l;
@@ -87,8 +87,9 @@ int Window::map(UniqueFD fd, size_t size)
 int Window::create(const WindowGeometry &g, std::string_view name, uint32_t deviceId, Window &out)
 {
 	if (!isPowerOfTwo(g.queueDepth) || g.queueDepth > DEVEMU_MAX_QUEUE_DEPTH || g.slotSize < DEVEMU_WINDOW_PAGE ||
-	    g.slotSize > DEVEMU_MAX_SLOT_SIZE || name.size() >= DEVEMU_DEVICE_NAME_MAX || !fifoSizeValid(g.rxFifoSize) ||
-	    !fifoSizeValid(g.txFifoSize) || !fileFifosValid(g.fileFifoCount, g.fileFifoSize))
+	    g.slotSize > DEVEMU_MAX_SLOT_SIZE || name.size() >= DEVEMU_DEVICE_NAME_MAX ||
+	    !fifoSizeValid(g.rxFifoSize) || !fifoSizeValid(g.txFifoSize) ||
+	    !fileFifosValid(g.fileFifoCount, g.fileFifoSize))
 		return -EINVAL;
 	WindowLayout l = WindowLayout::of(g);
 	std::string memfdName = "devemu-window-" + std::string(name);
@@ -138,10 +139,11 @@ int Window::attach(UniqueFD fd, Window &out)
 	munmap(p, sizeof(regs));
 	if (regs.magic != DEVEMU_MAGIC || regs.abi_version != DEVEMU_ABI_VERSION)
 		return -EPROTO;
-	WindowGeometry g{ regs.queue_depth,	regs.slot_size,	      regs.rx_fifo_size,
-			  regs.tx_fifo_size,	regs.file_fifo_count, regs.file_fifo_size };
+	WindowGeometry g{ regs.queue_depth,  regs.slot_size,	   regs.rx_fifo_size,
+			  regs.tx_fifo_size, regs.file_fifo_count, regs.file_fifo_size };
 	if (!isPowerOfTwo(g.queueDepth) || g.queueDepth > DEVEMU_MAX_QUEUE_DEPTH || g.slotSize > DEVEMU_MAX_SLOT_SIZE ||
-	    !fifoSizeValid(g.rxFifoSize) || !fifoSizeValid(g.txFifoSize) || !fileFifosValid(g.fileFifoCount, g.fileFifoSize))
+	    !fifoSizeValid(g.rxFifoSize) || !fifoSizeValid(g.txFifoSize) ||
+	    !fileFifosValid(g.fileFifoCount, g.fileFifoSize))
 		return -EPROTO;
 	WindowLayout l = WindowLayout::of(g);
 	if (regs.sq_offset != l.sqOffset || regs.cq_offset != l.cqOffset || regs.data_offset != l.dataOffset ||

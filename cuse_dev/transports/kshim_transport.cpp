@@ -155,7 +155,8 @@ int KshimTransport::start(ReadyHandler onReady, EndHandler onEnd, std::string &e
 				add.file_fifo_size = fileSize;
 			} else {
 				DEVEMU_LOG(Warning, parts_.node.name,
-					   "reads by requests (per-file FIFO of {} bytes: not a power of two up to 64 KiB)",
+					   "reads by requests (per-file FIFO of {} bytes: not a power of two up to 64 "
+					   "KiB)",
 					   fileSize);
 			}
 		}

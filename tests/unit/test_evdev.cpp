@@ -704,9 +704,10 @@ namespace {
 struct ShimInput : Input {
 	explicit ShimInput(std::initializer_list<std::pair<std::string, std::string>> options = {}) : Input(options)
 	{
-		fifoWindow.emplace(*h.core_, "fifo",
-				   WindowGeometry{ DEVEMU_DEFAULT_QUEUE_DEPTH, DEVEMU_DEFAULT_SLOT_SIZE, 0, 0, 4, 4096 },
-				   DEVEMU_F_FILE_STREAM);
+		fifoWindow.emplace(
+			*h.core_, "fifo",
+			WindowGeometry{ DEVEMU_DEFAULT_QUEUE_DEPTH, DEVEMU_DEFAULT_SLOT_SIZE, 0, 0, 4, 4096 },
+			DEVEMU_F_FILE_STREAM);
 		REQUIRE((window().regs().features_accepted & DEVEMU_F_FILE_STREAM) != 0);
 		h.driver_ = &fifoWindow->driver();
 	}
@@ -744,7 +745,8 @@ struct ShimInput : Input {
 
 } // namespace
 
-TEST_CASE("evdev on per-file FIFOs: each file's complete packets go to its own FIFO as 24-byte records, across the wrap")
+TEST_CASE(
+	"evdev on per-file FIFOs: each file's complete packets go to its own FIFO as 24-byte records, across the wrap")
 {
 	ShimInput in({ { "scan", "off" } });
 	uint32_t a = in.open(), b = in.open();
@@ -776,7 +778,8 @@ TEST_CASE("evdev on per-file FIFOs: each file's complete packets go to its own F
 	CHECK(in.h.core_->stats().bytesOut >= 61 * 4 * 24);
 }
 
-TEST_CASE("evdev on per-file FIFOs: a request of the file takes its FIFO back first, so ioctls and compat reads see the whole queue")
+TEST_CASE("evdev on per-file FIFOs: a request of the file takes its FIFO back first, so ioctls and compat reads see "
+	  "the whole queue")
 {
 	ShimInput in({ { "scan", "off" } });
 	uint32_t a = in.open();
@@ -821,7 +824,8 @@ TEST_CASE("evdev on per-file FIFOs: a full queue counts the FIFO's events and dr
 	CHECK(in.take(a) == std::vector<Ev>{ { EV_KEY, KEY_C, 1 }, kSyn, { EV_KEY, KEY_C, 0 }, kSyn });
 }
 
-TEST_CASE("evdev on per-file FIFOs: a revoked file is diverted to requests; a reused fh starts empty; files past the count read by request")
+TEST_CASE("evdev on per-file FIFOs: a revoked file is diverted to requests; a reused fh starts empty; files past the "
+	  "count read by request")
 {
 	ShimInput in({ { "scan", "off" } });
 	uint32_t a = in.open(), b = in.open();

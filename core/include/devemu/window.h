@@ -146,7 +146,8 @@ public:
 	uint32_t fileFifoSize() const { return geometry_.fileFifoSize; }
 	devemu_fifo &fileFifo(uint32_t fh) const
 	{
-		return *reinterpret_cast<devemu_fifo *>(base_ + layout_.fileFifoOffset + uint64_t(fh) * DEVEMU_FIFO_CTRL_SIZE);
+		return *reinterpret_cast<devemu_fifo *>(base_ + layout_.fileFifoOffset +
+							uint64_t(fh) * DEVEMU_FIFO_CTRL_SIZE);
 	}
 	std::span<std::byte> fileFifoData(uint32_t fh) const
 	{
