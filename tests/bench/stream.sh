@@ -4,9 +4,8 @@
 # on each transport available (CUSE, the kernel shim with its stream FIFOs and with fifo=off), per write size; a
 # table with the ratio to the pipe and, for the kernel shim, the daemon wake-ups per MB. The serial model on its
 # loopback plug (pace=none, raw, XON/XOFF: its own STOP comes back to it, so a reader that falls behind slows the
-# writer instead of losing bytes) runs the same way with BENCH_STREAM_MODELS=serial; not by default yet: its
-# fifo=on row can stall with bytes counted as transmitted that never reach the wire (a row that does not finish
-# prints "failed"). Run it inside tests/vm (tests/bench/vm.sh --stream).
+# writer instead of losing bytes) runs the same way with BENCH_STREAM_MODELS="loopback serial". A row that does
+# not finish (a stream that lost bytes) prints "failed". Run it inside tests/vm (tests/bench/vm.sh --stream).
 #
 # Environment: BENCH_SECONDS (default 1), BENCH_SIZES (default "1 4096"), BENCH_STREAM_MODELS ("loopback",
 # the default, and/or "serial"), DEVEMUD, BENCH_DIR as run.sh.
